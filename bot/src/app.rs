@@ -1,0 +1,258 @@
+//! Wiring: builds the store, the ledger, the chat platform, the dispatcher
+//! and the HTTP server from a [`Config`], and runs them until shutdown.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+use crate::chat::console::{Console, Sink};
+use crate::chat::handler::{self, CommandContext};
+use crate::chat::messages::Messages;
+use crate::config::Config;
+use crate::domain::State;
+use crate::domain::time::{Clock, Millis, SystemClock};
+use crate::http::{self, AppState};
+use crate::incident::{Change, Ledger, Rules};
+use crate::outbox::Dispatcher;
+use crate::store::{ConnectOptions, Store};
+use crate::telemetry;
+
+/// A built, not yet running, firstline.
+pub struct App {
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    store: Store,
+    dispatcher: Dispatcher<Console>,
+    commands: CommandContext,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+/// Connects to the configured store and applies its migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let s = &config.settings.store;
+    let store = Store::connect(&ConnectOptions {
+        url: s.url.clone(),
+        max_connections: s.max_connections,
+        sqlite_full_sync: s.sqlite_synchronous == "full",
+    })
+    .await
+    .with_context(|| format!("cannot open the store at {}", redact_url(&s.url)))?;
+    store.migrate().await.context("cannot apply migrations")?;
+    Ok(store)
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl App {
+    /// Builds everything and binds the listener (port 0 picks a free one).
+    pub async fn build(config: Config, sink: Sink) -> anyhow::Result<App> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store = open_store(&config).await?;
+        let messages = Messages::new(config.timezone);
+        let rules = Arc::new(Rules {
+            group_by: config.settings.incidents.group_by.clone(),
+            severity_map: config.severity_map.clone(),
+            default_severity: config.default_severity,
+            on_all_alerts_resolved: if config.settings.incidents.on_all_alerts_resolved
+                == "resolved"
+            {
+                State::Resolved
+            } else {
+                State::Mitigated
+            },
+            channel: config.settings.chat.channel.clone(),
+            messages: messages.clone(),
+        });
+        let wake = Arc::new(Notify::new());
+        let (ledger, writer) = Ledger::start(
+            store.clone(),
+            rules,
+            clock.clone(),
+            wake.clone(),
+            config.settings.intake.queue_capacity,
+            config.settings.store.batch_max,
+        );
+        let console = Arc::new(Console::new(store.clone(), clock.clone(), sink));
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            console,
+            clock.clone(),
+            config.settings.outbox.clone(),
+            wake,
+        );
+        let commands = CommandContext {
+            ledger: ledger.clone(),
+            store: store.clone(),
+            messages: messages.clone(),
+        };
+        let state = AppState {
+            store: store.clone(),
+            ledger,
+            messages,
+            tokens: Arc::new(config.tokens.clone()),
+            max_body_bytes: config.settings.server.max_body_bytes,
+            commands: commands.clone(),
+            metrics: telemetry::metrics_handle(),
+        };
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;
+        Ok(App {
+            listener,
+            router: http::router(state),
+            store,
+            dispatcher,
+            commands,
+            config,
+            clock,
+            writer,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until `shutdown` resolves, then stops the background tasks.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let App {
+            listener,
+            router,
+            store,
+            dispatcher,
+            commands,
+            config,
+            clock,
+            writer,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let dispatcher = tokio::spawn(dispatcher.run(stop_rx.clone()));
+        let janitor = tokio::spawn(prune_receipts(
+            store.clone(),
+            clock.clone(),
+            config.clone(),
+            stop_rx.clone(),
+        ));
+        if config.settings.chat.console_stdin && std::io::stdin().is_terminal() {
+            tokio::spawn(console_stdin(commands.clone(), stop_rx.clone()));
+        }
+        info!(addr = %listener.local_addr()?, store = store.backend(), platform = "console", "firstline is serving");
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("HTTP server failed")?;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+        let _ = dispatcher.await;
+        let _ = janitor.await;
+        drop(commands);
+        writer.abort();
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// Applies seed 000's receipt rules: TTL days, then a MAX count, oldest
+/// first; at start-up and every minute.
+async fn prune_receipts(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: Config,
+    mut stop: watch::Receiver<bool>,
+) {
+    let ttl_ms = config.settings.intake.receipt_ttl_days as i64 * 86_400_000;
+    let max = config.settings.intake.max_receipts as i64;
+    loop {
+        match store
+            .prune_receipts(Millis(clock.now().0 - ttl_ms), max)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => info!(
+                pruned = n,
+                "receipts pruned (intake.receipt_ttl_days / intake.max_receipts)"
+            ),
+            Err(e) => warn!(error = %e, "receipt pruning failed; will retry"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Reads commands typed into the terminal: `/incident ack INC-1`, or
+/// `react MESSAGE_REF EMOJI` to react to a post.
+async fn console_stdin(ctx: CommandContext, mut stop: watch::Receiver<bool>) {
+    let user = std::env::var("USER").unwrap_or_else(|_| "console".into());
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    eprintln!("console: type /help for commands, `react MESSAGE_REF EMOJI` to react to a post");
+    loop {
+        let line = tokio::select! {
+            l = lines.next_line() => l,
+            _ = stop.changed() => return,
+        };
+        let Ok(Some(line)) = line else { return };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let reply = if let Some(rest) = line.strip_prefix("react ") {
+            react(&ctx, &user, rest).await
+        } else {
+            handler::handle(&ctx, &user, line, None).await.text
+        };
+        println!("{reply}");
+    }
+}
+
+async fn react(ctx: &CommandContext, user: &str, rest: &str) -> String {
+    let mut parts = rest.split_whitespace();
+    let (Some(message_ref), Some(emoji)) = (parts.next(), parts.next()) else {
+        return "usage: react MESSAGE_REF EMOJI (e.g. react console-3 white_check_mark)".into();
+    };
+    match ctx.store.post_by_ref("console", message_ref).await {
+        Ok(Some(post)) => match post.incident_id {
+            Some(id) => {
+                let change = Change::Reaction {
+                    id,
+                    emoji: emoji.trim_matches(':').into(),
+                    message_ref: message_ref.into(),
+                };
+                match ctx.ledger.change(user, change).await {
+                    Ok(o) => o.answer,
+                    Err(e) => e.to_string(),
+                }
+            }
+            None => "that post belongs to no incident".into(),
+        },
+        Ok(None) => format!("no console post {message_ref}"),
+        Err(e) => format!("could not look the post up: {e}"),
+    }
+}

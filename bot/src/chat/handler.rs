@@ -1,0 +1,281 @@
+//! What a chat command does, independent of the platform it was typed on:
+//! parse with the `commands` grammar, apply through the ledger, answer in
+//! one or a few lines. Every user-visible failure is an answer here, never
+//! a panic or a silent drop.
+
+use commands::{Command, ExportFormat, IncidentCmd, IncidentRef, State};
+
+use super::messages::{Messages, response_times_line, severity_icon, state_icon};
+use crate::domain::incident::format_duration;
+use crate::incident::{Change, Ledger, LedgerError};
+use crate::postmortem;
+use crate::store::{IncidentFilter, Store};
+
+/// What the handler needs; one per app, shared by every platform.
+#[derive(Clone)]
+pub struct CommandContext {
+    pub ledger: Ledger,
+    pub store: Store,
+    pub messages: Messages,
+}
+
+/// The answer to a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+    /// False when the command was refused or failed, so platforms can show
+    /// it as an error (and tests can tell).
+    pub ok: bool,
+}
+
+impl Reply {
+    fn ok(text: impl Into<String>) -> Reply {
+        Reply {
+            text: text.into(),
+            ok: true,
+        }
+    }
+    fn err(text: impl Into<String>) -> Reply {
+        Reply {
+            text: text.into(),
+            ok: false,
+        }
+    }
+}
+
+/// Runs `text` typed by `user`. `thread_incident` is the incident whose
+/// thread the command was typed in, which commands without an id act on.
+pub async fn handle(
+    ctx: &CommandContext,
+    user: &str,
+    text: &str,
+    thread_incident: Option<i64>,
+) -> Reply {
+    let command = match commands::parse(text) {
+        Ok(c) => c,
+        Err(e) => return Reply::err(e.to_string()),
+    };
+    match command {
+        Command::Incident(cmd) => incident(ctx, user, cmd, thread_incident).await,
+        Command::Help { topic } => Reply::ok(commands::help(topic.as_deref())),
+        Command::Unknown { name } => {
+            Reply::err(format!("unknown command /{name}; /help lists the commands"))
+        }
+        Command::Runbook(_)
+        | Command::Oncall { .. }
+        | Command::Page { .. }
+        | Command::Action(_) => Reply::err(format!(
+            "{} is not available in this version of firstline yet; /help lists what is",
+            text.split_whitespace().next().unwrap_or("this command")
+        )),
+    }
+}
+
+fn which(id: Option<IncidentRef>, thread: Option<i64>, usage: &str) -> Result<i64, Reply> {
+    id.map(|r| r.0)
+        .or(thread)
+        .ok_or_else(|| Reply::err(format!("which incident? add its id, e.g. {usage}")))
+}
+
+async fn change(ctx: &CommandContext, user: &str, change: Change) -> Reply {
+    match ctx.ledger.change(user, change).await {
+        Ok(outcome) => Reply::ok(outcome.answer),
+        Err(e @ (LedgerError::Store(_) | LedgerError::Overloaded | LedgerError::Stopped)) => {
+            Reply::err(format!(
+                "could not record that, nothing changed: {e}; try again"
+            ))
+        }
+        Err(e) => Reply::err(e.to_string()),
+    }
+}
+
+async fn incident(
+    ctx: &CommandContext,
+    user: &str,
+    cmd: IncidentCmd,
+    thread: Option<i64>,
+) -> Reply {
+    macro_rules! id {
+        ($id:expr, $usage:expr) => {
+            match which($id, thread, $usage) {
+                Ok(id) => id,
+                Err(reply) => return reply,
+            }
+        };
+    }
+    match cmd {
+        IncidentCmd::Declare { title, severity } => {
+            let severity = severity.unwrap_or(commands::Severity::P2);
+            change(ctx, user, Change::Declare { title, severity }).await
+        }
+        IncidentCmd::Ack { id } => {
+            let id = id!(id, "/incident ack INC-7");
+            change(
+                ctx,
+                user,
+                Change::SetState {
+                    id,
+                    to: State::Acknowledged,
+                    note: None,
+                },
+            )
+            .await
+        }
+        IncidentCmd::Resolve { id, note } => {
+            let id = id!(id, "/incident resolve INC-7");
+            change(
+                ctx,
+                user,
+                Change::SetState {
+                    id,
+                    to: State::Resolved,
+                    note,
+                },
+            )
+            .await
+        }
+        IncidentCmd::Reopen { id } => {
+            let id = id!(id, "/incident reopen INC-7");
+            change(
+                ctx,
+                user,
+                Change::SetState {
+                    id,
+                    to: State::Triggered,
+                    note: None,
+                },
+            )
+            .await
+        }
+        IncidentCmd::Sev { id, severity } => {
+            let id = id!(id, "/incident sev INC-7 P1");
+            change(ctx, user, Change::SetSeverity { id, severity }).await
+        }
+        IncidentCmd::Status { id, set: Some(to) } => {
+            let id = id!(id, "/incident status INC-7 mitigated");
+            change(ctx, user, Change::SetState { id, to, note: None }).await
+        }
+        IncidentCmd::Status { id, set: None } => {
+            let id = id!(id, "/incident status INC-7");
+            status(ctx, id).await
+        }
+        IncidentCmd::Note { id, text } => {
+            let id = id!(id, "/incident note INC-7 restarted the worker");
+            change(ctx, user, Change::Note { id, text }).await
+        }
+        IncidentCmd::Followup {
+            id,
+            text,
+            owner,
+            due,
+        } => {
+            let id = id!(
+                id,
+                "/incident followup INC-7 add a DLQ alert --owner @sam --due 2026-12-01"
+            );
+            change(
+                ctx,
+                user,
+                Change::Followup {
+                    id,
+                    text,
+                    owner,
+                    due,
+                },
+            )
+            .await
+        }
+        IncidentCmd::Timeline { id } => {
+            let id = id!(id, "/incident timeline INC-7");
+            timeline(ctx, id).await
+        }
+        IncidentCmd::Postmortem { id, format } => {
+            let id = id!(id, "/incident postmortem INC-7");
+            match postmortem::build(&ctx.store, id).await {
+                Ok(Some(doc)) => Reply::ok(match format {
+                    ExportFormat::Markdown => postmortem::markdown(&doc, &ctx.messages),
+                    ExportFormat::Json => postmortem::json(&doc),
+                }),
+                Ok(None) => Reply::err(format!("INC-{id} does not exist")),
+                Err(e) => Reply::err(format!("could not read INC-{id}: {e}")),
+            }
+        }
+        IncidentCmd::List { all } => list(ctx, all).await,
+    }
+}
+
+async fn status(ctx: &CommandContext, id: i64) -> Reply {
+    match ctx.store.incident(id).await {
+        Ok(Some(inc)) => {
+            let times = response_times_line(&inc);
+            Reply::ok(format!(
+                "{} {} [{}] {}\nstate {} · detected {}{}",
+                state_icon(inc.state),
+                inc.human_id,
+                inc.severity,
+                inc.title,
+                inc.state,
+                ctx.messages.time(inc.detected),
+                if times.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · {times}")
+                }
+            ))
+        }
+        Ok(None) => Reply::err(format!("INC-{id} does not exist")),
+        Err(e) => Reply::err(format!("could not read INC-{id}: {e}")),
+    }
+}
+
+async fn timeline(ctx: &CommandContext, id: i64) -> Reply {
+    let (inc, events) = match (ctx.store.incident(id).await, ctx.store.timeline(id).await) {
+        (Ok(Some(inc)), Ok(events)) => (inc, events),
+        (Ok(None), _) => return Reply::err(format!("INC-{id} does not exist")),
+        (Err(e), _) | (_, Err(e)) => return Reply::err(format!("could not read INC-{id}: {e}")),
+    };
+    let mut out = format!("{} timeline ({} events)", inc.human_id, events.len());
+    for e in &events {
+        let offset = format_duration(e.at.0 - inc.detected.0);
+        out.push_str(&format!(
+            "\n{} (+{offset}) {} — {}",
+            ctx.messages.time(e.at),
+            e.actor,
+            e.text
+        ));
+    }
+    Reply::ok(out)
+}
+
+async fn list(ctx: &CommandContext, all: bool) -> Reply {
+    let filter = if all {
+        IncidentFilter::All
+    } else {
+        IncidentFilter::Open
+    };
+    match ctx.store.incidents(filter, 50).await {
+        Ok(incidents) if incidents.is_empty() => Reply::ok(if all {
+            "no incidents yet"
+        } else {
+            "no open incidents"
+        }),
+        Ok(incidents) => Reply::ok(
+            incidents
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{} {} [{}] {} — {} since {}",
+                        severity_icon(i.severity),
+                        i.human_id,
+                        i.severity,
+                        i.title,
+                        i.state,
+                        ctx.messages.time(i.detected)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        Err(e) => Reply::err(format!("could not list incidents: {e}")),
+    }
+}

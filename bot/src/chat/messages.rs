@@ -1,0 +1,217 @@
+//! Message text, rendered from the templates under `templates/messages/`
+//! (embedded at build time) with minijinja. Plain text with a few emoji, so
+//! it reads the same in Slack, Discord and a terminal.
+
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use minijinja::{Environment, context};
+
+use crate::domain::alert::IncomingAlert;
+use crate::domain::incident::{Incident, format_duration};
+use crate::domain::time::Millis;
+use crate::domain::{Severity, State};
+
+const TEMPLATES: [(&str, &str); 4] = [
+    (
+        "incident_opened",
+        include_str!("../../../templates/messages/incident_opened.txt"),
+    ),
+    (
+        "state_changed",
+        include_str!("../../../templates/messages/state_changed.txt"),
+    ),
+    (
+        "severity_changed",
+        include_str!("../../../templates/messages/severity_changed.txt"),
+    ),
+    (
+        "alert_refired",
+        include_str!("../../../templates/messages/alert_refired.txt"),
+    ),
+];
+
+const POSTMORTEM: &str = include_str!("../../../templates/postmortem.md");
+
+/// The message renderer. Cheap to clone.
+#[derive(Clone)]
+pub struct Messages {
+    env: Arc<Environment<'static>>,
+    /// The postmortem template, which wants `trim_blocks` (Markdown tables
+    /// break on stray blank lines) unlike the chat messages.
+    postmortem: Arc<Environment<'static>>,
+    tz: Tz,
+}
+
+impl std::fmt::Debug for Messages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Messages").field("tz", &self.tz).finish()
+    }
+}
+
+impl Messages {
+    /// Builds the renderer; times are shown in `tz`.
+    pub fn new(tz: Tz) -> Messages {
+        let mut env = Environment::new();
+        for (name, source) in TEMPLATES {
+            // The templates are part of the binary and covered by tests; a
+            // broken one is a build defect, reported by render() below.
+            if let Err(e) = env.add_template(name, source) {
+                tracing::error!(template = name, error = %e, "message template does not parse");
+            }
+        }
+        let mut postmortem = Environment::new();
+        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .build()
+        {
+            postmortem.set_syntax(syntax);
+        }
+        if let Err(e) = postmortem.add_template("postmortem", POSTMORTEM) {
+            tracing::error!(template = "postmortem", error = %e, "postmortem template does not parse");
+        }
+        Messages {
+            env: Arc::new(env),
+            postmortem: Arc::new(postmortem),
+            tz,
+        }
+    }
+
+    /// Renders the postmortem Markdown from its context.
+    pub fn postmortem(&self, ctx: minijinja::Value) -> String {
+        match self
+            .postmortem
+            .get_template("postmortem")
+            .and_then(|t| t.render(ctx))
+        {
+            Ok(s) => s,
+            Err(e) => format!("# Postmortem\n\nthe postmortem template failed: {e}\n"),
+        }
+    }
+
+    /// The zone times are shown in, e.g. `Asia/Tokyo`.
+    pub fn timezone(&self) -> &'static str {
+        self.tz.name()
+    }
+
+    /// A time as people on call read it: local date and time with the zone.
+    pub fn time(&self, m: Millis) -> String {
+        m.to_datetime()
+            .with_timezone(&self.tz)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    }
+
+    fn render(&self, name: &str, ctx: minijinja::Value) -> String {
+        match self.env.get_template(name).and_then(|t| t.render(ctx)) {
+            Ok(s) => s.trim_end().to_string(),
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "message template failed");
+                format!("(message {name} could not be rendered: {e})")
+            }
+        }
+    }
+
+    pub fn opened(&self, inc: &Incident, alerts: &[&IncomingAlert], truncated: u64) -> String {
+        let times = inc.milestones().response_times();
+        let alerts: Vec<String> = alerts.iter().map(|a| a.describe()).collect();
+        self.render(
+            "incident_opened",
+            context! {
+                icon => severity_icon(inc.severity),
+                id => &inc.human_id,
+                severity => inc.severity.as_str(),
+                title => &inc.title,
+                state => inc.state.as_str(),
+                detected => self.time(inc.detected),
+                impact_start => inc.impact_start.filter(|s| *s != inc.detected).map(|s| self.time(s)),
+                ttd => times.ttd_ms.map(format_duration),
+                alerts => alerts,
+                truncated => truncated,
+            },
+        )
+    }
+
+    pub fn state_changed(
+        &self,
+        inc: &Incident,
+        from: State,
+        actor: &str,
+        note: Option<&str>,
+    ) -> String {
+        self.render(
+            "state_changed",
+            context! {
+                icon => state_icon(inc.state),
+                id => &inc.human_id,
+                from => from.as_str(),
+                to => inc.state.as_str(),
+                actor => actor,
+                note => note,
+                title => &inc.title,
+                severity => inc.severity.as_str(),
+                times => response_times_line(inc),
+            },
+        )
+    }
+
+    pub fn severity_changed(&self, inc: &Incident, from: Severity, actor: &str) -> String {
+        self.render(
+            "severity_changed",
+            context! {
+                icon => severity_icon(inc.severity),
+                id => &inc.human_id,
+                from => from.as_str(),
+                to => inc.severity.as_str(),
+                actor => actor,
+                title => &inc.title,
+                state => inc.state.as_str(),
+            },
+        )
+    }
+
+    pub fn refired(&self, inc: &Incident, alert: &IncomingAlert) -> String {
+        self.render(
+            "alert_refired",
+            context! {
+                id => &inc.human_id,
+                state => inc.state.as_str(),
+                alert => alert.describe(),
+                title => &inc.title,
+                severity => inc.severity.as_str(),
+            },
+        )
+    }
+}
+
+/// `TTA 3m10s · TTR 1h02m`: the response times reached so far.
+pub fn response_times_line(inc: &Incident) -> String {
+    let t = inc.milestones().response_times();
+    [
+        ("TTD", t.ttd_ms),
+        ("TTA", t.tta_ms),
+        ("TTM", t.ttm_ms),
+        ("TTR", t.ttr_ms),
+    ]
+    .into_iter()
+    .filter_map(|(name, v)| v.map(|ms| format!("{name} {}", format_duration(ms))))
+    .collect::<Vec<_>>()
+    .join(" · ")
+}
+
+pub fn severity_icon(s: Severity) -> &'static str {
+    match s {
+        Severity::P1 => "🔴",
+        Severity::P2 => "🟠",
+        Severity::P3 => "🟡",
+    }
+}
+
+pub fn state_icon(s: State) -> &'static str {
+    match s {
+        State::Triggered => "🚨",
+        State::Acknowledged => "👀",
+        State::Mitigated => "🩹",
+        State::Resolved => "✅",
+    }
+}

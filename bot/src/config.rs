@@ -1,0 +1,682 @@
+//! Typed settings: defaults, then an optional TOML file, then the environment.
+//!
+//! The environment rule: every key `section.key` can be set with
+//! `FIRSTLINE_SECTION__KEY` (upper or lower case; `__` separates levels, so
+//! `incidents.severity_map.critical` is `FIRSTLINE_INCIDENTS__SEVERITY_MAP__CRITICAL`).
+//! Only variables with a `__` take part, so `FIRSTLINE_CONFIG` and the
+//! variables your secrets live in never collide with settings.
+//!
+//! Secrets are never written into the file: a secret setting is a reference,
+//! `{ env = "VAR" }` or `{ file = "/run/secrets/x" }`, resolved at start-up
+//! into a [`SecretString`] that prints as `[REDACTED]`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Severity;
+
+/// Everything firstline can be told. Each section is documented in README.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub log: LogSettings,
+    pub intake: IntakeSettings,
+    pub incidents: IncidentSettings,
+    pub chat: ChatSettings,
+    pub outbox: OutboxSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address the HTTP server binds to; loopback by default so that a first
+    /// run exposes nothing.
+    pub listen: String,
+    /// Largest request body accepted, in bytes; bigger ones get 413.
+    pub max_body_bytes: usize,
+    /// IANA time zone in which times are shown to people (stored times are UTC).
+    pub timezone: String,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 1024 * 1024,
+            timezone: "UTC".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `sqlite://PATH` (created if missing) or `postgres://user@host/db`.
+    pub url: String,
+    pub max_connections: u32,
+    /// Most intake/command jobs committed together in one transaction
+    /// (group commit); each sender is answered once its job is durable.
+    pub batch_max: usize,
+    /// SQLite `synchronous` pragma: `full` survives power loss, `normal`
+    /// survives a process crash only.
+    pub sqlite_synchronous: String,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            url: "sqlite://firstline.db".into(),
+            max_connections: 8,
+            batch_max: 512,
+            sqlite_synchronous: "full".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` for people, `json` for log pipelines.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `firstline=debug,sqlx=warn`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntakeSettings {
+    /// Receipts (the record of each delivery, for dedup and audit) are kept
+    /// this many days (seed 000: 90).
+    pub receipt_ttl_days: u32,
+    /// At most this many receipts are kept, oldest pruned first (seed 000:
+    /// 1000; size it as daily alerts × TTL days × 1.2–1.5).
+    pub max_receipts: u32,
+    /// Jobs waiting for the writer before intake sheds load with 503.
+    pub queue_capacity: usize,
+    /// Optional bearer token per source (`alertmanager`, `grafana`,
+    /// `generic`), as a secret reference.
+    pub tokens: BTreeMap<String, SecretRef>,
+}
+
+impl Default for IntakeSettings {
+    fn default() -> Self {
+        IntakeSettings {
+            receipt_ttl_days: 90,
+            max_receipts: 1000,
+            queue_capacity: 10_000,
+            tokens: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IncidentSettings {
+    /// Labels whose values put alerts into one incident; `a|b` takes the
+    /// first of the alternatives an alert has.
+    pub group_by: Vec<String>,
+    /// `severity` label value -> P1/P2/P3.
+    pub severity_map: BTreeMap<String, String>,
+    /// Severity of alerts with no or an unmapped `severity` label.
+    pub default_severity: String,
+    /// When every alert of an incident has resolved: `mitigated` (a person
+    /// confirms the resolution) or `resolved`.
+    pub on_all_alerts_resolved: String,
+}
+
+impl Default for IncidentSettings {
+    fn default() -> Self {
+        IncidentSettings {
+            group_by: vec!["alertname".into(), "service|job".into()],
+            severity_map: [("critical", "P1"), ("warning", "P2"), ("info", "P3")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            default_severity: "P3".into(),
+            on_all_alerts_resolved: "mitigated".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatSettings {
+    /// `console` (stdout and the local endpoints; no account needed).
+    pub platform: String,
+    /// Channel incident threads are opened in.
+    pub channel: String,
+    /// Read chat commands from standard input when it is a terminal.
+    pub console_stdin: bool,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        ChatSettings {
+            platform: "console".into(),
+            channel: "#incidents".into(),
+            console_stdin: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxSettings {
+    /// Delivery attempts before an intent is parked as dead (and counted in
+    /// `/metrics`).
+    pub max_attempts: u32,
+    pub base_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// How often the dispatcher looks for due intents when nothing woke it.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        OutboxSettings {
+            max_attempts: 12,
+            base_backoff_ms: 500,
+            max_backoff_ms: 60_000,
+            poll_interval_ms: 1_000,
+        }
+    }
+}
+
+/// Where a secret lives. Never the secret itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// Name of the environment variable holding the secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// Path of a file holding the secret (trailing newline trimmed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+impl SecretRef {
+    /// Reads the secret; the error says where it looked, never what it found.
+    pub fn resolve(&self) -> Result<SecretString, String> {
+        match (&self.env, &self.file) {
+            (Some(var), None) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(SecretString::from(v)),
+                Ok(_) => Err(format!("environment variable {var} is empty")),
+                Err(_) => Err(format!("environment variable {var} is not set")),
+            },
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(v) if !v.trim_end().is_empty() => Ok(SecretString::from(
+                    v.trim_end_matches(['\r', '\n']).to_string(),
+                )),
+                Ok(_) => Err(format!("secret file {} is empty", path.display())),
+                Err(e) => Err(format!("cannot read secret file {}: {e}", path.display())),
+            },
+            _ => Err("a secret is either { env = \"VAR\" } or { file = \"/path\" }".into()),
+        }
+    }
+}
+
+/// One thing wrong with the configuration, named by its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key, e.g. `store.url`; `(file)` for the file as a whole.
+    pub key: String,
+    /// Line in the file, when the problem is on one.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{} (line {line}): {}", self.key, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+        }
+    }
+}
+
+/// Every problem found, so that one `check-config` run lists them all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Settings after validation, with the derived values code needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
+    pub listen: SocketAddr,
+    pub timezone: chrono_tz::Tz,
+    pub severity_map: BTreeMap<String, Severity>,
+    pub default_severity: Severity,
+    /// Resolved bearer tokens by source name.
+    pub tokens: BTreeMap<String, SecretString>,
+    /// Where the settings came from, for `check-config` and the start-up log.
+    pub file: Option<PathBuf>,
+}
+
+const KNOWN_SOURCES: [&str; 3] = ["alertmanager", "grafana", "generic"];
+
+/// Loads defaults, the file (if any) and the environment, and validates.
+pub fn load(file: Option<&Path>) -> Result<Config, ConfigErrors> {
+    load_with_env(file, std::env::vars())
+}
+
+/// [`load`] with the environment passed in, so tests need not mutate the
+/// process environment.
+pub fn load_with_env(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    let text = match file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                return Err(ConfigErrors(vec![ConfigError {
+                    key: "(file)".into(),
+                    line: None,
+                    message: format!("cannot read {}: {e}", path.display()),
+                }]));
+            }
+        },
+        None => None,
+    };
+
+    // First the file on its own, for errors with line numbers.
+    if let Some(text) = &text
+        && let Err(e) = toml::from_str::<Settings>(text)
+    {
+        let line = e.span().map(|s| line_of(text, s.start));
+        return Err(ConfigErrors(vec![ConfigError {
+            key: key_of_toml_error(&e),
+            line,
+            message: e.message().trim_end_matches('.').to_string(),
+        }]));
+    }
+
+    let overrides: Vec<(String, String)> = env
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let rest = k
+                .strip_prefix("FIRSTLINE_")
+                .or_else(|| k.strip_prefix("firstline_"))?;
+            rest.contains("__").then(|| (rest.to_string(), v))
+        })
+        .collect();
+    let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+    if let Some(text) = &text {
+        figment = figment.merge(Toml::string(text));
+    }
+    // The environment is passed in (not read by figment's `Env`) so tests
+    // need not touch the process environment; values parse as figment's
+    // `Env` would (numbers, booleans, arrays, else strings).
+    for (key, value) in &overrides {
+        let path = key.to_ascii_lowercase().replace("__", ".");
+        let value: figment::value::Value = value.parse().unwrap_or_else(|_| value.as_str().into());
+        figment = figment.merge(Serialized::global(&path, value));
+    }
+    let settings: Settings = match figment.extract() {
+        Ok(s) => s,
+        Err(errors) => {
+            return Err(ConfigErrors(
+                errors
+                    .into_iter()
+                    .map(|e| ConfigError {
+                        key: if e.path.is_empty() {
+                            "(config)".into()
+                        } else {
+                            e.path.join(".")
+                        },
+                        line: None,
+                        message: format!("{}{}", e.kind, from_env_hint(&e.path, &overrides)),
+                    })
+                    .collect(),
+            ));
+        }
+    };
+    validate(settings, file.map(Path::to_path_buf), text.as_deref())
+}
+
+fn from_env_hint(path: &[String], overrides: &[(String, String)]) -> String {
+    let var = format!("FIRSTLINE_{}", path.join("__").to_ascii_uppercase());
+    if overrides
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case(&var["FIRSTLINE_".len()..]))
+    {
+        format!(" (set by {var})")
+    } else {
+        String::new()
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+/// toml's messages name the offending key in backticks for unknown fields;
+/// otherwise the key is not recoverable and the line has to do.
+fn key_of_toml_error(e: &toml::de::Error) -> String {
+    let msg = e.message();
+    msg.split('`')
+        .nth(1)
+        .filter(|_| msg.starts_with("unknown field"))
+        .map(str::to_string)
+        .unwrap_or_else(|| "(file)".into())
+}
+
+/// Line of `[section]`'s `key = ` in the file, for validation errors.
+fn find_line(text: Option<&str>, key: &str) -> Option<usize> {
+    let text = text?;
+    let (section, leaf) = key.rsplit_once('.').unwrap_or(("", key));
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            current = h.trim().to_string();
+        } else if current == section
+            && t.split('=').next().map(str::trim) == Some(leaf)
+            && t.contains('=')
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+fn validate(
+    settings: Settings,
+    file: Option<PathBuf>,
+    text: Option<&str>,
+) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut err = |key: &str, message: String| {
+        errors.push(ConfigError {
+            key: key.to_string(),
+            line: find_line(text, key),
+            message,
+        })
+    };
+
+    let listen = settings.server.listen.parse::<SocketAddr>().map_err(|_| {
+        format!(
+            "\"{}\" is not an address like 127.0.0.1:8080",
+            settings.server.listen
+        )
+    });
+    if let Err(m) = &listen {
+        err("server.listen", m.clone());
+    }
+    if settings.server.max_body_bytes < 1024 {
+        err("server.max_body_bytes", "must be at least 1024".into());
+    }
+    let timezone = settings
+        .server
+        .timezone
+        .parse::<chrono_tz::Tz>()
+        .map_err(|_| {
+            format!(
+                "\"{}\" is not an IANA time zone such as Asia/Tokyo",
+                settings.server.timezone
+            )
+        });
+    if let Err(m) = &timezone {
+        err("server.timezone", m.clone());
+    }
+    let url = &settings.store.url;
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
+        err(
+            "store.url",
+            "must start with sqlite: (e.g. sqlite://firstline.db) or postgres://".into(),
+        );
+    }
+    if settings.store.max_connections == 0 {
+        err("store.max_connections", "must be at least 1".into());
+    }
+    if settings.store.batch_max == 0 {
+        err("store.batch_max", "must be at least 1".into());
+    }
+    if !matches!(
+        settings.store.sqlite_synchronous.as_str(),
+        "full" | "normal"
+    ) {
+        err("store.sqlite_synchronous", "must be full or normal".into());
+    }
+    if !matches!(settings.log.format.as_str(), "text" | "json") {
+        err(
+            "log.format",
+            format!("\"{}\" is not text or json", settings.log.format),
+        );
+    }
+    if tracing_subscriber::EnvFilter::try_new(&settings.log.level).is_err() {
+        err(
+            "log.level",
+            format!(
+                "\"{}\" is not a log filter such as info",
+                settings.log.level
+            ),
+        );
+    }
+    if settings.intake.receipt_ttl_days == 0 {
+        err("intake.receipt_ttl_days", "must be at least 1 day".into());
+    }
+    if settings.intake.max_receipts == 0 {
+        err("intake.max_receipts", "must be at least 1".into());
+    }
+    if settings.intake.queue_capacity == 0 {
+        err("intake.queue_capacity", "must be at least 1".into());
+    }
+    let mut tokens = BTreeMap::new();
+    for (source, secret) in &settings.intake.tokens {
+        let key = format!("intake.tokens.{source}");
+        if !KNOWN_SOURCES.contains(&source.as_str()) {
+            err(
+                &key,
+                format!(
+                    "unknown source; expected one of {}",
+                    KNOWN_SOURCES.join(", ")
+                ),
+            );
+            continue;
+        }
+        match secret.resolve() {
+            Ok(s) => {
+                tokens.insert(source.clone(), s);
+            }
+            Err(m) => err(&key, m),
+        }
+    }
+    if settings.incidents.group_by.is_empty() {
+        err("incidents.group_by", "needs at least one label".into());
+    }
+    let mut severity_map = BTreeMap::new();
+    for (value, sev) in &settings.incidents.severity_map {
+        match sev.parse::<Severity>() {
+            Ok(s) => {
+                severity_map.insert(value.to_ascii_lowercase(), s);
+            }
+            Err(_) => err(
+                &format!("incidents.severity_map.{value}"),
+                format!("\"{sev}\" is not P1, P2 or P3"),
+            ),
+        }
+    }
+    let default_severity = settings
+        .incidents
+        .default_severity
+        .parse::<Severity>()
+        .map_err(|_| {
+            format!(
+                "\"{}\" is not P1, P2 or P3",
+                settings.incidents.default_severity
+            )
+        });
+    if let Err(m) = &default_severity {
+        err("incidents.default_severity", m.clone());
+    }
+    if !matches!(
+        settings.incidents.on_all_alerts_resolved.as_str(),
+        "mitigated" | "resolved"
+    ) {
+        err(
+            "incidents.on_all_alerts_resolved",
+            "must be mitigated or resolved".into(),
+        );
+    }
+    if settings.chat.platform != "console" {
+        err(
+            "chat.platform",
+            format!(
+                "\"{}\" is not available; this build has: console",
+                settings.chat.platform
+            ),
+        );
+    }
+    if settings.outbox.max_attempts == 0 {
+        err("outbox.max_attempts", "must be at least 1".into());
+    }
+    if settings.outbox.base_backoff_ms == 0
+        || settings.outbox.max_backoff_ms < settings.outbox.base_backoff_ms
+    {
+        err(
+            "outbox.max_backoff_ms",
+            "must be at least outbox.base_backoff_ms, which must be above 0".into(),
+        );
+    }
+
+    match (listen, timezone, default_severity) {
+        (Ok(listen), Ok(timezone), Ok(default_severity)) if errors.is_empty() => Ok(Config {
+            settings,
+            listen,
+            timezone,
+            severity_map,
+            default_severity,
+            tokens,
+            file,
+        }),
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        f.write_all(text.as_bytes()).expect("write");
+        f
+    }
+
+    #[test]
+    fn no_file_and_no_environment_gives_the_embedded_default() {
+        let c = load_with_env(None, Vec::new()).expect("defaults are valid");
+        assert_eq!(c.settings.store.url, "sqlite://firstline.db");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.settings.chat.platform, "console");
+        assert_eq!(c.severity_map.get("critical"), Some(&Severity::P1));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let f = file("[server]\nlisten = \"127.0.0.1:9000\"\n\n[store]\nurll = \"x\"\n");
+        let e = load_with_env(Some(f.path()), Vec::new()).expect_err("unknown key");
+        assert_eq!(e.0[0].key, "urll");
+        assert_eq!(e.0[0].line, Some(5));
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_at_once() {
+        let f = file(
+            "[server]\nlisten = \"nowhere\"\ntimezone = \"Mars/Base\"\n[log]\nformat = \"xml\"\n",
+        );
+        let e = load_with_env(Some(f.path()), Vec::new()).expect_err("invalid");
+        let keys: Vec<_> = e.0.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("server.listen", Some(2)),
+                ("server.timezone", Some(3)),
+                ("log.format", Some(5))
+            ]
+        );
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_by_the_double_underscore_rule() {
+        let f = file("[store]\nurl = \"sqlite://a.db\"\n");
+        let env = vec![
+            (
+                "FIRSTLINE_STORE__URL".to_string(),
+                "sqlite://b.db".to_string(),
+            ),
+            (
+                "FIRSTLINE_INTAKE__MAX_RECEIPTS".to_string(),
+                "5000".to_string(),
+            ),
+            ("FIRSTLINE_CONFIG".to_string(), "ignored.toml".to_string()),
+            (
+                "FIRSTLINE_AM_TOKEN".to_string(),
+                "not a setting".to_string(),
+            ),
+        ];
+        let c = load_with_env(Some(f.path()), env).expect("valid");
+        assert_eq!(c.settings.store.url, "sqlite://b.db");
+        assert_eq!(c.settings.intake.max_receipts, 5000);
+    }
+
+    #[test]
+    fn a_secret_written_into_the_file_is_refused() {
+        let f = file("[intake.tokens]\nalertmanager = \"hunter2\"\n");
+        let e = load_with_env(Some(f.path()), Vec::new()).expect_err("inline secret");
+        assert_eq!(e.0[0].line, Some(2));
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_reference_to_a_missing_variable_names_the_variable() {
+        let f = file("[intake.tokens]\nalertmanager = { env = \"FIRSTLINE_TEST_SURELY_UNSET\" }\n");
+        let e = load_with_env(Some(f.path()), Vec::new()).expect_err("missing env");
+        assert_eq!(e.0[0].key, "intake.tokens.alertmanager");
+        assert!(
+            e.0[0]
+                .message
+                .contains("FIRSTLINE_TEST_SURELY_UNSET is not set")
+        );
+    }
+}

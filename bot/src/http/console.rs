@@ -1,0 +1,125 @@
+//! The console platform's endpoints: feed commands and reactions in, read
+//! posts back.
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::chat::handler;
+use crate::incident::{Change, LedgerError};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/console/commands", post(command))
+        .route("/console/reactions", post(reaction))
+        .route("/console/posts", get(posts))
+}
+
+type Answer = Result<Response, ApiError>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandBody {
+    /// Who typed it (shown on the timeline).
+    user: String,
+    /// The command line, e.g. `/incident ack INC-1`.
+    text: String,
+    /// The incident thread it was typed in, if any (`INC-1`).
+    incident: Option<String>,
+}
+
+async fn command(
+    State(state): State<AppState>,
+    body: Result<axum::Json<CommandBody>, JsonRejection>,
+) -> Answer {
+    let axum::Json(body) = body.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{\"user\", \"text\", \"incident\"?}}: {}",
+            e.body_text()
+        ))
+    })?;
+    if body.user.trim().is_empty() {
+        return Err(ApiError::Unprocessable("user: must not be empty".into()));
+    }
+    let thread = body
+        .incident
+        .as_deref()
+        .map(super::api::parse_id)
+        .transpose()?;
+    let reply = handler::handle(&state.commands, body.user.trim(), &body.text, thread).await;
+    let code = if reply.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok((
+        code,
+        axum::Json(json!({"ok": reply.ok, "reply": reply.text})),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReactionBody {
+    user: String,
+    /// The post reacted to (`message_ref` from `/console/posts`).
+    message_ref: String,
+    /// Emoji name, with or without colons, e.g. `white_check_mark`.
+    emoji: String,
+}
+
+async fn reaction(
+    State(state): State<AppState>,
+    body: Result<axum::Json<ReactionBody>, JsonRejection>,
+) -> Answer {
+    let axum::Json(body) = body.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{\"user\", \"message_ref\", \"emoji\"}}: {}",
+            e.body_text()
+        ))
+    })?;
+    let emoji = body.emoji.trim().trim_matches(':').to_string();
+    if emoji.is_empty() || body.user.trim().is_empty() {
+        return Err(ApiError::Unprocessable(
+            "user and emoji must not be empty".into(),
+        ));
+    }
+    let post = state
+        .store
+        .post_by_ref("console", &body.message_ref)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no console post {:?}", body.message_ref)))?;
+    let id = post
+        .incident_id
+        .ok_or_else(|| ApiError::Unprocessable("that post belongs to no incident".into()))?;
+    let change = Change::Reaction {
+        id,
+        emoji,
+        message_ref: body.message_ref,
+    };
+    match state.ledger.change(body.user.trim(), change).await {
+        Ok(o) => Ok(axum::Json(json!({"ok": true, "reply": o.answer})).into_response()),
+        Err(e @ LedgerError::NotFound(_)) => Err(ApiError::NotFound(e.to_string())),
+        Err(e) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PostsQuery {
+    limit: Option<i64>,
+}
+
+async fn posts(State(state): State<AppState>, Query(q): Query<PostsQuery>) -> Answer {
+    let posts = state
+        .store
+        .chat_posts(None, q.limit.unwrap_or(200).clamp(1, 5000))
+        .await?;
+    Ok(axum::Json(json!({"posts": posts})).into_response())
+}

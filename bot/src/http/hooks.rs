@@ -1,0 +1,148 @@
+//! Alert webhooks. A 2xx is sent only after the alerts are durable.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::{ApiError, AppState};
+use crate::domain::alert::Source;
+use crate::incident::{Idempotency, LedgerError};
+use crate::intake::{self, Answer, Refusal};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/hooks/{source}", post(receive))
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(source) = Source::parse(&source) else {
+        return ApiError::NotFound(format!(
+            "unknown alert source {source:?}; use /hooks/alertmanager, /hooks/grafana or /hooks/generic"
+        ))
+        .into_response();
+    };
+    let (code, answer) = match accept(&state, source, &headers, body).await {
+        Ok(outcome) => {
+            if !outcome.opened.is_empty() {
+                info!(source = source.as_str(), incidents = ?outcome.opened, "incident opened");
+            }
+            Answer::from_outcome(outcome)
+        }
+        Err(refusal) => {
+            let (code, answer) = Answer::from_refusal(refusal);
+            warn!(
+                source = source.as_str(),
+                status = code.as_u16(),
+                error = answer.error.as_deref().unwrap_or(""),
+                "alert delivery refused"
+            );
+            metrics::counter!("firstline_alerts_total", "source" => source.as_str(), "status" => answer.status.as_str()).increment(1);
+            (code, answer)
+        }
+    };
+    let mut response = (code, axum::Json(answer)).into_response();
+    if code == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(intake::RETRY_AFTER_SECS),
+        );
+    }
+    response
+}
+
+async fn accept(
+    state: &AppState,
+    source: Source,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<crate::incident::IngestOutcome, Refusal> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    intake::authorize(state.tokens.get(source.as_str()), auth)?;
+    let body = body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(_) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Refusal::TooLarge(state.max_body_bytes)
+        }
+        other => Refusal::Invalid(intake::ParseError::new(
+            "body",
+            format!("could not read the body: {other}"),
+        )),
+    })?;
+    let webhook = intake::parse(source, &body).map_err(Refusal::Invalid)?;
+
+    let idempotency = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && k.len() <= 200)
+                .ok_or_else(|| {
+                    Refusal::Invalid(intake::ParseError::new(
+                        "Idempotency-Key",
+                        "must be 1 to 200 visible ASCII characters",
+                    ))
+                })?;
+            let request_hash = hex::encode(Sha256::digest(&body));
+            // A replay of a key already stored gets the original answer.
+            match state
+                .store
+                .receipt(source.as_str(), &format!("idem:{key}"))
+                .await
+            {
+                Ok(Some(receipt))
+                    if receipt.request_hash.as_deref() != Some(request_hash.as_str()) =>
+                {
+                    return Err(Refusal::KeyReused(key.to_string()));
+                }
+                Ok(Some(receipt)) => {
+                    let mut original: crate::incident::IngestOutcome = receipt
+                        .response
+                        .as_deref()
+                        .and_then(|r| serde_json::from_str(r).ok())
+                        .unwrap_or_default();
+                    original.duplicates += original.accepted;
+                    original.accepted = 0;
+                    original.replay_of = Some(key.to_string());
+                    metrics::counter!("firstline_alerts_total", "source" => source.as_str(), "status" => "duplicate")
+                        .increment(webhook.alerts.len() as u64);
+                    return Ok(original);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(Refusal::Infra(format!(
+                        "could not check the idempotency key: {e}"
+                    )));
+                }
+            }
+            Some(Idempotency {
+                key: key.to_string(),
+                request_hash,
+            })
+        }
+    };
+
+    state
+        .ledger
+        .ingest(source, webhook, idempotency)
+        .await
+        .map_err(|e| match e {
+            LedgerError::KeyReused(k) => Refusal::KeyReused(k),
+            LedgerError::Overloaded => {
+                Refusal::Infra("intake is at capacity; nothing was stored, retry shortly".into())
+            }
+            other => Refusal::Infra(format!("nothing was stored: {other}")),
+        })
+}

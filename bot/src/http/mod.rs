@@ -1,0 +1,55 @@
+//! The HTTP surface: each module exposes `router()`, merged here.
+//!
+//! - [`hooks`]: `POST /hooks/{alertmanager,grafana,generic}`
+//! - [`api`]: `GET /api/incidents…`
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics`
+//! - [`console`]: the console platform's endpoints
+//!
+//! Bad input gets a 4xx with a JSON body naming the problem; internal
+//! errors are logged and answered without their details.
+
+pub mod api;
+pub mod console;
+pub mod error;
+pub mod health;
+pub mod hooks;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use secrecy::SecretString;
+
+use crate::chat::handler::CommandContext;
+use crate::chat::messages::Messages;
+use crate::incident::Ledger;
+use crate::store::Store;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub ledger: Ledger,
+    pub messages: Messages,
+    /// Bearer token per intake source.
+    pub tokens: Arc<BTreeMap<String, SecretString>>,
+    pub max_body_bytes: usize,
+    pub commands: CommandContext,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+pub use error::ApiError;
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .merge(hooks::router())
+        .merge(api::router())
+        .merge(health::router())
+        .merge(console::router())
+        // Bodies are read as bytes by the handlers, which answer an
+        // oversized one with a JSON 413.
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}

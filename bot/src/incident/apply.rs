@@ -1,0 +1,724 @@
+//! What one job does inside the writer's transaction: the grouping, dedup
+//! and state rules. Checks come before writes, so a refused job changes
+//! nothing even though it shares the transaction with others.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::chat::messages::Messages;
+use crate::domain::alert::{AlertStatus, IncomingAlert, ParsedWebhook, Source};
+use crate::domain::incident::{self, EventKind, Incident, human_id, transition_allowed};
+use crate::domain::time::Millis;
+use crate::domain::{Severity, State};
+use crate::store::{NewAlert, NewEvent, NewIncident, ReceiptOutcome, StoreError, StoreTx};
+
+/// The grouping and severity rules, from config.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub group_by: Vec<String>,
+    pub severity_map: BTreeMap<String, Severity>,
+    pub default_severity: Severity,
+    /// Where an incident goes when its last firing alert resolves.
+    pub on_all_alerts_resolved: State,
+    /// Channel new incident threads are opened in.
+    pub channel: String,
+    pub messages: Messages,
+}
+
+/// An idempotency key sent with a generic delivery, and the hash of the
+/// body it came with (a reused key with another body is refused).
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// What happened to a delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IngestOutcome {
+    /// Alerts stored as new facts (new firing alerts, resolutions).
+    pub accepted: u32,
+    /// Alerts that had been delivered before (same group, fingerprint,
+    /// start and status) and changed nothing.
+    pub duplicates: u32,
+    /// Incidents the delivery opened or updated, e.g. `INC-7`.
+    pub incidents: Vec<String>,
+    /// Of those, the ones it opened.
+    pub opened: Vec<String>,
+    /// Set when the whole delivery replays an earlier idempotency key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
+}
+
+/// A person's change to an incident (from chat or the console).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Declare {
+        title: String,
+        severity: Severity,
+    },
+    SetState {
+        id: i64,
+        to: State,
+        note: Option<String>,
+    },
+    SetSeverity {
+        id: i64,
+        severity: Severity,
+    },
+    Note {
+        id: i64,
+        text: String,
+    },
+    Followup {
+        id: i64,
+        text: String,
+        owner: Option<String>,
+        due: Option<String>,
+    },
+    Reaction {
+        id: i64,
+        emoji: String,
+        message_ref: String,
+    },
+}
+
+/// The incident after a change, and a one-line answer for the person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeOutcome {
+    pub incident: Incident,
+    pub answer: String,
+}
+
+/// Why the writer refused a job. Each names the problem for the person or
+/// sender; `Store` / `Overloaded` / `Stopped` are `infra` (retry later).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("{id} is {from}; it cannot become {to}")]
+    Transition { id: String, from: State, to: State },
+    #[error("{id} is already {severity}")]
+    Unchanged { id: String, severity: Severity },
+    #[error("idempotency key {0:?} was already used with a different body")]
+    KeyReused(String),
+    #[error("the store failed: {0}")]
+    Store(String),
+    #[error("intake is at capacity; retry shortly")]
+    Overloaded,
+    #[error("firstline is shutting down")]
+    Stopped,
+}
+
+impl From<StoreError> for LedgerError {
+    fn from(e: StoreError) -> Self {
+        LedgerError::Store(e.to_string())
+    }
+}
+
+/// Side effects of a batch, acted on after its commit.
+#[derive(Debug, Default)]
+pub(super) struct Effects {
+    pub enqueued: usize,
+    /// (source, status, count) for `firstline_alerts_total`.
+    pub alert_counts: Vec<(&'static str, &'static str, u64)>,
+}
+
+pub(super) async fn ingest(
+    tx: &mut StoreTx,
+    rules: &Rules,
+    now: Millis,
+    source: Source,
+    webhook: &ParsedWebhook,
+    idempotency: Option<&Idempotency>,
+    effects: &mut Effects,
+) -> Result<IngestOutcome, LedgerError> {
+    let src = source.as_str();
+    if let Some(idem) = idempotency {
+        let key = format!("idem:{}", idem.key);
+        if tx
+            .record_receipt(src, &key, Some(&idem.request_hash), now)
+            .await?
+            == ReceiptOutcome::Duplicate
+        {
+            // Raced with the same key in this batch or since the HTTP check.
+            effects
+                .alert_counts
+                .push((src, "duplicate", webhook.alerts.len() as u64));
+            return Ok(IngestOutcome {
+                duplicates: webhook.alerts.len() as u32,
+                replay_of: Some(idem.key.clone()),
+                ..Default::default()
+            });
+        }
+    }
+
+    let mut out = IngestOutcome::default();
+    // Alerts of this delivery per incident they landed in, for its post.
+    let mut landed: BTreeMap<i64, Vec<&IncomingAlert>> = BTreeMap::new();
+    let mut opened: Vec<i64> = Vec::new();
+    let mut touched: Vec<i64> = Vec::new();
+
+    for alert in &webhook.alerts {
+        let key = alert.dedup_key();
+        if tx.record_receipt(src, &key, None, now).await? == ReceiptOutcome::Duplicate {
+            out.duplicates += 1;
+            continue;
+        }
+        let starts_ms = alert.starts_at.map(|m| m.0);
+        let existing = tx.find_alert(src, &alert.fingerprint, starts_ms).await?;
+        let incident_id = match (existing, alert.status) {
+            // Same alert, same status: a redelivery whose receipt was pruned.
+            (Some((_, incident_id, status)), s) if status == s.as_str() => {
+                let _ = incident_id;
+                out.duplicates += 1;
+                continue;
+            }
+            (Some((alert_id, incident_id, _)), AlertStatus::Resolved) => {
+                tx.set_alert_status(
+                    alert_id,
+                    "resolved",
+                    alert.ends_at.map(|m| m.0).or(Some(now.0)),
+                    now,
+                )
+                .await?;
+                if let Some(id) = incident_id {
+                    alert_resolved(tx, rules, now, id, alert, effects).await?;
+                }
+                incident_id
+            }
+            (Some((alert_id, incident_id, _)), AlertStatus::Firing) => {
+                tx.set_alert_status(alert_id, "firing", None, now).await?;
+                if let Some(id) = incident_id {
+                    refired(tx, rules, now, id, alert, effects).await?;
+                }
+                incident_id
+            }
+            (None, AlertStatus::Firing) => {
+                let (id, new) = incident_for(tx, rules, now, alert, effects).await?;
+                insert_alert(tx, now, alert, Some(id)).await?;
+                if new {
+                    opened.push(id);
+                } else {
+                    alert_joined(tx, rules, now, id, alert).await?;
+                }
+                Some(id)
+            }
+            (None, AlertStatus::Resolved) => {
+                // Resolved before we saw it fire (or its firing was pruned):
+                // record it, update an open incident of its group, never
+                // open one.
+                let group = incident::group_key(&alert.labels, &rules.group_by);
+                let open = tx.open_incident_for_group(&group).await?.map(|i| i.id);
+                insert_alert(tx, now, alert, open).await?;
+                if let Some(id) = open {
+                    alert_resolved(tx, rules, now, id, alert, effects).await?;
+                }
+                open
+            }
+        };
+        out.accepted += 1;
+        if let Some(id) = incident_id {
+            landed.entry(id).or_default().push(alert);
+            if !touched.contains(&id) {
+                touched.push(id);
+            }
+        }
+    }
+
+    for id in &opened {
+        let Some(mut inc) = tx.incident(*id).await? else {
+            continue;
+        };
+        if webhook.truncated_alerts > 0 {
+            inc.truncated_alerts += webhook.truncated_alerts as i64;
+            tx.update_incident(&inc).await?;
+            let text = format!(
+                "the sender left out {} more alert(s) of this group (truncatedAlerts)",
+                webhook.truncated_alerts
+            );
+            event(
+                tx,
+                &inc,
+                now,
+                src,
+                EventKind::AlertsTruncated,
+                &text,
+                json!({"truncated": webhook.truncated_alerts}),
+            )
+            .await?;
+        }
+        let alerts = landed.get(id).map(Vec::as_slice).unwrap_or(&[]);
+        let text = rules
+            .messages
+            .opened(&inc, alerts, webhook.truncated_alerts);
+        post(tx, rules, now, &inc, "incident_opened", text, effects).await?;
+    }
+
+    out.incidents = touched.iter().map(|id| human_id(*id)).collect();
+    out.opened = opened.iter().map(|id| human_id(*id)).collect();
+    if out.accepted > 0 {
+        effects
+            .alert_counts
+            .push((src, "accepted", out.accepted as u64));
+    }
+    if out.duplicates > 0 {
+        effects
+            .alert_counts
+            .push((src, "duplicate", out.duplicates as u64));
+    }
+    if let Some(idem) = idempotency {
+        let response = serde_json::to_string(&out).unwrap_or_default();
+        tx.set_receipt_response(src, &format!("idem:{}", idem.key), "accepted", &response)
+            .await?;
+    }
+    Ok(out)
+}
+
+/// The open incident of the alert's group, or a new one (`true`).
+async fn incident_for(
+    tx: &mut StoreTx,
+    rules: &Rules,
+    now: Millis,
+    alert: &IncomingAlert,
+    effects: &mut Effects,
+) -> Result<(i64, bool), LedgerError> {
+    let group = incident::group_key(&alert.labels, &rules.group_by);
+    let severity =
+        incident::severity_of(&alert.labels, &rules.severity_map, rules.default_severity);
+    if let Some(mut inc) = tx.open_incident_for_group(&group).await? {
+        let mut changed = false;
+        if let Some(start) = alert.starts_at
+            && inc.impact_start.is_none_or(|s| start < s)
+        {
+            inc.impact_start = Some(start);
+            changed = true;
+        }
+        if severity < inc.severity {
+            let from = inc.severity;
+            inc.severity = severity;
+            inc.updated = now;
+            tx.update_incident(&inc).await?;
+            let text = format!(
+                "severity raised {from} -> {severity} by alert {}",
+                alert.name()
+            );
+            event(
+                tx,
+                &inc,
+                now,
+                alert.source.as_str(),
+                EventKind::SeverityChanged,
+                &text,
+                json!({"from": from.as_str(), "to": severity.as_str()}),
+            )
+            .await?;
+            let msg = rules
+                .messages
+                .severity_changed(&inc, from, alert.source.as_str());
+            post(tx, rules, now, &inc, "severity_changed", msg, effects).await?;
+        } else if changed {
+            tx.update_incident(&inc).await?;
+        }
+        return Ok((inc.id, false));
+    }
+    let title = incident::title_for(alert, &group);
+    let labels = serde_json::to_string(&alert.labels).unwrap_or_else(|_| "{}".into());
+    let inc = tx
+        .insert_incident(&NewIncident {
+            group_key: &group,
+            title: &title,
+            severity: severity.as_str(),
+            labels,
+            impact_start: alert.starts_at.or(Some(now)),
+            detected: now,
+        })
+        .await?;
+    let text = format!(
+        "opened by {} alert {} ({severity})",
+        alert.source.as_str(),
+        alert.name()
+    );
+    event(tx, &inc, now, alert.source.as_str(), EventKind::Opened, &text,
+        json!({"group_key": group, "severity": severity.as_str(), "fingerprint": alert.fingerprint})).await?;
+    event(
+        tx,
+        &inc,
+        now,
+        alert.source.as_str(),
+        EventKind::AlertFiring,
+        &alert_line(alert, "firing"),
+        alert_data(alert),
+    )
+    .await?;
+    Ok((inc.id, true))
+}
+
+async fn insert_alert(
+    tx: &mut StoreTx,
+    now: Millis,
+    a: &IncomingAlert,
+    incident_id: Option<i64>,
+) -> Result<i64, LedgerError> {
+    Ok(tx
+        .insert_alert(&NewAlert {
+            incident_id,
+            source: a.source.as_str(),
+            fingerprint: &a.fingerprint,
+            status: a.status.as_str(),
+            name: a.name(),
+            starts_ms: a.starts_at.unwrap_or(now).0,
+            ends_ms: a.ends_at.map(|m| m.0),
+            labels: serde_json::to_string(&a.labels).unwrap_or_else(|_| "{}".into()),
+            annotations: serde_json::to_string(&a.annotations).unwrap_or_else(|_| "{}".into()),
+            generator_url: a.generator_url.as_deref(),
+            now,
+        })
+        .await?)
+}
+
+async fn alert_joined(
+    tx: &mut StoreTx,
+    _rules: &Rules,
+    now: Millis,
+    id: i64,
+    a: &IncomingAlert,
+) -> Result<(), LedgerError> {
+    let Some(inc) = tx.incident(id).await? else {
+        return Ok(());
+    };
+    event(
+        tx,
+        &inc,
+        now,
+        a.source.as_str(),
+        EventKind::AlertFiring,
+        &alert_line(a, "firing"),
+        alert_data(a),
+    )
+    .await
+}
+
+async fn refired(
+    tx: &mut StoreTx,
+    rules: &Rules,
+    now: Millis,
+    id: i64,
+    a: &IncomingAlert,
+    effects: &mut Effects,
+) -> Result<(), LedgerError> {
+    let Some(inc) = tx.incident(id).await? else {
+        return Ok(());
+    };
+    event(
+        tx,
+        &inc,
+        now,
+        a.source.as_str(),
+        EventKind::AlertFiring,
+        &alert_line(a, "firing again"),
+        alert_data(a),
+    )
+    .await?;
+    if inc.state == State::Mitigated || inc.state == State::Resolved {
+        let text = rules.messages.refired(&inc, a);
+        post(tx, rules, now, &inc, "alert_refired", text, effects).await?;
+    }
+    Ok(())
+}
+
+async fn alert_resolved(
+    tx: &mut StoreTx,
+    rules: &Rules,
+    now: Millis,
+    id: i64,
+    a: &IncomingAlert,
+    effects: &mut Effects,
+) -> Result<(), LedgerError> {
+    let Some(mut inc) = tx.incident(id).await? else {
+        return Ok(());
+    };
+    event(
+        tx,
+        &inc,
+        now,
+        a.source.as_str(),
+        EventKind::AlertResolved,
+        &alert_line(a, "resolved"),
+        alert_data(a),
+    )
+    .await?;
+    if tx.firing_alerts(id).await? > 0 {
+        return Ok(());
+    }
+    let to = rules.on_all_alerts_resolved;
+    if !transition_allowed(inc.state, to) {
+        return Ok(());
+    }
+    let from = inc.state;
+    set_state(&mut inc, to, now);
+    tx.update_incident(&inc).await?;
+    let text = format!("all alerts resolved: {from} -> {to}");
+    event(
+        tx,
+        &inc,
+        now,
+        a.source.as_str(),
+        EventKind::StateChanged,
+        &text,
+        json!({"from": from.as_str(), "to": to.as_str()}),
+    )
+    .await?;
+    let msg =
+        rules
+            .messages
+            .state_changed(&inc, from, a.source.as_str(), Some("all alerts resolved"));
+    post(tx, rules, now, &inc, "state_changed", msg, effects).await
+}
+
+/// Moves the incident to `to`, stamping the milestone it reaches. The
+/// first acknowledgement and mitigation are kept (TTA and TTM measure the
+/// first response); reopening clears the resolution.
+fn set_state(inc: &mut Incident, to: State, now: Millis) {
+    match to {
+        State::Acknowledged => {
+            inc.acknowledged.get_or_insert(now);
+        }
+        State::Mitigated => {
+            inc.acknowledged.get_or_insert(now);
+            inc.mitigated.get_or_insert(now);
+        }
+        State::Resolved => {
+            inc.resolved = Some(now);
+        }
+        State::Triggered => {
+            inc.resolved = None;
+        }
+    }
+    inc.state = to;
+    inc.updated = now;
+}
+
+pub(super) async fn change(
+    tx: &mut StoreTx,
+    rules: &Rules,
+    now: Millis,
+    actor: &str,
+    change: &Change,
+    effects: &mut Effects,
+) -> Result<ChangeOutcome, LedgerError> {
+    match change {
+        Change::Declare { title, severity } => {
+            let group = format!("declared:{now}", now = now.0);
+            let inc = tx
+                .insert_incident(&NewIncident {
+                    group_key: &group,
+                    title,
+                    severity: severity.as_str(),
+                    labels: "{}".into(),
+                    impact_start: Some(now),
+                    detected: now,
+                })
+                .await?;
+            let text = format!("declared by {actor} ({severity})");
+            event(
+                tx,
+                &inc,
+                now,
+                actor,
+                EventKind::Opened,
+                &text,
+                json!({"severity": severity.as_str()}),
+            )
+            .await?;
+            let msg = rules.messages.opened(&inc, &[], 0);
+            post(tx, rules, now, &inc, "incident_opened", msg, effects).await?;
+            Ok(ChangeOutcome {
+                answer: format!("{} declared: {}", inc.human_id, inc.title),
+                incident: inc,
+            })
+        }
+        Change::SetState { id, to, note } => {
+            let mut inc = load(tx, *id).await?;
+            if !transition_allowed(inc.state, *to) {
+                return Err(LedgerError::Transition {
+                    id: inc.human_id,
+                    from: inc.state,
+                    to: *to,
+                });
+            }
+            let from = inc.state;
+            set_state(&mut inc, *to, now);
+            tx.update_incident(&inc).await?;
+            let verb = if from == State::Resolved && *to == State::Triggered {
+                "reopened"
+            } else {
+                to.as_str()
+            };
+            let mut text = format!("{from} -> {to} by {actor}");
+            if let Some(n) = note {
+                text.push_str(&format!(": {n}"));
+            }
+            event(
+                tx,
+                &inc,
+                now,
+                actor,
+                EventKind::StateChanged,
+                &text,
+                json!({"from": from.as_str(), "to": to.as_str(), "note": note}),
+            )
+            .await?;
+            let msg = rules
+                .messages
+                .state_changed(&inc, from, actor, note.as_deref());
+            post(tx, rules, now, &inc, "state_changed", msg, effects).await?;
+            Ok(ChangeOutcome {
+                answer: format!("{} {verb} by {actor}", inc.human_id),
+                incident: inc,
+            })
+        }
+        Change::SetSeverity { id, severity } => {
+            let mut inc = load(tx, *id).await?;
+            if inc.severity == *severity {
+                return Err(LedgerError::Unchanged {
+                    id: inc.human_id,
+                    severity: *severity,
+                });
+            }
+            let from = inc.severity;
+            inc.severity = *severity;
+            inc.updated = now;
+            tx.update_incident(&inc).await?;
+            let text = format!("severity {from} -> {severity} by {actor}");
+            event(
+                tx,
+                &inc,
+                now,
+                actor,
+                EventKind::SeverityChanged,
+                &text,
+                json!({"from": from.as_str(), "to": severity.as_str()}),
+            )
+            .await?;
+            let msg = rules.messages.severity_changed(&inc, from, actor);
+            post(tx, rules, now, &inc, "severity_changed", msg, effects).await?;
+            Ok(ChangeOutcome {
+                answer: format!("{} is now {severity} (was {from})", inc.human_id),
+                incident: inc,
+            })
+        }
+        Change::Note { id, text } => {
+            let inc = load(tx, *id).await?;
+            event(tx, &inc, now, actor, EventKind::Note, text, json!({})).await?;
+            Ok(ChangeOutcome {
+                answer: format!("note added to {}", inc.human_id),
+                incident: inc,
+            })
+        }
+        Change::Followup {
+            id,
+            text,
+            owner,
+            due,
+        } => {
+            let inc = load(tx, *id).await?;
+            event(
+                tx,
+                &inc,
+                now,
+                actor,
+                EventKind::Followup,
+                text,
+                json!({"owner": owner, "due": due}),
+            )
+            .await?;
+            Ok(ChangeOutcome {
+                answer: format!("follow-up recorded on {}", inc.human_id),
+                incident: inc,
+            })
+        }
+        Change::Reaction {
+            id,
+            emoji,
+            message_ref,
+        } => {
+            let inc = load(tx, *id).await?;
+            let text = format!("{actor} reacted :{emoji}: to message {message_ref}");
+            event(
+                tx,
+                &inc,
+                now,
+                actor,
+                EventKind::Reaction,
+                &text,
+                json!({"emoji": emoji, "message_ref": message_ref}),
+            )
+            .await?;
+            Ok(ChangeOutcome {
+                answer: format!("reaction :{emoji}: recorded on {}", inc.human_id),
+                incident: inc,
+            })
+        }
+    }
+}
+
+async fn load(tx: &mut StoreTx, id: i64) -> Result<Incident, LedgerError> {
+    tx.incident(id)
+        .await?
+        .ok_or_else(|| LedgerError::NotFound(human_id(id)))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn event(
+    tx: &mut StoreTx,
+    inc: &Incident,
+    now: Millis,
+    actor: &str,
+    kind: EventKind,
+    text: &str,
+    data: serde_json::Value,
+) -> Result<(), LedgerError> {
+    tx.append(&NewEvent {
+        incident_id: inc.id,
+        at: now,
+        actor,
+        kind: kind.as_str(),
+        text,
+        data,
+    })
+    .await?;
+    Ok(())
+}
+
+/// Writes a chat post intent for the incident's thread.
+async fn post(
+    tx: &mut StoreTx,
+    rules: &Rules,
+    now: Millis,
+    inc: &Incident,
+    template: &str,
+    text: String,
+    effects: &mut Effects,
+) -> Result<(), LedgerError> {
+    let payload = json!({"channel": rules.channel, "template": template, "text": text});
+    tx.enqueue(Some(inc.id), "chat_post", &payload, now).await?;
+    effects.enqueued += 1;
+    Ok(())
+}
+
+fn alert_line(a: &IncomingAlert, what: &str) -> String {
+    format!("{what}: {}", a.describe())
+}
+
+fn alert_data(a: &IncomingAlert) -> serde_json::Value {
+    json!({
+        "fingerprint": a.fingerprint,
+        "starts_at": a.starts_at.map(|m| m.to_rfc3339()),
+        "ends_at": a.ends_at.map(|m| m.to_rfc3339()),
+        "labels": a.labels,
+    })
+}

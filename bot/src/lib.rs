@@ -1,0 +1,27 @@
+//! firstline: a ChatOps bot for first-line incident response.
+//!
+//! # Layout
+//! The modules follow the flow of an alert (see ARCHITECTURE.md):
+//!
+//! - [`intake`]: webhook parsing, auth and the answers senders get;
+//! - [`incident`]: the single writer (group commit) that turns alerts and
+//!   commands into incidents, timeline events and outbox intents;
+//! - [`chat`]: the platform seam and the console platform;
+//! - [`outbox`]: durable delivery of intents with retries;
+//! - [`postmortem`]: Markdown and JSON export;
+//! - [`http`]: the axum routers;
+//! - [`store`]: SQLite and PostgreSQL (the only module naming sqlx);
+//! - [`domain`]: the pure core, no IO;
+//! - [`config`], [`telemetry`], [`app`]: wiring.
+
+pub mod app;
+pub mod chat;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod incident;
+pub mod intake;
+pub mod outbox;
+pub mod postmortem;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,279 @@
+//! `firstline`: thin over the library. Parses the command line, loads the
+//! configuration, and runs one of the subcommands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use firstline::app::{self, App};
+use firstline::chat::console::Sink;
+use firstline::chat::messages::{Messages, response_times_line};
+use firstline::config::{self, Config};
+use firstline::postmortem;
+use firstline::store::IncidentFilter;
+use firstline::telemetry;
+
+/// firstline: ChatOps for first-line incident response.
+#[derive(Debug, Parser)]
+#[command(name = "firstline", version, about)]
+struct Cli {
+    /// Configuration file (TOML). Without one, the embedded default is used:
+    /// SQLite firstline.db here, console chat, HTTP on 127.0.0.1:8080.
+    #[arg(long, global = true, env = "FIRSTLINE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the bot.
+    Serve,
+    /// Validate the configuration and explain every error.
+    CheckConfig,
+    /// Apply database migrations to the configured store.
+    Migrate,
+    /// Read incidents from the store.
+    #[command(subcommand)]
+    Incident(IncidentCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum IncidentCmd {
+    /// List incidents (open ones unless --all).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one incident with its response times.
+    Show {
+        /// INC-42 or 42.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the postmortem of an incident.
+    Export {
+        id: String,
+        #[arg(long, value_enum, default_value = "md")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Md,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(errors) => {
+            let source = cli
+                .config
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "defaults".into());
+            eprintln!(
+                "firstline: the configuration ({source}) has {} problem(s):",
+                errors.0.len()
+            );
+            for e in &errors.0 {
+                eprintln!("  - {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    if let Cmd::CheckConfig = cli.command {
+        return check_config(&config);
+    }
+    telemetry::init_logs(&config.settings.log.format, &config.settings.log.level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("firstline: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("firstline: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(config: &Config) -> ExitCode {
+    let s = &config.settings;
+    let source = config
+        .file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "embedded default".into());
+    println!("configuration OK ({source})");
+    println!("  store:    {}", app::redact_url(&s.store.url));
+    println!("  http:     {}", config.listen);
+    println!("  chat:     {} in {}", s.chat.platform, s.chat.channel);
+    println!("  timezone: {}", config.timezone);
+    println!("  grouping: {}", s.incidents.group_by.join(", "));
+    let tokens: Vec<&str> = config.tokens.keys().map(String::as_str).collect();
+    println!(
+        "  intake tokens: {}",
+        if tokens.is_empty() {
+            "none (intake is open)".to_string()
+        } else {
+            tokens.join(", ")
+        }
+    );
+    ExitCode::SUCCESS
+}
+
+async fn run(command: Cmd, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Cmd::Serve => {
+            let app = App::build(config, Sink::Stdout).await?;
+            eprintln!(
+                "firstline listening on http://{} — send alerts to /hooks/alertmanager; type /help for commands",
+                app.local_addr()?
+            );
+            app.run(shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Migrate => {
+            let store = app::open_store(&config).await?;
+            println!(
+                "migrations applied to {} ({})",
+                app::redact_url(&config.settings.store.url),
+                store.backend()
+            );
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Incident(cmd) => incident(cmd, config).await,
+        Cmd::CheckConfig => Ok(check_config(&config)),
+    }
+}
+
+async fn incident(cmd: IncidentCmd, config: Config) -> anyhow::Result<ExitCode> {
+    let url = &config.settings.store.url;
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        && !path.starts_with(':')
+        && !std::path::Path::new(path.split('?').next().unwrap_or(path)).exists()
+    {
+        anyhow::bail!(
+            "no database at {path}: run `firstline serve` (or `firstline migrate`) first, or pass --config"
+        );
+    }
+    let store = app::open_store(&config).await?;
+    let messages = Messages::new(config.timezone);
+    let parse = |raw: &str| -> anyhow::Result<i64> {
+        raw.parse::<commands::IncidentRef>()
+            .map(|r| r.0)
+            .map_err(|_| anyhow::anyhow!("{raw:?} is not an incident id like INC-42"))
+    };
+    let code = match cmd {
+        IncidentCmd::List { all, json } => {
+            let filter = if all {
+                IncidentFilter::All
+            } else {
+                IncidentFilter::Open
+            };
+            let incidents = store.incidents(filter, 1000).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&incidents)?);
+            } else if incidents.is_empty() {
+                println!(
+                    "{}",
+                    if all {
+                        "no incidents"
+                    } else {
+                        "no open incidents (--all shows resolved ones)"
+                    }
+                );
+            } else {
+                for i in incidents {
+                    println!(
+                        "{:<8} {} {:<12} {}  {}",
+                        i.human_id,
+                        i.severity,
+                        i.state.as_str(),
+                        messages.time(i.detected),
+                        i.title
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        IncidentCmd::Show { id, json } => {
+            let id = parse(&id)?;
+            let inc = store
+                .incident(id)
+                .await?
+                .with_context(|| format!("INC-{id} does not exist"))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"incident": inc, "response_times": inc.milestones().response_times()})
+                    )?
+                );
+            } else {
+                println!("{} [{}] {}", inc.human_id, inc.severity, inc.title);
+                println!("state:    {}", inc.state);
+                println!("detected: {}", messages.time(inc.detected));
+                if let Some(s) = inc.impact_start {
+                    println!("impact:   since {}", messages.time(s));
+                }
+                let times = response_times_line(&inc);
+                if !times.is_empty() {
+                    println!("times:    {times}");
+                }
+                println!("group:    {}", inc.group_key);
+            }
+            ExitCode::SUCCESS
+        }
+        IncidentCmd::Export { id, format } => {
+            let id = parse(&id)?;
+            let doc = postmortem::build(&store, id)
+                .await?
+                .with_context(|| format!("INC-{id} does not exist"))?;
+            match format {
+                Format::Md => print!("{}", postmortem::markdown(&doc, &messages)),
+                Format::Json => println!("{}", postmortem::json(&doc)),
+            }
+            ExitCode::SUCCESS
+        }
+    };
+    store.close().await;
+    Ok(code)
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

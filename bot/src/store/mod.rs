@@ -1,0 +1,517 @@
+//! The store: every durable fact lives here, on SQLite or PostgreSQL.
+//!
+//! Only this module names sqlx. The two backends share one implementation:
+//! the SQL is portable (`$1` placeholders, `ON CONFLICT`, `RETURNING`, times
+//! as BIGINT milliseconds, JSON as TEXT) and each operation's body is written
+//! once and expanded for both pools by the `on_pool!` / `on_tx!` macros, so
+//! the backends cannot drift apart. The same contract tests run on both.
+//!
+//! Writes that belong together (an alert, its incident, the timeline event
+//! and the chat post intent) go through one [`StoreTx`]; see `incident::ledger`
+//! for the single writer that batches them (group commit).
+
+mod rows;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Postgres, Sqlite, Transaction};
+
+use crate::domain::incident::{Incident, StoredAlert, TimelineEvent};
+use crate::domain::time::Millis;
+use rows::{AlertRow, IncidentRow, TimelineRow};
+pub use rows::{ChatPost, OutboxItem, Receipt};
+
+/// What can go wrong in the store. Callers answer `infra` / 503 for all of it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored row is not valid: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A connection pool on one of the two backends.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// An open transaction on either backend. Dropped without `commit`, it
+/// rolls back.
+pub enum StoreTx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs `$body` with `$p` bound to the backend's pool.
+macro_rules! on_pool {
+    ($store:expr, $p:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite($p) => $body,
+            Store::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$c` bound to the transaction's connection.
+macro_rules! on_tx {
+    ($tx:expr, $c:ident => $body:expr) => {
+        match $tx {
+            StoreTx::Sqlite(t) => {
+                let $c: &mut sqlx::SqliteConnection = &mut **t;
+                $body
+            }
+            StoreTx::Postgres(t) => {
+                let $c: &mut sqlx::PgConnection = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+/// Options for [`Store::connect`].
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub url: String,
+    pub max_connections: u32,
+    /// SQLite: fsync every commit (`true`) or leave it to checkpoints.
+    pub sqlite_full_sync: bool,
+}
+
+/// A new alert row.
+#[derive(Debug, Clone)]
+pub struct NewAlert<'a> {
+    pub incident_id: Option<i64>,
+    pub source: &'a str,
+    pub fingerprint: &'a str,
+    pub status: &'a str,
+    pub name: &'a str,
+    pub starts_ms: i64,
+    pub ends_ms: Option<i64>,
+    pub labels: String,
+    pub annotations: String,
+    pub generator_url: Option<&'a str>,
+    pub now: Millis,
+}
+
+/// A new incident row.
+#[derive(Debug, Clone)]
+pub struct NewIncident<'a> {
+    pub group_key: &'a str,
+    pub title: &'a str,
+    pub severity: &'a str,
+    pub labels: String,
+    pub impact_start: Option<Millis>,
+    pub detected: Millis,
+}
+
+/// A timeline entry to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub incident_id: i64,
+    pub at: Millis,
+    pub actor: &'a str,
+    pub kind: &'a str,
+    pub text: &'a str,
+    pub data: serde_json::Value,
+}
+
+/// The outcome of recording a delivery key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// First time this key was seen.
+    New,
+    /// Seen before; its duplicate counter was bumped.
+    Duplicate,
+}
+
+/// Filter for listing incidents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentFilter {
+    Open,
+    All,
+}
+
+/// Figures for `/metrics`, read at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct StoreGauges {
+    /// (severity, count) of incidents not yet resolved.
+    pub open_by_severity: Vec<(String, i64)>,
+    pub outbox_pending: i64,
+    pub outbox_dead: i64,
+}
+
+const INCIDENT_COLUMNS: &str = "id, group_key, title, severity, state, labels, impact_start_ms, detected_ms, acknowledged_ms, mitigated_ms, resolved_ms, updated_ms, truncated_alerts, chat_thread";
+
+impl Store {
+    /// Connects (creating a SQLite file if missing) and applies migrations.
+    pub async fn connect(opts: &ConnectOptions) -> Result<Store> {
+        let store = if opts.url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(&opts.url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(if opts.sqlite_full_sync {
+                    SqliteSynchronous::Full
+                } else {
+                    SqliteSynchronous::Normal
+                })
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(connect)
+                .await?;
+            Store::Sqlite(pool)
+        } else {
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(&opts.url)
+                .await?;
+            Store::Postgres(pool)
+        };
+        Ok(store)
+    }
+
+    /// Applies the backend's migrations (idempotent).
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(p) => sqlx::migrate!("../migrations/sqlite").run(p).await?,
+            Store::Postgres(p) => sqlx::migrate!("../migrations/postgres").run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// `sqlite` or `postgres`, for logs and metrics.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn begin(&self) -> Result<StoreTx> {
+        Ok(match self {
+            Store::Sqlite(p) => StoreTx::Sqlite(p.begin().await?),
+            Store::Postgres(p) => StoreTx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// Whether the database answers; `/readyz` uses it.
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+
+    pub async fn incident(&self, id: i64) -> Result<Option<Incident>> {
+        let row: Option<IncidentRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(
+            format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1")))
+            .bind(id).fetch_optional(p).await?);
+        row.map(Incident::try_from).transpose()
+    }
+
+    pub async fn incidents(&self, filter: IncidentFilter, limit: i64) -> Result<Vec<Incident>> {
+        let sql = match filter {
+            IncidentFilter::Open => format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE state <> 'resolved' ORDER BY id DESC LIMIT $1"
+            ),
+            IncidentFilter::All => {
+                format!("SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY id DESC LIMIT $1")
+            }
+        };
+        let rows: Vec<IncidentRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(limit).fetch_all(p).await?);
+        rows.into_iter().map(Incident::try_from).collect()
+    }
+
+    pub async fn timeline(&self, incident_id: i64) -> Result<Vec<TimelineEvent>> {
+        let rows: Vec<TimelineRow> = on_pool!(self, p => sqlx::query_as(
+            "SELECT id, incident_id, at_ms, actor, kind, text, data FROM timeline WHERE incident_id = $1 ORDER BY id")
+            .bind(incident_id).fetch_all(p).await?);
+        rows.into_iter().map(TimelineEvent::try_from).collect()
+    }
+
+    pub async fn alerts_of(&self, incident_id: i64) -> Result<Vec<StoredAlert>> {
+        let rows: Vec<AlertRow> = on_pool!(self, p => sqlx::query_as(
+            "SELECT id, incident_id, source, fingerprint, status, name, starts_ms, ends_ms, labels, annotations, generator_url, received_ms FROM alerts WHERE incident_id = $1 ORDER BY id")
+            .bind(incident_id).fetch_all(p).await?);
+        rows.into_iter().map(StoredAlert::try_from).collect()
+    }
+
+    /// Posts the bot made, oldest first; for one incident or (None) all.
+    pub async fn chat_posts(&self, incident_id: Option<i64>, limit: i64) -> Result<Vec<ChatPost>> {
+        Ok(on_pool!(self, p => sqlx::query_as(
+            "SELECT id, outbox_id, platform, channel, thread, message_ref, incident_id, text, posted_ms FROM chat_posts
+             WHERE ($1 IS NULL OR incident_id = $1) ORDER BY id LIMIT $2")
+            .bind(incident_id).bind(limit).fetch_all(p).await?))
+    }
+
+    /// Records a post the platform made for outbox item `outbox_id`. Returns
+    /// `false` if that item had already been posted (a redelivery after a
+    /// crash), so the platform does not show it twice.
+    pub async fn record_post(&self, post: &ChatPost) -> Result<bool> {
+        let id: Option<i64> = on_pool!(self, p => sqlx::query_scalar(
+            "INSERT INTO chat_posts (outbox_id, platform, channel, thread, message_ref, incident_id, text, posted_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (outbox_id) DO NOTHING RETURNING id")
+            .bind(post.outbox_id).bind(&post.platform).bind(&post.channel).bind(&post.thread)
+            .bind(&post.message_ref).bind(post.incident_id).bind(&post.text).bind(post.posted_ms)
+            .fetch_optional(p).await?);
+        Ok(id.is_some())
+    }
+
+    /// The post already made for an outbox item, if any.
+    pub async fn post_for_outbox(&self, outbox_id: i64) -> Result<Option<ChatPost>> {
+        Ok(on_pool!(self, p => sqlx::query_as(
+            "SELECT id, outbox_id, platform, channel, thread, message_ref, incident_id, text, posted_ms FROM chat_posts WHERE outbox_id = $1")
+            .bind(outbox_id).fetch_optional(p).await?))
+    }
+
+    /// The post with this platform reference (reactions point at one).
+    pub async fn post_by_ref(&self, platform: &str, message_ref: &str) -> Result<Option<ChatPost>> {
+        Ok(on_pool!(self, p => sqlx::query_as(
+            "SELECT id, outbox_id, platform, channel, thread, message_ref, incident_id, text, posted_ms FROM chat_posts WHERE platform = $1 AND message_ref = $2")
+            .bind(platform).bind(message_ref).fetch_optional(p).await?))
+    }
+
+    /// Remembers the incident's thread; the first post's reference wins.
+    pub async fn set_chat_thread(&self, incident_id: i64, thread: &str) -> Result<()> {
+        on_pool!(self, p => sqlx::query("UPDATE incidents SET chat_thread = $1 WHERE id = $2 AND chat_thread IS NULL")
+            .bind(thread).bind(incident_id).execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Outbox items due for delivery, oldest first.
+    pub async fn due_outbox(&self, now: Millis, limit: i64) -> Result<Vec<OutboxItem>> {
+        Ok(on_pool!(self, p => sqlx::query_as(
+            "SELECT id, incident_id, kind, payload, attempts FROM outbox
+             WHERE status = 'pending' AND next_attempt_ms <= $1 ORDER BY id LIMIT $2")
+            .bind(now.0).bind(limit).fetch_all(p).await?))
+    }
+
+    /// The earliest time a pending item becomes due, to sleep until then.
+    pub async fn next_outbox_due(&self) -> Result<Option<Millis>> {
+        let v: Option<i64> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT MIN(next_attempt_ms) FROM outbox WHERE status = 'pending'").fetch_one(p).await?);
+        Ok(v.map(Millis))
+    }
+
+    pub async fn outbox_delivered(&self, id: i64, now: Millis) -> Result<()> {
+        on_pool!(self, p => sqlx::query(
+            "UPDATE outbox SET status = 'delivered', delivered_ms = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2")
+            .bind(now.0).bind(id).execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Records a failed attempt: retried at `next` or, when `dead`, parked.
+    pub async fn outbox_failed(
+        &self,
+        id: i64,
+        next: Millis,
+        error: &str,
+        dead: bool,
+    ) -> Result<()> {
+        on_pool!(self, p => sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = $1, last_error = $2, status = $3 WHERE id = $4")
+            .bind(next.0).bind(error).bind(if dead { "dead" } else { "pending" }).bind(id).execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// A stored idempotency receipt (generic intake replays its answer).
+    pub async fn receipt(&self, source: &str, key: &str) -> Result<Option<Receipt>> {
+        Ok(on_pool!(self, p => sqlx::query_as(
+            "SELECT source, key, outcome, request_hash, response, duplicates, received_ms FROM receipts WHERE source = $1 AND key = $2")
+            .bind(source).bind(key).fetch_optional(p).await?))
+    }
+
+    /// Drops receipts older than `older_than`, then the oldest beyond `max`
+    /// (seed 000: TTL days and a MAX count). Returns how many went.
+    pub async fn prune_receipts(&self, older_than: Millis, max: i64) -> Result<u64> {
+        let by_age = on_pool!(self, p => sqlx::query("DELETE FROM receipts WHERE received_ms < $1")
+            .bind(older_than.0).execute(p).await?.rows_affected());
+        let by_count = on_pool!(self, p => sqlx::query(
+            "DELETE FROM receipts WHERE id <= (SELECT id FROM receipts ORDER BY id DESC LIMIT 1 OFFSET $1)")
+            .bind(max).execute(p).await?.rows_affected());
+        Ok(by_age + by_count)
+    }
+
+    pub async fn receipt_count(&self) -> Result<i64> {
+        Ok(
+            on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM receipts").fetch_one(p).await?),
+        )
+    }
+
+    pub async fn gauges(&self) -> Result<StoreGauges> {
+        let open_by_severity: Vec<(String, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT severity, COUNT(*) FROM incidents WHERE state <> 'resolved' GROUP BY severity ORDER BY severity")
+            .fetch_all(p).await?);
+        let (pending, dead): (i64, i64) = on_pool!(self, p => sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END), 0) FROM outbox")
+            .fetch_one(p).await?);
+        Ok(StoreGauges {
+            open_by_severity,
+            outbox_pending: pending,
+            outbox_dead: dead,
+        })
+    }
+}
+
+impl StoreTx {
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            StoreTx::Sqlite(t) => t.commit().await?,
+            StoreTx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    /// Records delivery key `key` of `source`: [`ReceiptOutcome::New`] the
+    /// first time, [`ReceiptOutcome::Duplicate`] (and a bumped counter) after.
+    pub async fn record_receipt(
+        &mut self,
+        source: &str,
+        key: &str,
+        request_hash: Option<&str>,
+        now: Millis,
+    ) -> Result<ReceiptOutcome> {
+        let duplicates: i64 = on_tx!(self, c => sqlx::query_scalar(
+            "INSERT INTO receipts (source, key, outcome, request_hash, received_ms) VALUES ($1, $2, 'accepted', $3, $4)
+             ON CONFLICT (source, key) DO UPDATE SET duplicates = receipts.duplicates + 1 RETURNING duplicates")
+            .bind(source).bind(key).bind(request_hash).bind(now.0).fetch_one(&mut *c).await?);
+        Ok(if duplicates == 0 {
+            ReceiptOutcome::New
+        } else {
+            ReceiptOutcome::Duplicate
+        })
+    }
+
+    /// Stores the answer given for an idempotency key, to replay it.
+    pub async fn set_receipt_response(
+        &mut self,
+        source: &str,
+        key: &str,
+        outcome: &str,
+        response: &str,
+    ) -> Result<()> {
+        on_tx!(self, c => sqlx::query("UPDATE receipts SET outcome = $1, response = $2 WHERE source = $3 AND key = $4")
+            .bind(outcome).bind(response).bind(source).bind(key).execute(&mut *c).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// The alert with this identity: an exact `starts_ms` match, or, when the
+    /// sender gave no start, the latest one with the fingerprint.
+    pub async fn find_alert(
+        &mut self,
+        source: &str,
+        fingerprint: &str,
+        starts_ms: Option<i64>,
+    ) -> Result<Option<(i64, Option<i64>, String)>> {
+        Ok(match starts_ms {
+            Some(s) => on_tx!(self, c => sqlx::query_as(
+                "SELECT id, incident_id, status FROM alerts WHERE source = $1 AND fingerprint = $2 AND starts_ms = $3 ORDER BY id DESC LIMIT 1")
+                .bind(source).bind(fingerprint).bind(s).fetch_optional(&mut *c).await?),
+            None => on_tx!(self, c => sqlx::query_as(
+                "SELECT id, incident_id, status FROM alerts WHERE source = $1 AND fingerprint = $2 ORDER BY id DESC LIMIT 1")
+                .bind(source).bind(fingerprint).fetch_optional(&mut *c).await?),
+        })
+    }
+
+    pub async fn insert_alert(&mut self, a: &NewAlert<'_>) -> Result<i64> {
+        Ok(on_tx!(self, c => sqlx::query_scalar(
+            "INSERT INTO alerts (incident_id, source, fingerprint, status, name, starts_ms, ends_ms, labels, annotations, generator_url, received_ms, updated_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id")
+            .bind(a.incident_id).bind(a.source).bind(a.fingerprint).bind(a.status).bind(a.name)
+            .bind(a.starts_ms).bind(a.ends_ms).bind(&a.labels).bind(&a.annotations).bind(a.generator_url)
+            .bind(a.now.0).fetch_one(&mut *c).await?))
+    }
+
+    pub async fn set_alert_status(
+        &mut self,
+        id: i64,
+        status: &str,
+        ends_ms: Option<i64>,
+        now: Millis,
+    ) -> Result<()> {
+        on_tx!(self, c => sqlx::query("UPDATE alerts SET status = $1, ends_ms = $2, updated_ms = $3 WHERE id = $4")
+            .bind(status).bind(ends_ms).bind(now.0).bind(id).execute(&mut *c).await.map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn firing_alerts(&mut self, incident_id: i64) -> Result<i64> {
+        Ok(on_tx!(self, c => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM alerts WHERE incident_id = $1 AND status = 'firing'")
+            .bind(incident_id).fetch_one(&mut *c).await?))
+    }
+
+    /// The newest incident of this group that is not resolved.
+    pub async fn open_incident_for_group(&mut self, group_key: &str) -> Result<Option<Incident>> {
+        let row: Option<IncidentRow> = on_tx!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE group_key = $1 AND state <> 'resolved' ORDER BY id DESC LIMIT 1")))
+            .bind(group_key).fetch_optional(&mut *c).await?);
+        row.map(Incident::try_from).transpose()
+    }
+
+    pub async fn incident(&mut self, id: i64) -> Result<Option<Incident>> {
+        let row: Option<IncidentRow> = on_tx!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1")))
+            .bind(id).fetch_optional(&mut *c).await?);
+        row.map(Incident::try_from).transpose()
+    }
+
+    pub async fn insert_incident(&mut self, n: &NewIncident<'_>) -> Result<Incident> {
+        let row: IncidentRow = on_tx!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO incidents (group_key, title, severity, state, labels, impact_start_ms, detected_ms, updated_ms)
+             VALUES ($1, $2, $3, 'triggered', $4, $5, $6, $6) RETURNING {INCIDENT_COLUMNS}")))
+            .bind(n.group_key).bind(n.title).bind(n.severity).bind(&n.labels)
+            .bind(n.impact_start.map(|m| m.0)).bind(n.detected.0).fetch_one(&mut *c).await?);
+        Incident::try_from(row)
+    }
+
+    /// Writes the incident's mutable fields back.
+    pub async fn update_incident(&mut self, i: &Incident) -> Result<()> {
+        on_tx!(self, c => sqlx::query(
+            "UPDATE incidents SET title = $1, severity = $2, state = $3, impact_start_ms = $4, acknowledged_ms = $5,
+             mitigated_ms = $6, resolved_ms = $7, updated_ms = $8, truncated_alerts = $9 WHERE id = $10")
+            .bind(&i.title).bind(i.severity.as_str()).bind(i.state.as_str())
+            .bind(i.impact_start.map(|m| m.0)).bind(i.acknowledged.map(|m| m.0))
+            .bind(i.mitigated.map(|m| m.0)).bind(i.resolved.map(|m| m.0)).bind(i.updated.0)
+            .bind(i.truncated_alerts).bind(i.id).execute(&mut *c).await.map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn append(&mut self, e: &NewEvent<'_>) -> Result<i64> {
+        Ok(on_tx!(self, c => sqlx::query_scalar(
+            "INSERT INTO timeline (incident_id, at_ms, actor, kind, text, data) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
+            .bind(e.incident_id).bind(e.at.0).bind(e.actor).bind(e.kind).bind(e.text).bind(e.data.to_string())
+            .fetch_one(&mut *c).await?))
+    }
+
+    /// Writes an intent for the dispatcher (a chat post now; pages and
+    /// actions later), due at once.
+    pub async fn enqueue(
+        &mut self,
+        incident_id: Option<i64>,
+        kind: &str,
+        payload: &serde_json::Value,
+        now: Millis,
+    ) -> Result<i64> {
+        Ok(on_tx!(self, c => sqlx::query_scalar(
+            "INSERT INTO outbox (incident_id, kind, payload, next_attempt_ms, created_ms) VALUES ($1, $2, $3, $4, $4) RETURNING id")
+            .bind(incident_id).bind(kind).bind(payload.to_string()).bind(now.0).fetch_one(&mut *c).await?))
+    }
+}
