@@ -200,8 +200,7 @@ impl Default for OutboxSettings {
 }
 
 /// Where a secret lives. Never the secret itself.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SecretRef {
     /// Name of the environment variable holding the secret.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -209,6 +208,44 @@ pub struct SecretRef {
     /// Path of a file holding the secret (trailing newline trimmed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+}
+
+/// The table form `{ env = "VAR" }` / `{ file = "/path" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretRefTable {
+    env: Option<String>,
+    file: Option<PathBuf>,
+}
+
+const INLINE_SECRET: &str =
+    "a secret is not written into the configuration: use { env = \"VAR\" } or { file = \"/path\" }";
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SecretRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("{ env = \"VAR\" } or { file = \"/path\" }")
+            }
+            // Any scalar is refused without repeating it: it may be the secret.
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretRef, E> {
+                Err(E::custom(INLINE_SECRET))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<SecretRef, E> {
+                Err(E::custom(INLINE_SECRET))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<SecretRef, E> {
+                Err(E::custom(INLINE_SECRET))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<SecretRef, A::Error> {
+                let t = SecretRefTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(SecretRef { env: t.env, file: t.file })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl SecretRef {
@@ -315,8 +352,10 @@ pub fn load_with_env(
         && let Err(e) = toml::from_str::<Settings>(text)
     {
         let line = e.span().map(|s| line_of(text, s.start));
+        let key = key_of_toml_error(&e);
+        let key = if key == "(file)" { line.and_then(|l| key_at_line(text, l)).unwrap_or(key) } else { key };
         return Err(ConfigErrors(vec![ConfigError {
-            key: key_of_toml_error(&e),
+            key,
             line,
             message: e.message().trim_end_matches('.').to_string(),
         }]));
@@ -394,6 +433,22 @@ fn key_of_toml_error(e: &toml::de::Error) -> String {
         .filter(|_| msg.starts_with("unknown field"))
         .map(str::to_string)
         .unwrap_or_else(|| "(file)".into())
+}
+
+/// The dotted key set on `line` (1-based), e.g. `intake.tokens.alertmanager`.
+fn key_at_line(text: &str, line: usize) -> Option<String> {
+    let mut section = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if let Some(h) = t.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            section = h.trim().to_string();
+        }
+        if i + 1 == line {
+            let leaf = t.split('=').next().map(str::trim).filter(|k| !k.is_empty() && t.contains('='))?;
+            return Some(if section.is_empty() { leaf.to_string() } else { format!("{section}.{leaf}") });
+        }
+    }
+    None
 }
 
 /// Line of `[section]`'s `key = ` in the file, for validation errors.
@@ -665,7 +720,11 @@ mod tests {
         let f = file("[intake.tokens]\nalertmanager = \"hunter2\"\n");
         let e = load_with_env(Some(f.path()), Vec::new()).expect_err("inline secret");
         assert_eq!(e.0[0].line, Some(2));
+        assert_eq!(e.0[0].key, "intake.tokens.alertmanager");
         assert!(!e.to_string().contains("hunter2"), "{e}");
+        let env = vec![("FIRSTLINE_INTAKE__TOKENS__GRAFANA".to_string(), "hunter3".to_string())];
+        let e = load_with_env(None, env).expect_err("inline secret from env");
+        assert!(!e.to_string().contains("hunter3"), "{e}");
     }
 
     #[test]

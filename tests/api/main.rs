@@ -1,1 +1,11 @@
+//! Integration tests: one binary, the real server on a loopback port, real
+//! SQLite and PostgreSQL. See helpers.rs for the harness.
 
+mod chat_commands;
+mod config_cli;
+mod e2e;
+mod helpers;
+mod intake;
+mod outbox;
+mod restart;
+mod store_contract;

@@ -203,7 +203,11 @@ impl Store {
 
     pub async fn begin(&self) -> Result<StoreTx> {
         Ok(match self {
-            Store::Sqlite(p) => StoreTx::Sqlite(p.begin().await?),
+            // IMMEDIATE takes SQLite's write lock up front: a deferred
+            // transaction that reads first and then writes fails at once
+            // with SQLITE_BUSY when another connection wrote in between,
+            // where IMMEDIATE simply waits for the busy timeout.
+            Store::Sqlite(p) => StoreTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Store::Postgres(p) => StoreTx::Postgres(p.begin().await?),
         })
     }
