@@ -64,7 +64,8 @@ const DEFAULT_PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres"
 /// Linux reports process CPU time in these ticks per second (USER_HZ).
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
-const USAGE: &str = "usage: cargo bench --bench intake [-- [--quick] [--sqlite-only | --postgres-only]]";
+const USAGE: &str =
+    "usage: cargo bench --bench intake [-- [--quick] [--sqlite-only | --postgres-only]]";
 
 fn main() -> ExitCode {
     let options = match Options::parse(std::env::args().skip(1)) {
@@ -260,7 +261,8 @@ async fn run(options: Options) -> Result<()> {
                     db.name,
                     firstline::app::redact_url(&admin)
                 );
-                let result = bench_backend("postgres", Some(&db.url), &binary, &options, &maker).await;
+                let result =
+                    bench_backend("postgres", Some(&db.url), &binary, &options, &maker).await;
                 if let Err(e) = db.drop_now().await {
                     println!("postgres: could not drop database {}: {e:#}", db.name);
                 }
@@ -382,6 +384,7 @@ impl Server {
             .env("FIRSTLINE_STORE__URL", &store_url)
             // RUST_LOG would win over log.level and flood stderr.
             .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -446,13 +449,20 @@ impl Server {
         let text = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
         let lines: Vec<String> = text
             .lines()
+            .map(without_ansi)
             .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-            .map(str::to_string)
+            .map(|l| match l.char_indices().nth(400) {
+                Some((at, _)) => format!("{}…", &l[..at]),
+                None => l,
+            })
             .collect();
         let skip = lines.len().saturating_sub(5);
         let mut out: Vec<String> = lines[skip..].to_vec();
         if skip > 0 {
-            out.insert(0, format!("({} warning/error lines in all; last 5:)", lines.len()));
+            out.insert(
+                0,
+                format!("({} warning/error lines in all; last 5:)", lines.len()),
+            );
         }
         out
     }
@@ -471,10 +481,28 @@ impl Drop for Server {
     }
 }
 
+/// `line` without terminal colour codes (`ESC [ … m`).
+fn without_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip up to and including the final letter of the sequence.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A port nobody listens on right now (bound, read, released).
 fn free_port() -> Result<u16> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
     Ok(listener
         .local_addr()
         .context("cannot read the bound port")?
@@ -505,20 +533,42 @@ impl Memory {
     }
 }
 
-/// CPU time used by the server and by this process over a scenario, from
-/// /proc (Linux only), to see who used the shared cores.
+/// CPU time over a scenario, from /proc (Linux only), to see who used the
+/// shared cores: the server, PostgreSQL's processes, this bench, and
+/// everything else on the machine (which makes the figures pessimistic).
 struct CpuClock {
     server_pid: u32,
     started: Instant,
-    server_ticks: Option<u64>,
-    own_ticks: Option<u64>,
+    before: CpuTicks,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CpuTicks {
+    server: Option<u64>,
+    postgres: Option<u64>,
+    bench: Option<u64>,
+    machine: Option<u64>,
+}
+
+impl CpuTicks {
+    fn now(server_pid: u32) -> CpuTicks {
+        CpuTicks {
+            server: process_ticks(&server_pid.to_string()),
+            postgres: postgres_ticks(),
+            bench: process_ticks("self"),
+            machine: machine_busy_ticks(),
+        }
+    }
 }
 
 /// Average cores busy over a scenario.
 #[derive(Debug, Clone, Copy, Default)]
 struct CpuUse {
     server: Option<f64>,
+    postgres: Option<f64>,
     bench: Option<f64>,
+    /// The machine's busy time not accounted for by the three above.
+    other: Option<f64>,
 }
 
 impl CpuClock {
@@ -526,12 +576,12 @@ impl CpuClock {
         CpuClock {
             server_pid,
             started: Instant::now(),
-            server_ticks: cpu_ticks(&server_pid.to_string()),
-            own_ticks: cpu_ticks("self"),
+            before: CpuTicks::now(server_pid),
         }
     }
 
     fn stop(self) -> CpuUse {
+        let after = CpuTicks::now(self.server_pid);
         let secs = self.started.elapsed().as_secs_f64();
         let cores = |before: Option<u64>, after: Option<u64>| match (before, after) {
             (Some(b), Some(a)) if secs > 0.0 => {
@@ -539,23 +589,68 @@ impl CpuClock {
             }
             _ => None,
         };
+        let server = cores(self.before.server, after.server);
+        let postgres = cores(self.before.postgres, after.postgres);
+        let bench = cores(self.before.bench, after.bench);
+        let other = match (cores(self.before.machine, after.machine), server, bench) {
+            (Some(m), Some(s), Some(b)) => Some((m - s - b - postgres.unwrap_or(0.0)).max(0.0)),
+            _ => None,
+        };
         CpuUse {
-            server: cores(self.server_ticks, cpu_ticks(&self.server_pid.to_string())),
-            bench: cores(self.own_ticks, cpu_ticks("self")),
+            server,
+            postgres,
+            bench,
+            other,
         }
     }
 }
 
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: &str) -> Option<u64> {
+/// utime + stime of a process, in clock ticks, and its command name.
+fn process_stat(pid: &str) -> Option<(String, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces; the fields after it do not.
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // The command name is in parentheses and may contain spaces.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_string();
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line: the 12th and 13th after the name.
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some((name, utime + stime))
+}
+
+fn process_ticks(pid: &str) -> Option<u64> {
+    process_stat(pid).map(|(_, ticks)| ticks)
+}
+
+/// CPU ticks of all processes named `postgres` (server and backends; a
+/// backend that exits during a scenario takes its ticks with it).
+fn postgres_ticks() -> Option<u64> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    Some(
+        entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+            .filter_map(|pid| process_stat(&pid))
+            .filter(|(name, _)| name == "postgres")
+            .map(|(_, ticks)| ticks)
+            .sum(),
+    )
+}
+
+/// Busy (not idle, not waiting for IO) clock ticks of all CPUs since boot.
+fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice],
+    // guest time being already counted in user.
+    let total: u64 = ticks.iter().take(8).sum();
+    Some(total - ticks.get(3)? - ticks.get(4)?)
 }
 
 // ---------------------------------------------------------------------------
@@ -789,7 +884,11 @@ impl BodyMaker {
     fn render(&self, alerts: usize) -> String {
         let first = self.next_alert.fetch_add(alerts as u64, Ordering::Relaxed);
         let service = self.next_request.fetch_add(1, Ordering::Relaxed) % SERVICES;
-        let envelope = if alerts == 1 { &self.single } else { &self.group };
+        let envelope = if alerts == 1 {
+            &self.single
+        } else {
+            &self.group
+        };
         let mut out = String::with_capacity(600 + 900 * alerts);
         envelope.render(&mut out, &mut |slot, out| {
             if slot == Slot::Alerts {
@@ -867,8 +966,11 @@ impl BodyMaker {
                     parsed.alerts.len()
                 );
             }
-            let mut fingerprints: Vec<&str> =
-                parsed.alerts.iter().map(|a| a.fingerprint.as_str()).collect();
+            let mut fingerprints: Vec<&str> = parsed
+                .alerts
+                .iter()
+                .map(|a| a.fingerprint.as_str())
+                .collect();
             fingerprints.sort_unstable();
             fingerprints.dedup();
             if fingerprints.len() != alerts || parsed.alerts.iter().any(|a| a.starts_at.is_none()) {
@@ -914,9 +1016,15 @@ struct Answer {
 }
 
 enum Outcome {
-    Answered { accepted: u64, duplicates: u64 },
+    Answered {
+        accepted: u64,
+        duplicates: u64,
+    },
     /// `kind` groups failures in the report; `detail` is the first example.
-    Failed { kind: String, detail: String },
+    Failed {
+        kind: String,
+        detail: String,
+    },
 }
 
 fn http_client(max_idle: usize) -> Result<reqwest::Client> {
@@ -1042,9 +1150,9 @@ struct ScenarioResult {
 
 impl ScenarioResult {
     fn new(measure_start: Instant, mut tally: Tally, notes: Vec<String>) -> ScenarioResult {
-        let elapsed = tally
-            .last_done
-            .map_or(Duration::ZERO, |d| d.saturating_duration_since(measure_start));
+        let elapsed = tally.last_done.map_or(Duration::ZERO, |d| {
+            d.saturating_duration_since(measure_start)
+        });
         let mut sorted_us = std::mem::take(&mut tally.latencies_us);
         sorted_us.sort_unstable();
         ScenarioResult {
@@ -1237,10 +1345,15 @@ async fn paced(
         .get((lags_us.len() * 99 / 100).min(lags_us.len().saturating_sub(1)))
         .copied();
     notes.push(format!(
-        "pacer send lag p99 {}, max {}; waited for an in-flight slot {waited_for_slot} times",
+        "pacer send lag p99 {}, max {}",
         ms(lag_p99),
         ms(lags_us.last().copied())
     ));
+    if waited_for_slot > 0 {
+        notes.push(format!(
+            "{MAX_IN_FLIGHT} requests were in flight at {waited_for_slot} send times: the server fell behind {rate}/s, sends were delayed, and the delay is in the latencies"
+        ));
+    }
     Ok(ScenarioResult::new(measure_start, tally, notes))
 }
 
@@ -1257,7 +1370,10 @@ fn ms(us: Option<u64>) -> String {
 }
 
 fn mb(kb: Option<u64>) -> String {
-    kb.map_or_else(|| "n/a".into(), |kb| format!("{:.1} MB", kb as f64 / 1024.0))
+    kb.map_or_else(
+        || "n/a".into(),
+        |kb| format!("{:.1} MB", kb as f64 / 1024.0),
+    )
 }
 
 fn cores(c: Option<f64>) -> String {
@@ -1267,7 +1383,7 @@ fn cores(c: Option<f64>) -> String {
 fn print_table(reports: &[BackendReport]) {
     println!();
     println!(
-        "{:<9} {:<18} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8} {:>8}",
+        "{:<9} {:<18} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}  {:>5} {:>5} {:>5} {:>5}",
         "backend",
         "scenario",
         "reqs/s",
@@ -1277,13 +1393,15 @@ fn print_table(reports: &[BackendReport]) {
         "p99",
         "max",
         "errors",
-        "srv cpu",
-        "cli cpu"
+        "srv",
+        "pg",
+        "bench",
+        "other"
     );
     for report in reports {
         for s in &report.scenarios {
             println!(
-                "{:<9} {:<18} {:>9.1} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8} {:>8}",
+                "{:<9} {:<18} {:>9.1} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>7}  {:>5} {:>5} {:>5} {:>5}",
                 report.backend,
                 s.name,
                 s.per_sec(s.tally.answered),
@@ -1294,7 +1412,9 @@ fn print_table(reports: &[BackendReport]) {
                 ms(s.percentile(100.0)),
                 s.tally.error_count(),
                 cores(s.cpu.server),
-                cores(s.cpu.bench)
+                cores(s.cpu.postgres),
+                cores(s.cpu.bench),
+                cores(s.cpu.other)
             );
         }
         println!(
@@ -1307,7 +1427,7 @@ fn print_table(reports: &[BackendReport]) {
     }
     println!();
     println!(
-        "reqs/s counts 200 answers, alerts/s the alerts they report accepted; latencies are per request (paced: from the scheduled send time); cpu = average cores busy (server process, bench process; PostgreSQL's own processes not included)"
+        "reqs/s counts 200 answers, alerts/s the alerts they report accepted; latencies are per request (paced: from the scheduled send time); srv/pg/bench/other = average cores busy: the server, PostgreSQL's processes, this bench, everything else on the machine"
     );
     for report in reports {
         for s in &report.scenarios {
@@ -1320,6 +1440,14 @@ fn print_table(reports: &[BackendReport]) {
                 println!(
                     "{} {}: {unaccepted} alerts sent were not reported accepted ({} duplicates)",
                     report.backend, s.name, t.duplicates
+                );
+            }
+            if let Some(other) = s.cpu.other
+                && other > 0.25
+            {
+                println!(
+                    "{} {}: other processes kept {other:.2} cores busy: the figures understate firstline",
+                    report.backend, s.name
                 );
             }
             for note in &s.notes {

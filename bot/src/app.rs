@@ -19,7 +19,9 @@ use crate::domain::State;
 use crate::domain::time::{Clock, Millis, SystemClock};
 use crate::http::{self, AppState};
 use crate::incident::{Change, Ledger, Rules};
-use crate::outbox::Dispatcher;
+use crate::outbox::{ChatPoster, Dispatcher};
+use crate::runbook::load::Catalog;
+use crate::runbook::worker::RunbookRunner;
 use crate::store::{ConnectOptions, Store};
 use crate::telemetry;
 
@@ -28,7 +30,8 @@ pub struct App {
     listener: tokio::net::TcpListener,
     router: axum::Router,
     store: Store,
-    dispatcher: Dispatcher<Console>,
+    dispatcher: Dispatcher<ChatPoster<Console>>,
+    runner: Dispatcher<RunbookRunner>,
     commands: CommandContext,
     config: Config,
     clock: Arc<dyn Clock>,
@@ -68,7 +71,31 @@ impl App {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = open_store(&config).await?;
         let messages = Messages::new(config.timezone);
+        // Targets are not held against runbooks here: a check whose target
+        // is missing reports that as its finding, so the rest still runs.
+        let (catalog, problems) =
+            Catalog::load(config.settings.runbooks.bundled, &config.settings.runbooks.dirs, None);
+        for p in &problems {
+            warn!(problem = %p, "runbook not loaded");
+        }
+        let missing: std::collections::BTreeSet<&str> = catalog
+            .entries
+            .iter()
+            .flat_map(|e| e.runbook.checks.iter().map(|c| c.probe.target()))
+            .filter(|t| !config.targets.contains_key(*t))
+            .collect();
+        if !missing.is_empty() {
+            warn!(
+                targets = ?missing,
+                "runbook checks use targets that are not configured; they report an error until [targets.NAME] is set (see templates/runbooks/targets.example.toml)"
+            );
+        }
+        info!(runbooks = catalog.entries.len(), left_out = problems.len(), "runbooks loaded");
+        let catalog = Arc::new(catalog);
+        let targets = Arc::new(config.targets.clone());
         let rules = Arc::new(Rules {
+            catalog: catalog.clone(),
+            run_on_alert: config.settings.runbooks.run_on_alert,
             group_by: config.settings.incidents.group_by.clone(),
             severity_map: config.severity_map.clone(),
             default_severity: config.default_severity,
@@ -83,21 +110,35 @@ impl App {
             messages: messages.clone(),
         });
         let wake = Arc::new(Notify::new());
+        let wake_runner = Arc::new(Notify::new());
         let (ledger, writer) = Ledger::start(
             store.clone(),
             rules,
             clock.clone(),
-            wake.clone(),
+            vec![wake.clone(), wake_runner.clone()],
             config.settings.intake.queue_capacity,
             config.settings.store.batch_max,
         );
         let console = Arc::new(Console::new(store.clone(), clock.clone(), sink));
         let dispatcher = Dispatcher::new(
             store.clone(),
-            console,
+            ChatPoster::new(store.clone(), console, clock.clone()),
             clock.clone(),
             config.settings.outbox.clone(),
-            wake,
+            wake.clone(),
+        );
+        let runner = Dispatcher::new(
+            store.clone(),
+            RunbookRunner {
+                catalog: catalog.clone(),
+                targets: targets.clone(),
+                ledger: ledger.clone(),
+                clock: clock.clone(),
+                concurrency: config.settings.runbooks.concurrency,
+            },
+            clock.clone(),
+            config.settings.outbox.clone(),
+            wake_runner,
         );
         let commands = CommandContext {
             ledger: ledger.clone(),
@@ -121,6 +162,7 @@ impl App {
             router: http::router(state),
             store,
             dispatcher,
+            runner,
             commands,
             config,
             clock,
@@ -146,6 +188,7 @@ impl App {
             router,
             store,
             dispatcher,
+            runner,
             commands,
             config,
             clock,
@@ -153,6 +196,7 @@ impl App {
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx.clone()));
+        let runner = tokio::spawn(runner.run(stop_rx.clone()));
         let janitor = tokio::spawn(prune_receipts(
             store.clone(),
             clock.clone(),
@@ -170,6 +214,7 @@ impl App {
         info!("shutting down");
         let _ = stop_tx.send(true);
         let _ = dispatcher.await;
+        let _ = runner.await;
         let _ = janitor.await;
         drop(commands);
         writer.abort();

@@ -20,6 +20,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Severity;
+use crate::probe::{Target, TargetSettings};
 
 /// Everything firstline can be told. Each section is documented in README.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -32,6 +33,28 @@ pub struct Settings {
     pub incidents: IncidentSettings,
     pub chat: ChatSettings,
     pub outbox: OutboxSettings,
+    pub runbooks: RunbookSettings,
+    /// Systems the runbooks' probes talk to, by name (`[targets.NAME]`).
+    pub targets: BTreeMap<String, TargetSettings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunbookSettings {
+    /// Load the runbooks bundled in the binary (templates/runbooks).
+    pub bundled: bool,
+    /// More runbook files or directories (`*.toml`, recursively).
+    pub dirs: Vec<PathBuf>,
+    /// Run the matching runbook's checks when an alert opens an incident.
+    pub run_on_alert: bool,
+    /// Checks of one runbook probed at the same time.
+    pub concurrency: usize,
+}
+
+impl Default for RunbookSettings {
+    fn default() -> Self {
+        RunbookSettings { bundled: true, dirs: Vec::new(), run_on_alert: true, concurrency: 4 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -318,6 +341,8 @@ pub struct Config {
     pub tokens: BTreeMap<String, SecretString>,
     /// Where the settings came from, for `check-config` and the start-up log.
     pub file: Option<PathBuf>,
+    /// Probe targets with their secrets resolved.
+    pub targets: BTreeMap<String, Target>,
 }
 
 const KNOWN_SOURCES: [&str; 3] = ["alertmanager", "grafana", "generic"];
@@ -633,8 +658,57 @@ fn validate(
         );
     }
 
+    if settings.runbooks.concurrency == 0 {
+        err("runbooks.concurrency", "must be at least 1".into());
+    }
+    let mut targets = BTreeMap::new();
+    for (name, t) in &settings.targets {
+        let key = format!("targets.{name}");
+        let mut target = Target { name: name.clone(), settings: t.clone(), secret_headers: BTreeMap::new(), password: None };
+        match t {
+            TargetSettings::Http { base_url, secret_headers, .. } => {
+                if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                    err(&format!("{key}.base_url"), format!("\"{base_url}\" must start with http:// or https://"));
+                }
+                for (header, secret) in secret_headers {
+                    match secret.resolve() {
+                        Ok(v) => {
+                            target.secret_headers.insert(header.clone(), v);
+                        }
+                        Err(m) => err(&format!("{key}.secret_headers.{header}"), m),
+                    }
+                }
+            }
+            TargetSettings::Postgres { url, password } => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    err(&format!("{key}.url"), "must start with postgres://".into());
+                } else if url.split("://").nth(1).and_then(|r| r.split('@').next().filter(|_| r.contains('@'))).is_some_and(|u| u.contains(':')) {
+                    err(&format!("{key}.url"), "has a password in it; use password = { env = \"VAR\" } instead".into());
+                }
+                if let Some(secret) = password {
+                    match secret.resolve() {
+                        Ok(v) => target.password = Some(v),
+                        Err(m) => err(&format!("{key}.password"), m),
+                    }
+                }
+            }
+            TargetSettings::Prometheus { url } | TargetSettings::Nats { url } | TargetSettings::Redis { url } => {
+                if !url.contains("://") {
+                    err(&format!("{key}.url"), format!("\"{url}\" is not a URL"));
+                }
+            }
+            TargetSettings::Tcp { address } => {
+                if !address.contains(':') {
+                    err(&format!("{key}.address"), format!("\"{address}\" is not host:port"));
+                }
+            }
+        }
+        targets.insert(name.clone(), target);
+    }
+
     match (listen, timezone, default_severity) {
         (Ok(listen), Ok(timezone), Ok(default_severity)) if errors.is_empty() => Ok(Config {
+            targets,
             settings,
             listen,
             timezone,

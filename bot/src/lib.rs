@@ -23,5 +23,7 @@ pub mod incident;
 pub mod intake;
 pub mod outbox;
 pub mod postmortem;
+pub mod probe;
+pub mod runbook;
 pub mod store;
 pub mod telemetry;

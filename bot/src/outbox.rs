@@ -29,10 +29,31 @@ struct ChatPostPayload {
     text: String,
 }
 
-/// Delivers outbox intents through one chat platform.
-pub struct Dispatcher<P: ChatPlatform> {
+/// Carries out one kind of outbox intent.
+pub trait Handler: Send + Sync + 'static {
+    /// The `kind` column this handler takes.
+    const KIND: &'static str;
+
+    fn handle(&self, item: &OutboxItem) -> impl std::future::Future<Output = Result<(), Failure>> + Send;
+}
+
+/// Delivers chat posts through one chat platform.
+pub struct ChatPoster<P: ChatPlatform> {
     store: Store,
     platform: Arc<P>,
+    clock: Arc<dyn Clock>,
+}
+
+impl<P: ChatPlatform> ChatPoster<P> {
+    pub fn new(store: Store, platform: Arc<P>, clock: Arc<dyn Clock>) -> Self {
+        ChatPoster { store, platform, clock }
+    }
+}
+
+/// Works through the outbox intents of one kind.
+pub struct Dispatcher<H: Handler> {
+    store: Store,
+    handler: H,
     clock: Arc<dyn Clock>,
     settings: OutboxSettings,
     wake: Arc<Notify>,
@@ -46,17 +67,17 @@ pub struct StepReport {
     pub dead: usize,
 }
 
-impl<P: ChatPlatform> Dispatcher<P> {
+impl<H: Handler> Dispatcher<H> {
     pub fn new(
         store: Store,
-        platform: Arc<P>,
+        handler: H,
         clock: Arc<dyn Clock>,
         settings: OutboxSettings,
         wake: Arc<Notify>,
     ) -> Self {
         Dispatcher {
             store,
-            platform,
+            handler,
             clock,
             settings,
             wake,
@@ -93,7 +114,7 @@ impl<P: ChatPlatform> Dispatcher<P> {
 
     async fn until_next_due(&self) -> Duration {
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
-        match self.store.next_outbox_due().await {
+        match self.store.next_outbox_due(H::KIND).await {
             Ok(Some(due)) => {
                 let ms = (due.0 - self.clock.now().0).max(0) as u64;
                 poll.min(Duration::from_millis(ms))
@@ -106,7 +127,7 @@ impl<P: ChatPlatform> Dispatcher<P> {
     /// fails has its later items held back so its thread stays in order.
     pub async fn step(&self) -> Result<StepReport, StoreError> {
         let mut report = StepReport::default();
-        let due = self.store.due_outbox(self.clock.now(), 256).await?;
+        let due = self.store.due_outbox(self.clock.now(), 256, H::KIND).await?;
         let mut held: Vec<i64> = Vec::new();
         for item in due {
             if let Some(incident) = item.incident_id
@@ -114,7 +135,7 @@ impl<P: ChatPlatform> Dispatcher<P> {
             {
                 continue;
             }
-            match self.deliver(&item).await {
+            match self.handler.handle(&item).await {
                 Ok(()) => {
                     self.store
                         .outbox_delivered(item.id, self.clock.now())
@@ -132,7 +153,7 @@ impl<P: ChatPlatform> Dispatcher<P> {
                         + failure
                             .retry_after_ms
                             .unwrap_or_else(|| self.backoff_ms(attempts));
-                    warn!(outbox_id = item.id, incident_id = ?item.incident_id, attempts, dead, error = %failure.message, "delivery failed");
+                    warn!(outbox_id = item.id, kind = H::KIND, incident_id = ?item.incident_id, attempts, dead, error = %failure.message, "delivery failed");
                     metrics::counter!("firstline_outbox_failures_total").increment(1);
                     self.store
                         .outbox_failed(item.id, Millis(next), &failure.message, dead)
@@ -155,13 +176,17 @@ impl<P: ChatPlatform> Dispatcher<P> {
         ms.min(self.settings.max_backoff_ms) as i64
     }
 
-    async fn deliver(&self, item: &OutboxItem) -> Result<(), Failure> {
-        match item.kind.as_str() {
-            "chat_post" => self.deliver_post(item).await,
-            other => Err(Failure::permanent(format!("unknown outbox kind {other:?}"))),
-        }
-    }
+}
 
+impl<P: ChatPlatform> Handler for ChatPoster<P> {
+    const KIND: &'static str = "chat_post";
+
+    async fn handle(&self, item: &OutboxItem) -> Result<(), Failure> {
+        self.deliver_post(item).await
+    }
+}
+
+impl<P: ChatPlatform> ChatPoster<P> {
     async fn deliver_post(&self, item: &OutboxItem) -> Result<(), Failure> {
         let payload: ChatPostPayload = serde_json::from_str(&item.payload)
             .map_err(|e| Failure::permanent(format!("malformed chat_post payload: {e}")))?;
@@ -212,21 +237,24 @@ impl<P: ChatPlatform> Dispatcher<P> {
     }
 }
 
-struct Failure {
-    message: String,
-    retryable: bool,
-    retry_after_ms: Option<i64>,
+/// Why an intent could not be carried out this time.
+pub struct Failure {
+    pub message: String,
+    /// False parks the intent as dead at once.
+    pub retryable: bool,
+    /// When the far side said when to come back.
+    pub retry_after_ms: Option<i64>,
 }
 
 impl Failure {
-    fn permanent(message: String) -> Failure {
+    pub fn permanent(message: String) -> Failure {
         Failure {
             message,
             retryable: false,
             retry_after_ms: None,
         }
     }
-    fn store(e: StoreError) -> Failure {
+    pub fn store(e: StoreError) -> Failure {
         Failure {
             message: e.to_string(),
             retryable: true,

@@ -7,5 +7,7 @@ mod e2e;
 mod helpers;
 mod intake;
 mod outbox;
+mod probes_data;
+mod probes_http;
 mod restart;
 mod store_contract;

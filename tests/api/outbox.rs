@@ -8,7 +8,7 @@ use firstline::chat::console::{Console, Sink};
 use firstline::chat::{ChatError, ChatPlatform, PostRequest, Posted};
 use firstline::config::OutboxSettings;
 use firstline::domain::time::{Millis, SystemClock};
-use firstline::outbox::Dispatcher;
+use firstline::outbox::{ChatPoster, Dispatcher};
 use firstline::store::{ChatPost, Store};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -66,6 +66,7 @@ async fn enqueue_posts(store: &Store, texts: &[&str]) -> i64 {
     let mut tx = store.begin().await.unwrap();
     let inc = tx
         .insert_incident(&firstline::store::NewIncident {
+            runbook_id: None,
             group_key: "g",
             title: "t",
             severity: "P2",
@@ -110,7 +111,7 @@ async fn a_failing_platform_is_retried_and_the_thread_keeps_its_order() {
     });
     let dispatcher = Dispatcher::new(
         store.clone(),
-        platform.clone(),
+        ChatPoster::new(store.clone(), platform.clone(), clock.clone()),
         clock,
         settings(),
         Arc::new(Notify::new()),
@@ -140,7 +141,7 @@ async fn an_intent_posted_just_before_a_crash_is_not_shown_twice() {
     let (store, _dir) = store().await;
     let id = enqueue_posts(&store, &["only once"]).await;
     let item = store
-        .due_outbox(Millis(i64::MAX / 2), 10)
+        .due_outbox(Millis(i64::MAX / 2), 10, "chat_post")
         .await
         .unwrap()
         .remove(0);
@@ -161,7 +162,7 @@ async fn an_intent_posted_just_before_a_crash_is_not_shown_twice() {
     let console = Arc::new(Console::new(store.clone(), clock.clone(), Sink::Silent));
     let dispatcher = Dispatcher::new(
         store.clone(),
-        console,
+        ChatPoster::new(store.clone(), console, clock.clone()),
         clock,
         settings(),
         Arc::new(Notify::new()),
@@ -190,7 +191,7 @@ async fn an_intent_that_keeps_failing_is_parked_as_dead_after_max_attempts() {
     });
     let dispatcher = Dispatcher::new(
         store.clone(),
-        platform.clone(),
+        ChatPoster::new(store.clone(), platform.clone(), clock.clone()),
         clock,
         settings(),
         Arc::new(Notify::new()),

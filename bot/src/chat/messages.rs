@@ -11,8 +11,11 @@ use crate::domain::alert::IncomingAlert;
 use crate::domain::incident::{Incident, format_duration};
 use crate::domain::time::Millis;
 use crate::domain::{Severity, State};
+use crate::runbook::model::ActionDecl;
+use crate::runbook::run::{Report, Status};
 
-const TEMPLATES: [(&str, &str); 4] = [
+const TEMPLATES: [(&str, &str); 5] = [
+    ("findings", include_str!("../../../templates/messages/findings.txt")),
     (
         "incident_opened",
         include_str!("../../../templates/messages/incident_opened.txt"),
@@ -179,6 +182,61 @@ impl Messages {
                 alert => alert.describe(),
                 title => &inc.title,
                 severity => inc.severity.as_str(),
+            },
+        )
+    }
+}
+
+impl Messages {
+    /// The findings of a runbook run, in the runbook's order, naming the
+    /// likely bottleneck.
+    pub fn findings(&self, incident: &str, report: &Report, actions: &[ActionDecl]) -> String {
+        let findings: Vec<_> = report
+            .findings
+            .iter()
+            .map(|f| {
+                let detail = match (&f.error, &f.observed, &f.threshold) {
+                    (Some(e), _, _) => Some(e.clone()),
+                    (None, Some(v), Some(t)) if f.status != Status::Ok => Some(format!(
+                        "observed {v}, breached {t}{}",
+                        f.meaning.as_deref().map(|m| format!(" — {m}")).unwrap_or_default()
+                    )),
+                    (None, Some(v), Some(t)) => Some(format!("observed {v} ({t})")),
+                    (None, Some(v), None) => Some(format!("observed {v}")),
+                    _ => None,
+                };
+                context! {
+                    icon => f.status.icon(), title => &f.title, probe => f.probe, target => &f.target,
+                    status => f.status.as_str(), detail => detail, duration => format_duration(f.duration_ms as i64),
+                    evidence => !f.evidence.is_empty(),
+                    evidence_lines => f.evidence.lines().take(6).map(str::to_string).collect::<Vec<_>>(),
+                }
+            })
+            .collect();
+        let bottleneck = report.bottleneck.map(|i| {
+            let f = &report.findings[i];
+            context! { index => i + 1, title => &f.title, verb => if f.status == Status::Error { "could not be checked" } else { "failed" } }
+        });
+        let counts = [Status::Fail, Status::Error, Status::Warn, Status::Ok]
+            .iter()
+            .filter_map(|s| {
+                let n = report.findings.iter().filter(|f| f.status == *s).count();
+                (n > 0).then(|| format!("{n} {}", s.as_str()))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut ordered: Vec<&ActionDecl> = actions.iter().collect();
+        ordered.sort_by_key(|a| !a.reversible);
+        let actions = ordered
+            .iter()
+            .map(|a| format!("{}{}", a.id, if a.reversible { " (reversible)" } else { "" }))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.render(
+            "findings",
+            context! {
+                id => incident, runbook_id => &report.runbook_id, title => &report.title, title_en => &report.title_en,
+                summary => counts, findings => findings, bottleneck => bottleneck, actions => actions,
             },
         )
     }

@@ -152,6 +152,7 @@ pub enum EventKind {
     Followup,
     Reaction,
     ChatPosted,
+    Findings,
 }
 
 impl EventKind {
@@ -167,6 +168,7 @@ impl EventKind {
             EventKind::Followup => "followup",
             EventKind::Reaction => "reaction",
             EventKind::ChatPosted => "chat_posted",
+            EventKind::Findings => "findings",
         }
     }
 }
@@ -275,6 +277,8 @@ pub struct Incident {
     pub truncated_alerts: i64,
     /// Platform reference of the incident's thread, once the first post is out.
     pub chat_thread: Option<String>,
+    /// The runbook matched when it opened.
+    pub runbook_id: Option<String>,
 }
 
 impl Incident {

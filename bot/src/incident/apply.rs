@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -12,6 +14,8 @@ use crate::domain::alert::{AlertStatus, IncomingAlert, ParsedWebhook, Source};
 use crate::domain::incident::{self, EventKind, Incident, human_id, transition_allowed};
 use crate::domain::time::Millis;
 use crate::domain::{Severity, State};
+use crate::runbook::load::Catalog;
+use crate::runbook::run::Report;
 use crate::store::{NewAlert, NewEvent, NewIncident, ReceiptOutcome, StoreError, StoreTx};
 
 /// The grouping and severity rules, from config.
@@ -25,6 +29,10 @@ pub struct Rules {
     /// Channel new incident threads are opened in.
     pub channel: String,
     pub messages: Messages,
+    /// Runbooks, matched against the alert that opens an incident.
+    pub catalog: Arc<Catalog>,
+    /// Whether a matched runbook's checks run when an alert opens an incident.
+    pub run_on_alert: bool,
 }
 
 /// An idempotency key sent with a generic delivery, and the hash of the
@@ -54,7 +62,7 @@ pub struct IngestOutcome {
 }
 
 /// A person's change to an incident (from chat or the console).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Declare {
         title: String,
@@ -84,6 +92,8 @@ pub enum Change {
         emoji: String,
         message_ref: String,
     },
+    /// A runbook run's findings, recorded on the timeline and posted.
+    Findings { id: i64, report: Report },
 }
 
 /// The incident after a change, and a one-line answer for the person.
@@ -327,8 +337,15 @@ async fn incident_for(
     }
     let title = incident::title_for(alert, &group);
     let labels = serde_json::to_string(&alert.labels).unwrap_or_else(|_| "{}".into());
+    let runbook = rules.catalog.for_alert(&alert.labels).map(|e| e.runbook.clone());
+    // The alert's own severity label wins; without one, the runbook's.
+    let severity = match (&runbook, alert.labels.contains_key("severity")) {
+        (Some(rb), false) => rb.severity.parse().unwrap_or(severity),
+        _ => severity,
+    };
     let inc = tx
         .insert_incident(&NewIncident {
+            runbook_id: runbook.as_ref().map(|r| r.id.as_str()),
             group_key: &group,
             title: &title,
             severity: severity.as_str(),
@@ -337,6 +354,13 @@ async fn incident_for(
             detected: now,
         })
         .await?;
+    if let Some(rb) = &runbook
+        && rules.run_on_alert
+    {
+        let payload = json!({"runbook_id": rb.id, "labels": alert.labels});
+        tx.enqueue(Some(inc.id), "runbook_run", &payload, now).await?;
+        effects.enqueued += 1;
+    }
     let text = format!(
         "opened by {} alert {} ({severity})",
         alert.source.as_str(),
@@ -515,6 +539,7 @@ pub(super) async fn change(
             let group = format!("declared:{now}", now = now.0);
             let inc = tx
                 .insert_incident(&NewIncident {
+                    runbook_id: None,
                     group_key: &group,
                     title,
                     severity: severity.as_str(),
@@ -638,6 +663,32 @@ pub(super) async fn change(
             .await?;
             Ok(ChangeOutcome {
                 answer: format!("follow-up recorded on {}", inc.human_id),
+                incident: inc,
+            })
+        }
+        Change::Findings { id, report } => {
+            let inc = load(tx, *id).await?;
+            let worst = report.worst();
+            let text = match report.bottleneck.map(|i| &report.findings[i]) {
+                Some(f) => format!(
+                    "runbook {} checked: {} — likely bottleneck: {}",
+                    report.runbook_id,
+                    worst.as_str(),
+                    f.title
+                ),
+                None => format!("runbook {} checked: {}", report.runbook_id, worst.as_str()),
+            };
+            let data = serde_json::to_value(report).unwrap_or_default();
+            event(tx, &inc, now, actor, EventKind::Findings, &text, data).await?;
+            let actions = rules
+                .catalog
+                .get(&report.runbook_id)
+                .map(|e| e.runbook.actions.clone())
+                .unwrap_or_default();
+            let msg = rules.messages.findings(&inc.human_id, report, &actions);
+            post(tx, rules, now, &inc, "findings", msg, effects).await?;
+            Ok(ChangeOutcome {
+                answer: text,
                 incident: inc,
             })
         }

@@ -43,13 +43,13 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Starts the writer task. `outbox` is notified after every commit that
-    /// wrote an intent.
+    /// Starts the writer task. Each of `wakes` (one per outbox dispatcher)
+    /// is notified after every commit that wrote an intent.
     pub fn start(
         store: Store,
         rules: Arc<Rules>,
         clock: Arc<dyn Clock>,
-        outbox: Arc<Notify>,
+        wakes: Vec<Arc<Notify>>,
         queue_capacity: usize,
         batch_max: usize,
     ) -> (Ledger, tokio::task::JoinHandle<()>) {
@@ -58,7 +58,7 @@ impl Ledger {
             store,
             rules,
             clock,
-            outbox,
+            wakes,
             batch_max,
         };
         let handle = tokio::spawn(writer.run(rx));
@@ -107,7 +107,8 @@ struct Writer {
     store: Store,
     rules: Arc<Rules>,
     clock: Arc<dyn Clock>,
-    outbox: Arc<Notify>,
+    /// Woken after a commit that wrote outbox intents (one per dispatcher).
+    wakes: Vec<Arc<Notify>>,
     batch_max: usize,
 }
 
@@ -206,7 +207,9 @@ impl Writer {
 
     fn after_commit(&self, effects: &Effects) {
         if effects.enqueued > 0 {
-            self.outbox.notify_one();
+            for wake in &self.wakes {
+                wake.notify_one();
+            }
         }
         for (source, status, n) in &effects.alert_counts {
             metrics::counter!("firstline_alerts_total", "source" => *source, "status" => *status)

@@ -107,6 +107,7 @@ pub struct NewAlert<'a> {
 /// A new incident row.
 #[derive(Debug, Clone)]
 pub struct NewIncident<'a> {
+    pub runbook_id: Option<&'a str>,
     pub group_key: &'a str,
     pub title: &'a str,
     pub severity: &'a str,
@@ -151,7 +152,7 @@ pub struct StoreGauges {
     pub outbox_dead: i64,
 }
 
-const INCIDENT_COLUMNS: &str = "id, group_key, title, severity, state, labels, impact_start_ms, detected_ms, acknowledged_ms, mitigated_ms, resolved_ms, updated_ms, truncated_alerts, chat_thread";
+const INCIDENT_COLUMNS: &str = "id, group_key, title, severity, state, labels, impact_start_ms, detected_ms, acknowledged_ms, mitigated_ms, resolved_ms, updated_ms, truncated_alerts, chat_thread, runbook_id";
 
 impl Store {
     /// Connects (creating a SQLite file if missing) and applies migrations.
@@ -300,17 +301,17 @@ impl Store {
     }
 
     /// Outbox items due for delivery, oldest first.
-    pub async fn due_outbox(&self, now: Millis, limit: i64) -> Result<Vec<OutboxItem>> {
+    pub async fn due_outbox(&self, now: Millis, limit: i64, kind: &str) -> Result<Vec<OutboxItem>> {
         Ok(on_pool!(self, p => sqlx::query_as(
             "SELECT id, incident_id, kind, payload, attempts FROM outbox
-             WHERE status = 'pending' AND next_attempt_ms <= $1 ORDER BY id LIMIT $2")
-            .bind(now.0).bind(limit).fetch_all(p).await?))
+             WHERE status = 'pending' AND kind = $3 AND next_attempt_ms <= $1 ORDER BY id LIMIT $2")
+            .bind(now.0).bind(limit).bind(kind).fetch_all(p).await?))
     }
 
     /// The earliest time a pending item becomes due, to sleep until then.
-    pub async fn next_outbox_due(&self) -> Result<Option<Millis>> {
+    pub async fn next_outbox_due(&self, kind: &str) -> Result<Option<Millis>> {
         let v: Option<i64> = on_pool!(self, p => sqlx::query_scalar(
-            "SELECT MIN(next_attempt_ms) FROM outbox WHERE status = 'pending'").fetch_one(p).await?);
+            "SELECT MIN(next_attempt_ms) FROM outbox WHERE status = 'pending' AND kind = $1").bind(kind).fetch_one(p).await?);
         Ok(v.map(Millis))
     }
 
@@ -479,10 +480,10 @@ impl StoreTx {
 
     pub async fn insert_incident(&mut self, n: &NewIncident<'_>) -> Result<Incident> {
         let row: IncidentRow = on_tx!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO incidents (group_key, title, severity, state, labels, impact_start_ms, detected_ms, updated_ms)
-             VALUES ($1, $2, $3, 'triggered', $4, $5, $6, $6) RETURNING {INCIDENT_COLUMNS}")))
+            "INSERT INTO incidents (group_key, title, severity, state, labels, impact_start_ms, detected_ms, updated_ms, runbook_id)
+             VALUES ($1, $2, $3, 'triggered', $4, $5, $6, $6, $7) RETURNING {INCIDENT_COLUMNS}")))
             .bind(n.group_key).bind(n.title).bind(n.severity).bind(&n.labels)
-            .bind(n.impact_start.map(|m| m.0)).bind(n.detected.0).fetch_one(&mut *c).await?);
+            .bind(n.impact_start.map(|m| m.0)).bind(n.detected.0).bind(n.runbook_id).fetch_one(&mut *c).await?);
         Incident::try_from(row)
     }
 

@@ -25,6 +25,7 @@ pub(super) struct IncidentRow {
     updated_ms: i64,
     truncated_alerts: i64,
     chat_thread: Option<String>,
+    runbook_id: Option<String>,
 }
 
 fn json_map(text: &str, what: &str) -> Result<BTreeMap<String, String>, StoreError> {
@@ -55,6 +56,7 @@ impl TryFrom<IncidentRow> for Incident {
             updated: Millis(r.updated_ms),
             truncated_alerts: r.truncated_alerts,
             chat_thread: r.chat_thread,
+            runbook_id: r.runbook_id,
         })
     }
 }

@@ -1,0 +1,548 @@
+//! The `sql` probe. See [`SqlProbe`] for the data it observes.
+//!
+//! One connection per observation (no pool: probes are rare and a pool would
+//! keep sessions open on the system under investigation). The query runs
+//! inside `BEGIN READ ONLY` with `SET LOCAL statement_timeout`, and the
+//! transaction is always rolled back: the read-only transaction is the real
+//! guard against writes, the `;` check only keeps a second statement from
+//! ever reaching the server. The query itself goes through the extended
+//! protocol (prepare, then execute), where PostgreSQL refuses more than one
+//! command anyway.
+//!
+//! Values arrive in PostgreSQL's binary format and are turned into JSON by
+//! column type (see [`cell`]); the crate's sqlx build has no chrono, JSON,
+//! UUID or decimal support, so those few formats are decoded here.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Number, Value};
+use sqlx::postgres::{PgConnectOptions, PgRow, PgTypeInfo, PgTypeKind, PgValueFormat, PgValueRef};
+use sqlx::{AssertSqlSafe, Column, Connection, Decode, Executor, PgConnection, Postgres, Row, SqlSafeStr, Statement, TypeInfo, ValueRef};
+
+use super::{Observation, ProbeError, Target, TargetSettings, trim_evidence};
+use crate::app::redact_url;
+
+/// `kind = "sql"`: a query against a PostgreSQL target, always in a
+/// read-only transaction with a statement timeout and a row cap (seed 001 /
+/// 002's check SQL).
+///
+/// Data: `{"columns": ["status", "count"], "rows": [{"status": "PENDING",
+/// "count": 12}, …], "row_count": 2, "truncated": false, "scalar": <first
+/// column of the first row, or null>}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlProbe {
+    /// A `postgres` target.
+    pub target: String,
+    /// One SELECT, as written in the seed.
+    pub query: String,
+    /// Rows kept (the rest is counted as truncated).
+    #[serde(default = "default_max_rows")]
+    pub max_rows: u32,
+}
+
+fn default_max_rows() -> u32 {
+    50
+}
+
+/// Rows shown in the evidence table (the data keeps up to `max_rows`).
+const EVIDENCE_ROWS: usize = 10;
+/// Widest cell in the evidence table, in characters.
+const EVIDENCE_CELL: usize = 40;
+/// Time on top of the statement timeout for the round trips around the
+/// query (BEGIN, prepare, ROLLBACK), so the server's own timeout fires first
+/// and we can say which statement was cut.
+const ROUND_TRIPS: Duration = Duration::from_millis(500);
+/// SQLSTATE `query_canceled`: what `statement_timeout` raises.
+const QUERY_CANCELED: &str = "57014";
+
+/// What the query returned, before it becomes JSON.
+struct Table {
+    columns: Vec<String>,
+    rows: Vec<Vec<Value>>,
+    truncated: bool,
+}
+
+/// Observes `p` on `target`.
+pub async fn observe(p: &SqlProbe, target: &Target, timeout: Duration) -> Result<Observation, ProbeError> {
+    let name = target.name.as_str();
+    let TargetSettings::Postgres { url, .. } = &target.settings else {
+        return Err(ProbeError::Config(
+            name.to_string(),
+            format!("the sql probe needs a postgres target, not {}", target.settings.kind()),
+        ));
+    };
+    let password = target.password.as_ref().map(|p| p.expose_secret().to_string());
+    let secrets = Secrets::new(url, password.as_deref());
+
+    let query = single_statement(&p.query).map_err(|m| ProbeError::Failed(name.to_string(), m))?;
+
+    let mut options = PgConnectOptions::from_str(url).map_err(|e| {
+        ProbeError::Config(
+            name.to_string(),
+            secrets.scrub(&format!("invalid postgres url {}: {e}", redact_url(url))),
+        )
+    })?;
+    if let Some(password) = &password {
+        options = options.password(password);
+    }
+
+    let mut conn = match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return Err(classify(name, url, timeout, &e, &secrets)),
+        Err(_) => return Err(ProbeError::Timeout(name.to_string(), timeout)),
+    };
+
+    let max_rows = usize::try_from(p.max_rows).unwrap_or(usize::MAX);
+    let outcome = tokio::time::timeout(timeout + ROUND_TRIPS, run(&mut conn, query, max_rows, timeout)).await;
+    let result = match outcome {
+        Ok(Ok(table)) => Ok(table),
+        Ok(Err(e)) => Err(classify(name, url, timeout, &e, &secrets)),
+        Err(_) => Err(ProbeError::Timeout(name.to_string(), timeout)),
+    };
+    // A clean goodbye when the connection is still usable; either way the
+    // server rolls back whatever is open once the socket closes.
+    if result.is_ok() {
+        let _ = tokio::time::timeout(ROUND_TRIPS, conn.close()).await;
+    }
+    let table = result?;
+    Ok(Observation { evidence: evidence(&table), data: data(table) })
+}
+
+/// Refuses anything but one statement; returns the query without its
+/// trailing `;`. Deliberately blunt: a `;` inside a string literal is refused
+/// too, which a runbook author can avoid and a parser could get wrong.
+fn single_statement(query: &str) -> Result<&str, String> {
+    let trimmed = query.trim();
+    let body = trimmed.strip_suffix(';').unwrap_or(trimmed).trim_end();
+    if body.is_empty() {
+        return Err("the query is empty".into());
+    }
+    if body.contains(';') {
+        return Err("only one statement is allowed: the query has a `;` before its end".into());
+    }
+    Ok(body)
+}
+
+/// BEGIN READ ONLY, statement timeout, the query (at most `max_rows` + 1
+/// rows read), ROLLBACK.
+async fn run(conn: &mut PgConnection, query: &str, max_rows: usize, timeout: Duration) -> Result<Table, sqlx::Error> {
+    let timeout_ms = timeout.as_millis().max(1);
+    sqlx::raw_sql(AssertSqlSafe(format!("BEGIN READ ONLY; SET LOCAL statement_timeout = {timeout_ms}")))
+        .execute(&mut *conn)
+        .await?;
+
+    let statement = (&mut *conn).prepare(AssertSqlSafe(query.to_string()).into_sql_str()).await?;
+    let columns = unique_names(statement.columns().iter().map(|c| c.name().to_string()));
+
+    let mut rows = Vec::new();
+    let mut truncated = false;
+    {
+        let mut stream = statement.query().fetch(&mut *conn);
+        while let Some(row) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+            let row = row?;
+            if rows.len() == max_rows {
+                // One row past the cap is enough to know there are more;
+                // dropping the stream leaves the rest to be discarded.
+                truncated = true;
+                break;
+            }
+            rows.push((0..row.len()).map(|i| cell(&row, i)).collect());
+        }
+    }
+
+    sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+    Ok(Table { columns, rows, truncated })
+}
+
+/// Column names made unique (`count`, `count_2`) so each is a key of the
+/// row objects; `columns` lists the same names.
+fn unique_names(names: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in names {
+        let mut candidate = name.clone();
+        let mut n = 2;
+        while out.contains(&candidate) {
+            candidate = format!("{name}_{n}");
+            n += 1;
+        }
+        out.push(candidate);
+    }
+    out
+}
+
+fn data(table: Table) -> Value {
+    let scalar = table.rows.first().and_then(|r| r.first()).cloned().unwrap_or(Value::Null);
+    let row_count = table.rows.len();
+    let rows: Vec<Value> = table
+        .rows
+        .into_iter()
+        .map(|cells| {
+            let object: Map<String, Value> = table.columns.iter().cloned().zip(cells).collect();
+            Value::Object(object)
+        })
+        .collect();
+    serde_json::json!({
+        "columns": table.columns,
+        "rows": rows,
+        "row_count": row_count,
+        "truncated": table.truncated,
+        "scalar": scalar,
+    })
+}
+
+/// A psql-like table: header, rule, up to [`EVIDENCE_ROWS`] rows, a count.
+fn evidence(table: &Table) -> String {
+    let shown = &table.rows[..table.rows.len().min(EVIDENCE_ROWS)];
+    let text: Vec<Vec<String>> = shown.iter().map(|r| r.iter().map(render_cell).collect()).collect();
+    let widths: Vec<usize> = table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, header)| {
+            text.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .chain([header.chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+
+    let mut lines = Vec::new();
+    let header: Vec<String> = table.columns.iter().zip(&widths).map(|(h, w)| format!("{h:<w$}")).collect();
+    lines.push(header.join(" | ").trim_end().to_string());
+    lines.push(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
+    for (cells, values) in text.iter().zip(shown) {
+        let line: Vec<String> = cells
+            .iter()
+            .zip(values)
+            .zip(&widths)
+            .map(|((c, v), w)| if v.is_number() { format!("{c:>w$}") } else { format!("{c:<w$}") })
+            .collect();
+        lines.push(line.join(" | ").trim_end().to_string());
+    }
+    let n = table.rows.len();
+    let plural = if n == 1 { "row" } else { "rows" };
+    lines.push(match (table.truncated, n > shown.len()) {
+        (true, _) => format!("({n} {plural} kept, more truncated; {} shown)", shown.len()),
+        (false, true) => format!("({n} {plural}, {} shown)", shown.len()),
+        (false, false) => format!("({n} {plural})"),
+    });
+    trim_evidence(&lines.join("\n"), 20, 2000)
+}
+
+fn render_cell(value: &Value) -> String {
+    let text = match value {
+        Value::Null => "NULL".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let one_line = text.replace(['\n', '\r', '\t'], " ");
+    if one_line.chars().count() > EVIDENCE_CELL {
+        let mut cut: String = one_line.chars().take(EVIDENCE_CELL - 1).collect();
+        cut.push('…');
+        cut
+    } else {
+        one_line
+    }
+}
+
+/// Column `i` of `row` as JSON, by its PostgreSQL type.
+fn cell(row: &PgRow, i: usize) -> Value {
+    let Ok(raw) = row.try_get_raw(i) else {
+        return Value::Null;
+    };
+    if raw.is_null() {
+        return Value::Null;
+    }
+    let type_info = raw.type_info().into_owned();
+    let type_name = type_info.name().to_string();
+    convert(raw, &type_info).unwrap_or_else(|| Value::String(format!("<type {type_name}>")))
+}
+
+fn convert(raw: PgValueRef<'_>, type_info: &PgTypeInfo) -> Option<Value> {
+    if raw.format() == PgValueFormat::Text {
+        // Only the simple protocol sends text; kept for completeness.
+        return raw.as_str().ok().map(|s| Value::String(s.to_string()));
+    }
+    let bytes = raw.as_bytes().ok()?;
+    let value = match type_info.name() {
+        "INT2" => Value::from(decode::<i16>(raw)?),
+        "INT4" => Value::from(decode::<i32>(raw)?),
+        "INT8" => Value::from(decode::<i64>(raw)?),
+        "OID" => Value::from(u32::from_be_bytes(bytes.try_into().ok()?)),
+        "FLOAT4" => float(f64::from(decode::<f32>(raw)?)),
+        "FLOAT8" => float(decode::<f64>(raw)?),
+        "NUMERIC" => number_from_text(&numeric_text(bytes)?),
+        "BOOL" => Value::Bool(decode::<bool>(raw)?),
+        "TIMESTAMPTZ" => Value::String(timestamp(i64::from_be_bytes(bytes.try_into().ok()?), true)?),
+        "TIMESTAMP" => Value::String(timestamp(i64::from_be_bytes(bytes.try_into().ok()?), false)?),
+        "DATE" => Value::String(date(i32::from_be_bytes(bytes.try_into().ok()?))?),
+        "TIME" => Value::String(time_of_day(i64::from_be_bytes(bytes.try_into().ok()?))?),
+        "INTERVAL" => Value::String(interval(bytes)?),
+        "UUID" => Value::String(uuid(bytes)?),
+        "JSON" => serde_json::from_slice(bytes).ok()?,
+        "JSONB" => match bytes.split_first() {
+            Some((1, json)) => serde_json::from_slice(json).ok()?,
+            _ => return None,
+        },
+        "BYTEA" => Value::String(format!("\\x{}", hex::encode(bytes))),
+        // TEXT, VARCHAR, NAME, CHAR (bpchar), "CHAR", UNKNOWN, citext and
+        // enums are sent as their UTF-8 text in binary format too.
+        "TEXT" | "VARCHAR" | "NAME" | "CHAR" | "\"CHAR\"" | "UNKNOWN" | "citext" => {
+            Value::String(std::str::from_utf8(bytes).ok()?.to_string())
+        }
+        _ if matches!(type_info.kind(), PgTypeKind::Enum(_)) => Value::String(std::str::from_utf8(bytes).ok()?.to_string()),
+        _ => return None,
+    };
+    Some(value)
+}
+
+fn decode<'r, T: Decode<'r, Postgres>>(raw: PgValueRef<'r>) -> Option<T> {
+    T::decode(raw).ok()
+}
+
+/// A float as a JSON number; NaN and the infinities (which JSON cannot
+/// hold) as PostgreSQL spells them.
+fn float(f: f64) -> Value {
+    match Number::from_f64(f) {
+        Some(n) => Value::Number(n),
+        None if f.is_nan() => Value::String("NaN".into()),
+        None if f > 0.0 => Value::String("Infinity".into()),
+        None => Value::String("-Infinity".into()),
+    }
+}
+
+/// A decimal text as a JSON number: an integer when it is one and fits,
+/// else the nearest f64; `NaN` / `Infinity` stay strings.
+fn number_from_text(text: &str) -> Value {
+    if !text.contains(['.', 'e', 'E']) {
+        if let Ok(i) = text.parse::<i64>() {
+            return Value::from(i);
+        }
+    }
+    match text.parse::<f64>() {
+        Ok(f) if f.is_finite() => float(f),
+        _ => Value::String(text.to_string()),
+    }
+}
+
+/// NUMERIC's binary format: `ndigits`, `weight`, `sign`, `dscale` (i16 /
+/// u16 each), then `ndigits` base-10000 digits, the first worth
+/// 10000^weight.
+fn numeric_text(bytes: &[u8]) -> Option<String> {
+    let word = |i: usize| -> Option<u16> { Some(u16::from_be_bytes([*bytes.get(i)?, *bytes.get(i + 1)?])) };
+    let ndigits = usize::from(word(0)?);
+    let weight = i64::from(word(2)? as i16);
+    let sign = word(4)?;
+    let dscale = usize::from(word(6)?);
+    match sign {
+        0x0000 | 0x4000 => {}
+        0xC000 => return Some("NaN".into()),
+        0xD000 => return Some("Infinity".into()),
+        0xF000 => return Some("-Infinity".into()),
+        _ => return None,
+    }
+    let digits: Vec<u16> = (0..ndigits).map(|i| word(8 + 2 * i)).collect::<Option<_>>()?;
+    // The base-10000 digit worth 10000^power.
+    let digit_at = |power: i64| -> u16 {
+        let index = weight - power;
+        usize::try_from(index).ok().and_then(|i| digits.get(i)).copied().unwrap_or(0)
+    };
+
+    let mut out = String::new();
+    if sign == 0x4000 {
+        out.push('-');
+    }
+    if weight < 0 {
+        out.push('0');
+    } else {
+        out.push_str(&digit_at(weight).to_string());
+        for power in (0..weight).rev() {
+            out.push_str(&format!("{:04}", digit_at(power)));
+        }
+    }
+    if dscale > 0 {
+        let mut fraction = String::new();
+        let mut power = -1;
+        while fraction.len() < dscale {
+            fraction.push_str(&format!("{:04}", digit_at(power)));
+            power -= 1;
+        }
+        fraction.truncate(dscale);
+        out.push('.');
+        out.push_str(&fraction);
+    }
+    Some(out)
+}
+
+/// Microseconds since 2000-01-01 (PostgreSQL's epoch).
+fn pg_epoch() -> Option<chrono::NaiveDateTime> {
+    NaiveDate::from_ymd_opt(2000, 1, 1)?.and_hms_opt(0, 0, 0)
+}
+
+fn timestamp(micros: i64, utc: bool) -> Option<String> {
+    match micros {
+        i64::MAX => return Some("infinity".into()),
+        i64::MIN => return Some("-infinity".into()),
+        _ => {}
+    }
+    let naive = pg_epoch()?.checked_add_signed(TimeDelta::microseconds(micros))?;
+    Some(if utc {
+        DateTime::<Utc>::from_naive_utc_and_offset(naive, Utc).to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    } else {
+        naive.format("%Y-%m-%dT%H:%M:%S%.f").to_string()
+    })
+}
+
+fn date(days: i32) -> Option<String> {
+    match days {
+        i32::MAX => return Some("infinity".into()),
+        i32::MIN => return Some("-infinity".into()),
+        _ => {}
+    }
+    let day = pg_epoch()?.date().checked_add_signed(TimeDelta::days(i64::from(days)))?;
+    Some(day.format("%Y-%m-%d").to_string())
+}
+
+fn time_of_day(micros: i64) -> Option<String> {
+    let t = chrono::NaiveTime::from_hms_opt(0, 0, 0)?.overflowing_add_signed(TimeDelta::microseconds(micros)).0;
+    Some(t.format("%H:%M:%S%.f").to_string())
+}
+
+/// INTERVAL as PostgreSQL prints it by default (`1 day 02:03:04.5`).
+fn interval(bytes: &[u8]) -> Option<String> {
+    let micros = i64::from_be_bytes(bytes.get(0..8)?.try_into().ok()?);
+    let days = i32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?);
+    let months = i32::from_be_bytes(bytes.get(12..16)?.try_into().ok()?);
+    let unit = |n: i64, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
+    let mut parts = Vec::new();
+    let (years, months) = (i64::from(months) / 12, i64::from(months) % 12);
+    if years != 0 {
+        parts.push(unit(years, "year", "years"));
+    }
+    if months != 0 {
+        parts.push(unit(months, "mon", "mons"));
+    }
+    if days != 0 {
+        parts.push(unit(i64::from(days), "day", "days"));
+    }
+    if micros != 0 || parts.is_empty() {
+        let sign = if micros < 0 { "-" } else { "" };
+        let total = micros.unsigned_abs();
+        let (secs, frac) = (total / 1_000_000, total % 1_000_000);
+        let mut clock = format!("{sign}{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+        if frac != 0 {
+            clock.push_str(format!(".{frac:06}").trim_end_matches('0'));
+        }
+        parts.push(clock);
+    }
+    Some(parts.join(" "))
+}
+
+fn uuid(bytes: &[u8]) -> Option<String> {
+    if bytes.len() != 16 {
+        return None;
+    }
+    let h = hex::encode(bytes);
+    Some(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+}
+
+/// Turns a sqlx error into what the runbook reports, without secrets.
+fn classify(target: &str, url: &str, timeout: Duration, err: &sqlx::Error, secrets: &Secrets) -> ProbeError {
+    let target = target.to_string();
+    match err {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some(QUERY_CANCELED) => ProbeError::Timeout(target, timeout),
+        sqlx::Error::Database(db) => ProbeError::Failed(target, secrets.scrub(db.message())),
+        sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => ProbeError::Timeout(target, timeout),
+        sqlx::Error::Io(e) => {
+            ProbeError::Unreachable(target, secrets.scrub(&format!("cannot connect to {}: {e}", redact_url(url))))
+        }
+        sqlx::Error::Tls(e) => {
+            ProbeError::Unreachable(target, secrets.scrub(&format!("tls with {} failed: {e}", redact_url(url))))
+        }
+        sqlx::Error::Configuration(e) => ProbeError::Config(target, secrets.scrub(&e.to_string())),
+        sqlx::Error::Protocol(_) | sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => {
+            ProbeError::Malformed(target, secrets.scrub(&err.to_string()))
+        }
+        other => ProbeError::Failed(target, secrets.scrub(&other.to_string())),
+    }
+}
+
+/// The secrets a message must never carry: the target's password and any
+/// password written into the URL.
+pub(super) struct Secrets {
+    values: Vec<String>,
+}
+
+impl Secrets {
+    pub(super) fn new(url: &str, password: Option<&str>) -> Secrets {
+        let mut values: Vec<String> = password.into_iter().map(str::to_string).collect();
+        if let Some(p) = url_password(url) {
+            values.push(p.to_string());
+        }
+        values.retain(|v| !v.is_empty());
+        Secrets { values }
+    }
+
+    /// `message` with every secret replaced by `***`.
+    pub(super) fn scrub(&self, message: &str) -> String {
+        self.values.iter().fold(message.to_string(), |m, secret| m.replace(secret.as_str(), "***"))
+    }
+}
+
+/// The password of `scheme://user:password@host/…`, if any.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, p)| p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trailing_semicolon_is_accepted_and_a_second_statement_refused() {
+        assert_eq!(single_statement("SELECT 1;\n").unwrap(), "SELECT 1");
+        assert_eq!(single_statement("  SELECT 1  ").unwrap(), "SELECT 1");
+        assert!(single_statement("SELECT 1; DELETE FROM t").is_err());
+        assert!(single_statement("SELECT 1;;").is_err());
+        assert!(single_statement(" ; ").is_err());
+    }
+
+    #[test]
+    fn numeric_binary_values_read_as_decimal_text() {
+        // 12345.678: ndigits 3, weight 1, dscale 3, digits 1 2345 6780.
+        let mut b = Vec::new();
+        for w in [3u16, 1, 0, 3, 1, 2345, 6780] {
+            b.extend_from_slice(&w.to_be_bytes());
+        }
+        assert_eq!(numeric_text(&b).unwrap(), "12345.678");
+        // -0.0005: ndigits 1, weight -1, sign neg, dscale 4, digit 5.
+        let mut b = Vec::new();
+        for w in [1u16, (-1i16) as u16, 0x4000, 4, 5] {
+            b.extend_from_slice(&w.to_be_bytes());
+        }
+        assert_eq!(numeric_text(&b).unwrap(), "-0.0005");
+        // 0: no digits.
+        let b: Vec<u8> = [0u16, 0, 0, 0].iter().flat_map(|w| w.to_be_bytes()).collect();
+        assert_eq!(numeric_text(&b).unwrap(), "0");
+        assert_eq!(number_from_text("12"), Value::from(12));
+        assert_eq!(number_from_text("NaN"), Value::String("NaN".into()));
+    }
+
+    #[test]
+    fn url_passwords_are_found_and_scrubbed() {
+        assert_eq!(url_password("postgres://u:s3cret@h:5432/db"), Some("s3cret"));
+        assert_eq!(url_password("postgres://u@h/db"), None);
+        let s = Secrets::new("postgres://u:s3cret@h/db", Some("other"));
+        assert_eq!(s.scrub("s3cret and other"), "*** and ***");
+    }
+}

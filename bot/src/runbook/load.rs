@@ -1,0 +1,409 @@
+//! Loading runbooks (bundled in the binary, plus directories from config)
+//! and linting them: unknown fields, unknown targets, bad placeholders,
+//! conditions and regexes, missing thresholds, duplicate ids — each with
+//! its file and, where it can be found, its line.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use regex::Regex;
+
+use super::expect::{parse_condition, parse_path, select};
+use super::model::{ACTION_KINDS, Runbook, TRENDS};
+use crate::probe::{ProbeSpec, TargetSettings};
+
+mod bundled {
+    include!(concat!(env!("OUT_DIR"), "/bundled_runbooks.rs"));
+}
+
+/// Where the runbooks come from.
+pub fn bundled_sources() -> Vec<(String, String)> {
+    bundled::BUNDLED.iter().map(|(p, t)| (format!("bundled:{p}"), t.to_string())).collect()
+}
+
+/// One problem found by the linter.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{l}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// A compiled label matcher.
+#[derive(Debug, Clone)]
+enum Matcher {
+    Eq(String, String),
+    Ne(String, String),
+    Re(String, Regex),
+    NotRe(String, Regex),
+}
+
+/// A runbook ready to match and run.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub runbook: Arc<Runbook>,
+    /// `bundled:001-…/x.toml` or a path.
+    pub file: String,
+    matchers: Vec<Matcher>,
+}
+
+impl Entry {
+    /// Whether an alert with these labels triggers this runbook.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let m = &self.runbook.matcher;
+        if m.alertname.is_empty() && m.labels.is_empty() {
+            return false; // a runbook without match rules runs by hand only
+        }
+        let name = labels.get("alertname").map(String::as_str).unwrap_or("");
+        if !m.alertname.is_empty() && !m.alertname.iter().any(|a| a == name) {
+            return false;
+        }
+        self.matchers.iter().all(|mt| {
+            let get = |n: &str| labels.get(n).map(String::as_str).unwrap_or("");
+            match mt {
+                Matcher::Eq(n, v) => get(n) == v,
+                Matcher::Ne(n, v) => get(n) != v,
+                Matcher::Re(n, r) => r.is_match(get(n)),
+                Matcher::NotRe(n, r) => !r.is_match(get(n)),
+            }
+        })
+    }
+}
+
+/// The runbooks the bot knows.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub entries: Vec<Entry>,
+}
+
+impl Catalog {
+    /// Parses and lints `sources` (name, text). Runbooks with errors are
+    /// left out and their problems returned; `targets`, when given, are
+    /// checked too.
+    pub fn build(sources: &[(String, String)], targets: Option<&BTreeMap<String, TargetSettings>>) -> (Catalog, Vec<Problem>) {
+        let mut problems = Vec::new();
+        let mut entries = Vec::new();
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (file, text) in sources {
+            let runbook = match toml::from_str::<Runbook>(text) {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push(Problem {
+                        file: file.clone(),
+                        line: e.span().map(|s| line_of(text, s.start)),
+                        message: e.message().trim_end_matches('.').to_string(),
+                    });
+                    continue;
+                }
+            };
+            let mut own = lint(&runbook, file, text, targets);
+            if let Some(first) = seen.get(&runbook.id) {
+                own.push(Problem {
+                    file: file.clone(),
+                    line: find_line(text, &format!("id = \"{}\"", runbook.id)),
+                    message: format!("runbook id {:?} is already used by {first}", runbook.id),
+                });
+            }
+            let matchers = compile_matchers(&runbook);
+            if own.is_empty()
+                && let Ok(matchers) = matchers
+            {
+                seen.insert(runbook.id.clone(), file.clone());
+                entries.push(Entry { runbook: Arc::new(runbook), file: file.clone(), matchers });
+            } else {
+                problems.extend(own);
+            }
+        }
+        (Catalog { entries }, problems)
+    }
+
+    /// Bundled runbooks plus every `*.toml` under `dirs`.
+    pub fn load(bundled: bool, dirs: &[PathBuf], targets: Option<&BTreeMap<String, TargetSettings>>) -> (Catalog, Vec<Problem>) {
+        let mut sources = if bundled { bundled_sources() } else { Vec::new() };
+        let mut problems = Vec::new();
+        for dir in dirs {
+            read_dir(dir, &mut sources, &mut problems);
+        }
+        let (catalog, more) = Catalog::build(&sources, targets);
+        problems.extend(more);
+        (catalog, problems)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.runbook.id == id)
+    }
+
+    /// The first runbook (in load order) whose rules match the labels.
+    pub fn for_alert(&self, labels: &BTreeMap<String, String>) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.matches(labels))
+    }
+}
+
+/// Reads `*.toml` files under `path` (a file or a directory, recursively).
+pub fn read_dir(path: &Path, out: &mut Vec<(String, String)>, problems: &mut Vec<Problem>) {
+    if path.is_file() {
+        match std::fs::read_to_string(path) {
+            Ok(t) => out.push((path.display().to_string(), t)),
+            Err(e) => problems.push(Problem { file: path.display().to_string(), line: None, message: format!("cannot read: {e}") }),
+        }
+        return;
+    }
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(Problem { file: path.display().to_string(), line: None, message: format!("cannot read directory: {e}") });
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            read_dir(&p, out, problems);
+        } else if p.extension().is_some_and(|e| e == "toml") && p.file_name().is_some_and(|n| n != "targets.example.toml") {
+            read_dir(&p, out, problems);
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+fn find_line(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+fn compile_matchers(rb: &Runbook) -> Result<Vec<Matcher>, String> {
+    rb.matcher
+        .labels
+        .iter()
+        .map(|m| {
+            let re = || Regex::new(&format!("^(?:{})$", m.value)).map_err(|e| format!("label matcher {}{}{:?}: {e}", m.name, m.op, m.value));
+            Ok(match m.op.as_str() {
+                "=" => Matcher::Eq(m.name.clone(), m.value.clone()),
+                "!=" => Matcher::Ne(m.name.clone(), m.value.clone()),
+                "=~" => Matcher::Re(m.name.clone(), re()?),
+                "!~" => Matcher::NotRe(m.name.clone(), re()?),
+                other => return Err(format!("label matcher op {other:?} is not =, !=, =~ or !~")),
+            })
+        })
+        .collect()
+}
+
+/// Variables a runbook's strings may use.
+pub const TEMPLATE_ROOTS: [&str; 5] = ["ym", "now", "today", "labels", "incident"];
+
+/// Every string inside a probe spec, with its field name.
+fn spec_strings(spec: &ProbeSpec) -> Vec<(String, String)> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    walk(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(&format!("{prefix}.{i}"), v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_json::to_value(spec) {
+        walk("", &v, &mut out);
+    }
+    out
+}
+
+fn lint(rb: &Runbook, file: &str, text: &str, targets: Option<&BTreeMap<String, TargetSettings>>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut p = |needle: &str, message: String| {
+        problems.push(Problem { file: file.to_string(), line: find_line(text, needle), message });
+    };
+    if rb.version != 1 {
+        p("version", format!("version {} is not supported; this firstline reads version 1", rb.version));
+    }
+    if rb.id.is_empty() || !rb.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        p("id =", format!("id {:?} must be lower-case letters, digits and dashes", rb.id));
+    }
+    if rb.severity.parse::<commands::Severity>().is_err() {
+        p("severity", format!("severity {:?} is not P1, P2 or P3", rb.severity));
+    }
+    if let Err(e) = compile_matchers(rb) {
+        p("labels", e);
+    }
+    if rb.checks.is_empty() {
+        p("id =", "the runbook has no checks".into());
+    }
+    let env = minijinja::Environment::new();
+    let mut check_ids = BTreeSet::new();
+    for c in &rb.checks {
+        let at = format!("id = \"{}\"", c.id);
+        if !check_ids.insert(c.id.clone()) {
+            p(&at, format!("check id {:?} appears twice", c.id));
+        }
+        if c.expect.is_empty() && !c.informational {
+            p(&at, format!("check {:?} has no expect thresholds; add expect = [...] or informational = true", c.id));
+        }
+        for e in &c.expect {
+            if let Err(m) = parse_path(&e.path) {
+                p(&e.path, format!("check {:?}: path: {m}", c.id));
+            }
+            if e.warn_if.is_none() && e.fail_if.is_none() {
+                p(&e.path, format!("check {:?}: expectation on {:?} has neither warn_if nor fail_if", c.id, e.path));
+            }
+            for cond in [&e.warn_if, &e.fail_if].into_iter().flatten() {
+                if let Err(m) = parse_condition(cond) {
+                    p(cond, format!("check {:?}: {m}", c.id));
+                }
+            }
+        }
+        let target = c.probe.target();
+        if let Some(targets) = targets {
+            match targets.get(target) {
+                None => p(&format!("\"{target}\""), format!(
+                    "check {:?}: unknown target {target:?}; configure [targets.{target}] (kind {})",
+                    c.id,
+                    c.probe.target_kinds().join(" or ")
+                )),
+                Some(t) if !c.probe.target_kinds().contains(&t.kind()) => p(&format!("\"{target}\""), format!(
+                    "check {:?}: a {} probe cannot use target {target:?} of kind {}",
+                    c.id,
+                    c.probe.kind(),
+                    t.kind()
+                )),
+                Some(_) => {}
+            }
+        }
+        for (field, s) in spec_strings(&c.probe) {
+            match env.template_from_str(&s) {
+                Err(e) => p(&s.lines().next().unwrap_or(""), format!("check {:?}: probe.{field}: template error: {e}", c.id)),
+                Ok(t) => {
+                    for var in t.undeclared_variables(false) {
+                        if !TEMPLATE_ROOTS.contains(&var.as_str()) {
+                            p(&format!("{var}"), format!(
+                                "check {:?}: probe.{field}: unknown placeholder {{{{ {var} }}}}; available: {}",
+                                c.id,
+                                TEMPLATE_ROOTS.join(", ")
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        match &c.probe {
+            ProbeSpec::Sql(sql) => {
+                if sql.query.contains("{{") || sql.query.contains("{%") {
+                    p("{{", format!("check {:?}: placeholders are not allowed in SQL (alert labels would be pasted into a query)", c.id));
+                }
+                if Regex::new(r"\$\d").map(|r| r.is_match(&sql.query)).unwrap_or(false) {
+                    p("$", format!("check {:?}: SQL parameters ($1 …) are not supported: write the query as it runs", c.id));
+                }
+                let q = sql.query.trim().trim_end_matches(';');
+                if q.contains(';') {
+                    p(&c.id, format!("check {:?}: one SQL statement per check", c.id));
+                }
+            }
+            ProbeSpec::Prometheus(pq) => {
+                if let Err(m) = balanced(&pq.query) {
+                    p(&pq.query.chars().take(20).collect::<String>(), format!("check {:?}: PromQL: {m}", c.id));
+                }
+            }
+            ProbeSpec::Http(h) => {
+                if !matches!(h.method.as_str(), "GET" | "HEAD") {
+                    p(&h.method, format!("check {:?}: method {} is not allowed; probes only read (GET, HEAD)", c.id, h.method));
+                }
+                if h.attempts == 0 {
+                    p("attempts", format!("check {:?}: attempts must be at least 1", c.id));
+                }
+            }
+            ProbeSpec::Nats(n) if n.consumer.is_some() && n.stream.is_none() => {
+                p("consumer", format!("check {:?}: a consumer needs its stream", c.id));
+            }
+            _ => {}
+        }
+    }
+    let mut action_ids = BTreeSet::new();
+    for a in &rb.actions {
+        if !action_ids.insert(a.id.clone()) {
+            p(&format!("id = \"{}\"", a.id), format!("action id {:?} appears twice", a.id));
+        }
+        if !ACTION_KINDS.contains(&a.kind.as_str()) {
+            p(&a.kind, format!("action {:?}: kind {:?} is not one of {}", a.id, a.kind, ACTION_KINDS.join(", ")));
+        }
+    }
+    for r in &rb.recovery {
+        if !check_ids.contains(&r.check) {
+            p(&r.check, format!("recovery {:?}: check {:?} is not a check of this runbook", r.title, r.check));
+        }
+        if !TRENDS.contains(&r.trend.as_str()) {
+            p(&r.trend, format!("recovery {:?}: trend {:?} is not one of {}", r.title, r.trend, TRENDS.join(", ")));
+        }
+        if r.trend == "below" && r.threshold.is_none() {
+            p(&r.title, format!("recovery {:?}: trend below needs a threshold", r.title));
+        }
+        if r.samples < 2 {
+            p(&r.title, format!("recovery {:?}: samples must be at least 2", r.title));
+        }
+        if let Err(m) = parse_path(&r.path) {
+            p(&r.path, format!("recovery {:?}: path: {m}", r.title));
+        }
+    }
+    let _ = select;
+    problems
+}
+
+/// Parentheses, braces and brackets balance and quotes close (a cheap
+/// PromQL sanity check that catches truncated queries).
+fn balanced(q: &str) -> Result<(), String> {
+    if q.trim().is_empty() {
+        return Err("the query is empty".into());
+    }
+    let mut stack = Vec::new();
+    let mut quote: Option<char> = None;
+    for c in q.chars() {
+        if let Some(qc) = quote {
+            if c == qc {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => quote = Some(c),
+            '(' | '{' | '[' => stack.push(c),
+            ')' | '}' | ']' => {
+                let open = stack.pop();
+                let want = match c {
+                    ')' => '(',
+                    '}' => '{',
+                    _ => '[',
+                };
+                if open != Some(want) {
+                    return Err(format!("unbalanced {c:?}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    if quote.is_some() {
+        return Err("a quote is not closed".into());
+    }
+    if let Some(open) = stack.pop() {
+        return Err(format!("{open:?} is not closed"));
+    }
+    Ok(())
+}
