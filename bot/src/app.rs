@@ -73,8 +73,11 @@ impl App {
         let messages = Messages::new(config.timezone);
         // Targets are not held against runbooks here: a check whose target
         // is missing reports that as its finding, so the rest still runs.
-        let (catalog, problems) =
-            Catalog::load(config.settings.runbooks.bundled, &config.settings.runbooks.dirs, None);
+        let (catalog, problems) = Catalog::load(
+            config.settings.runbooks.bundled,
+            &config.settings.runbooks.dirs,
+            None,
+        );
         for p in &problems {
             warn!(problem = %p, "runbook not loaded");
         }
@@ -90,7 +93,11 @@ impl App {
                 "runbook checks use targets that are not configured; they report an error until [targets.NAME] is set (see templates/runbooks/targets.example.toml)"
             );
         }
-        info!(runbooks = catalog.entries.len(), left_out = problems.len(), "runbooks loaded");
+        info!(
+            runbooks = catalog.entries.len(),
+            left_out = problems.len(),
+            "runbooks loaded"
+        );
         let catalog = Arc::new(catalog);
         let targets = Arc::new(config.targets.clone());
         let rules = Arc::new(Rules {
@@ -144,6 +151,9 @@ impl App {
             ledger: ledger.clone(),
             store: store.clone(),
             messages: messages.clone(),
+            catalog: catalog.clone(),
+            targets: targets.clone(),
+            concurrency: config.settings.runbooks.concurrency,
         };
         let state = AppState {
             store: store.clone(),

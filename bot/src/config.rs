@@ -53,7 +53,12 @@ pub struct RunbookSettings {
 
 impl Default for RunbookSettings {
     fn default() -> Self {
-        RunbookSettings { bundled: true, dirs: Vec::new(), run_on_alert: true, concurrency: 4 }
+        RunbookSettings {
+            bundled: true,
+            dirs: Vec::new(),
+            run_on_alert: true,
+            concurrency: 4,
+        }
     }
 }
 
@@ -262,9 +267,16 @@ impl<'de> Deserialize<'de> for SecretRef {
             fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<SecretRef, E> {
                 Err(E::custom(INLINE_SECRET))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<SecretRef, A::Error> {
-                let t = SecretRefTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(SecretRef { env: t.env, file: t.file })
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<SecretRef, A::Error> {
+                let t =
+                    SecretRefTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(SecretRef {
+                    env: t.env,
+                    file: t.file,
+                })
             }
         }
         d.deserialize_any(Visitor)
@@ -378,7 +390,11 @@ pub fn load_with_env(
     {
         let line = e.span().map(|s| line_of(text, s.start));
         let key = key_of_toml_error(&e);
-        let key = if key == "(file)" { line.and_then(|l| key_at_line(text, l)).unwrap_or(key) } else { key };
+        let key = if key == "(file)" {
+            line.and_then(|l| key_at_line(text, l)).unwrap_or(key)
+        } else {
+            key
+        };
         return Err(ConfigErrors(vec![ConfigError {
             key,
             line,
@@ -469,8 +485,16 @@ fn key_at_line(text: &str, line: usize) -> Option<String> {
             section = h.trim().to_string();
         }
         if i + 1 == line {
-            let leaf = t.split('=').next().map(str::trim).filter(|k| !k.is_empty() && t.contains('='))?;
-            return Some(if section.is_empty() { leaf.to_string() } else { format!("{section}.{leaf}") });
+            let leaf = t
+                .split('=')
+                .next()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && t.contains('='))?;
+            return Some(if section.is_empty() {
+                leaf.to_string()
+            } else {
+                format!("{section}.{leaf}")
+            });
         }
     }
     None
@@ -664,11 +688,23 @@ fn validate(
     let mut targets = BTreeMap::new();
     for (name, t) in &settings.targets {
         let key = format!("targets.{name}");
-        let mut target = Target { name: name.clone(), settings: t.clone(), secret_headers: BTreeMap::new(), password: None };
+        let mut target = Target {
+            name: name.clone(),
+            settings: t.clone(),
+            secret_headers: BTreeMap::new(),
+            password: None,
+        };
         match t {
-            TargetSettings::Http { base_url, secret_headers, .. } => {
+            TargetSettings::Http {
+                base_url,
+                secret_headers,
+                ..
+            } => {
                 if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-                    err(&format!("{key}.base_url"), format!("\"{base_url}\" must start with http:// or https://"));
+                    err(
+                        &format!("{key}.base_url"),
+                        format!("\"{base_url}\" must start with http:// or https://"),
+                    );
                 }
                 for (header, secret) in secret_headers {
                     match secret.resolve() {
@@ -682,8 +718,16 @@ fn validate(
             TargetSettings::Postgres { url, password } => {
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     err(&format!("{key}.url"), "must start with postgres://".into());
-                } else if url.split("://").nth(1).and_then(|r| r.split('@').next().filter(|_| r.contains('@'))).is_some_and(|u| u.contains(':')) {
-                    err(&format!("{key}.url"), "has a password in it; use password = { env = \"VAR\" } instead".into());
+                } else if url
+                    .split("://")
+                    .nth(1)
+                    .and_then(|r| r.split('@').next().filter(|_| r.contains('@')))
+                    .is_some_and(|u| u.contains(':'))
+                {
+                    err(
+                        &format!("{key}.url"),
+                        "has a password in it; use password = { env = \"VAR\" } instead".into(),
+                    );
                 }
                 if let Some(secret) = password {
                     match secret.resolve() {
@@ -692,14 +736,19 @@ fn validate(
                     }
                 }
             }
-            TargetSettings::Prometheus { url } | TargetSettings::Nats { url } | TargetSettings::Redis { url } => {
+            TargetSettings::Prometheus { url }
+            | TargetSettings::Nats { url }
+            | TargetSettings::Redis { url } => {
                 if !url.contains("://") {
                     err(&format!("{key}.url"), format!("\"{url}\" is not a URL"));
                 }
             }
             TargetSettings::Tcp { address } => {
                 if !address.contains(':') {
-                    err(&format!("{key}.address"), format!("\"{address}\" is not host:port"));
+                    err(
+                        &format!("{key}.address"),
+                        format!("\"{address}\" is not host:port"),
+                    );
                 }
             }
         }
@@ -796,7 +845,10 @@ mod tests {
         assert_eq!(e.0[0].line, Some(2));
         assert_eq!(e.0[0].key, "intake.tokens.alertmanager");
         assert!(!e.to_string().contains("hunter2"), "{e}");
-        let env = vec![("FIRSTLINE_INTAKE__TOKENS__GRAFANA".to_string(), "hunter3".to_string())];
+        let env = vec![(
+            "FIRSTLINE_INTAKE__TOKENS__GRAFANA".to_string(),
+            "hunter3".to_string(),
+        )];
         let e = load_with_env(None, env).expect_err("inline secret from env");
         assert!(!e.to_string().contains("hunter3"), "{e}");
     }

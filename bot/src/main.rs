@@ -37,6 +37,32 @@ enum Cmd {
     /// Read incidents from the store.
     #[command(subcommand)]
     Incident(IncidentCmd),
+    /// List, show, lint and run runbooks.
+    #[command(subcommand)]
+    Runbook(RunbookCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum RunbookCmd {
+    /// List the loaded runbooks (bundled and from runbooks.dirs).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one runbook: its checks in order, actions and recovery criteria.
+    Show { id: String },
+    /// Lint runbook files (default: every loaded runbook) against the
+    /// configured targets; prints file:line: problem, exit code 1 on any.
+    Lint { path: Option<PathBuf> },
+    /// Run a runbook's checks now against the configured targets.
+    Run {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        /// Alert labels for placeholders, e.g. --label workflow_id=abc.
+        #[arg(long = "label", value_name = "NAME=VALUE")]
+        labels: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +182,7 @@ async fn run(command: Cmd, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Incident(cmd) => incident(cmd, config).await,
+        Cmd::Runbook(cmd) => runbook(cmd, config).await,
         Cmd::CheckConfig => Ok(check_config(&config)),
     }
 }
@@ -254,6 +281,174 @@ async fn incident(cmd: IncidentCmd, config: Config) -> anyhow::Result<ExitCode> 
     };
     store.close().await;
     Ok(code)
+}
+
+async fn runbook(cmd: RunbookCmd, config: Config) -> anyhow::Result<ExitCode> {
+    use firstline::runbook::load::{Catalog, read_dir};
+    use firstline::runbook::run::{self, RunContext, Status};
+    let rb = &config.settings.runbooks;
+    if let RunbookCmd::Lint { path } = &cmd {
+        let mut sources = Vec::new();
+        let mut problems = Vec::new();
+        match path {
+            Some(p) => read_dir(p, &mut sources, &mut problems),
+            None => {
+                if rb.bundled {
+                    sources.extend(firstline::runbook::load::bundled_sources());
+                }
+                for d in &rb.dirs {
+                    read_dir(d, &mut sources, &mut problems);
+                }
+            }
+        }
+        let (catalog, more) = Catalog::build(&sources, Some(&config.settings.targets));
+        problems.extend(more);
+        for p in &problems {
+            println!("{p}");
+        }
+        println!(
+            "{} runbook file(s): {} clean, {} problem(s){}",
+            sources.len(),
+            catalog.entries.len(),
+            problems.len(),
+            if config.settings.targets.is_empty() {
+                " (no [targets] configured: every target counts as unknown; see templates/runbooks/targets.example.toml)"
+            } else {
+                ""
+            }
+        );
+        return Ok(if problems.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let (catalog, problems) = Catalog::load(rb.bundled, &rb.dirs, None);
+    for p in &problems {
+        eprintln!("left out: {p}");
+    }
+    let find = |id: &str| {
+        catalog.get(id).ok_or_else(|| {
+            anyhow::anyhow!("no runbook {id:?}; `firstline runbook list` shows the ids")
+        })
+    };
+    match cmd {
+        RunbookCmd::List { json } => {
+            if json {
+                let list: Vec<_> = catalog
+                    .entries
+                    .iter()
+                    .map(|e| serde_json::json!({"id": e.runbook.id, "title": e.runbook.title, "title_en": e.runbook.title_en,
+                        "severity": e.runbook.severity, "source": e.runbook.source, "failure_modes": e.runbook.failure_modes,
+                        "checks": e.runbook.checks.len(), "file": e.file}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for e in &catalog.entries {
+                    let r = &e.runbook;
+                    println!(
+                        "{:<40} {} {:>2} checks  {} — {}",
+                        r.id,
+                        r.severity,
+                        r.checks.len(),
+                        r.title_en,
+                        r.title
+                    );
+                }
+            }
+        }
+        RunbookCmd::Show { id } => {
+            let e = find(&id)?;
+            let r = &e.runbook;
+            println!("{} [{}] {}\n{}", r.id, r.severity, r.title, r.title_en);
+            println!(
+                "source: {} §{}  ({})",
+                r.source.seed, r.source.section, e.file
+            );
+            if !r.failure_modes.is_empty() {
+                println!("failure modes: {}", r.failure_modes.join(", "));
+            }
+            if let Some(s) = &r.summary {
+                println!("\n{s}");
+            }
+            println!("\nchecks, in order:");
+            for (i, c) in r.checks.iter().enumerate() {
+                println!(
+                    "  {}. {} [{} → {}]",
+                    i + 1,
+                    c.title,
+                    c.probe.kind(),
+                    c.probe.target()
+                );
+                for x in &c.expect {
+                    let conds: Vec<String> = [("warn if", &x.warn_if), ("fail if", &x.fail_if)]
+                        .iter()
+                        .filter_map(|(w, c)| c.as_ref().map(|c| format!("{w} {} {c}", x.path)))
+                        .collect();
+                    println!("     {}", conds.join("; "));
+                }
+            }
+            if !r.actions.is_empty() {
+                println!("\nfirst-response actions (need approval):");
+                for a in &r.actions {
+                    println!(
+                        "  - {} ({}, {}): {}",
+                        a.id,
+                        a.kind,
+                        if a.reversible {
+                            "reversible"
+                        } else {
+                            "not reversible"
+                        },
+                        a.title
+                    );
+                }
+            }
+            if !r.recovery.is_empty() {
+                println!("\nrecovery:");
+                for c in &r.recovery {
+                    println!(
+                        "  - {}: {} {} over {} samples, {}s apart",
+                        c.title, c.path, c.trend, c.samples, c.interval_s
+                    );
+                }
+            }
+            for n in &r.notes {
+                println!("\nnote: {n}");
+            }
+        }
+        RunbookCmd::Run { id, json, labels } => {
+            let e = find(&id)?;
+            let mut ctx = RunContext {
+                now: firstline::domain::time::Clock::now(&firstline::domain::time::SystemClock),
+                ..Default::default()
+            };
+            for l in labels {
+                let (k, v) = l
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--label {l:?} is not NAME=VALUE"))?;
+                ctx.labels.insert(k.to_string(), v.to_string());
+            }
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let report = run::run(&e.runbook, &config.targets, &ctx, rb.concurrency).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let messages = Messages::new(config.timezone);
+                println!(
+                    "{}",
+                    messages.findings("(no incident)", &report, &e.runbook.actions)
+                );
+            }
+            return Ok(if report.worst() >= Status::Fail {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        RunbookCmd::Lint { .. } => {}
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Ctrl-C or SIGTERM.

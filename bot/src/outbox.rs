@@ -34,7 +34,10 @@ pub trait Handler: Send + Sync + 'static {
     /// The `kind` column this handler takes.
     const KIND: &'static str;
 
-    fn handle(&self, item: &OutboxItem) -> impl std::future::Future<Output = Result<(), Failure>> + Send;
+    fn handle(
+        &self,
+        item: &OutboxItem,
+    ) -> impl std::future::Future<Output = Result<(), Failure>> + Send;
 }
 
 /// Delivers chat posts through one chat platform.
@@ -46,7 +49,11 @@ pub struct ChatPoster<P: ChatPlatform> {
 
 impl<P: ChatPlatform> ChatPoster<P> {
     pub fn new(store: Store, platform: Arc<P>, clock: Arc<dyn Clock>) -> Self {
-        ChatPoster { store, platform, clock }
+        ChatPoster {
+            store,
+            platform,
+            clock,
+        }
     }
 }
 
@@ -127,7 +134,10 @@ impl<H: Handler> Dispatcher<H> {
     /// fails has its later items held back so its thread stays in order.
     pub async fn step(&self) -> Result<StepReport, StoreError> {
         let mut report = StepReport::default();
-        let due = self.store.due_outbox(self.clock.now(), 256, H::KIND).await?;
+        let due = self
+            .store
+            .due_outbox(self.clock.now(), 256, H::KIND)
+            .await?;
         let mut held: Vec<i64> = Vec::new();
         for item in due {
             if let Some(incident) = item.incident_id
@@ -175,7 +185,6 @@ impl<H: Handler> Dispatcher<H> {
         let ms = self.settings.base_backoff_ms.saturating_mul(1u64 << exp);
         ms.min(self.settings.max_backoff_ms) as i64
     }
-
 }
 
 impl<P: ChatPlatform> Handler for ChatPoster<P> {

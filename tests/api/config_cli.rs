@@ -77,7 +77,10 @@ fn migrate_then_incident_list_and_export_work_from_the_command_line() {
 fn the_shipped_example_configuration_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/firstline.toml");
-    let (code, out, err) = firstline(dir.path(), &["check-config", "--config", example.to_str().unwrap()]);
+    let (code, out, err) = firstline(
+        dir.path(),
+        &["check-config", "--config", example.to_str().unwrap()],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("configuration OK"), "{out}");
 }

@@ -10,4 +10,5 @@ mod outbox;
 mod probes_data;
 mod probes_http;
 mod restart;
+mod runbooks;
 mod store_contract;

@@ -112,13 +112,22 @@ struct TestDb {
 
 impl TestDb {
     async fn seeded() -> Option<TestDb> {
-        let mut admin = match tokio::time::timeout(TIMEOUT, PgConnection::connect(ADMIN_URL)).await {
+        let mut admin = match tokio::time::timeout(TIMEOUT, PgConnection::connect(ADMIN_URL)).await
+        {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                return skip_or_fail("PostgreSQL", "FIRSTLINE_REQUIRE_POSTGRES", format!("cannot connect to {ADMIN_URL}: {e}"));
+                return skip_or_fail(
+                    "PostgreSQL",
+                    "FIRSTLINE_REQUIRE_POSTGRES",
+                    format!("cannot connect to {ADMIN_URL}: {e}"),
+                );
             }
             Err(_) => {
-                return skip_or_fail("PostgreSQL", "FIRSTLINE_REQUIRE_POSTGRES", format!("{ADMIN_URL} did not answer"));
+                return skip_or_fail(
+                    "PostgreSQL",
+                    "FIRSTLINE_REQUIRE_POSTGRES",
+                    format!("{ADMIN_URL} did not answer"),
+                );
             }
         };
         let name = format!(
@@ -133,8 +142,13 @@ impl TestDb {
             .expect("create the test database");
         let _ = admin.close().await;
         let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-        let mut conn = PgConnection::connect(&url).await.expect("connect to the test database");
-        sqlx::raw_sql(SCHEMA).execute(&mut conn).await.expect("seed the test database");
+        let mut conn = PgConnection::connect(&url)
+            .await
+            .expect("connect to the test database");
+        sqlx::raw_sql(SCHEMA)
+            .execute(&mut conn)
+            .await
+            .expect("seed the test database");
         Some(TestDb { name, url, conn })
     }
 
@@ -172,7 +186,10 @@ impl TestDb {
     }
 
     async fn exec(&mut self, sql: &'static str) {
-        sqlx::raw_sql(sql).execute(&mut self.conn).await.expect("arrange");
+        sqlx::raw_sql(sql)
+            .execute(&mut self.conn)
+            .await
+            .expect("arrange");
     }
 
     async fn drop_db(self) {
@@ -215,7 +232,9 @@ WHERE status = 'SENT'
 
 #[tokio::test]
 async fn the_status_count_query_returns_one_row_per_status_with_int8_counts() {
-    let Some(db) = TestDb::seeded().await else { return };
+    let Some(db) = TestDb::seeded().await else {
+        return;
+    };
 
     let obs = db.sql(STATUS_COUNTS).await.expect("observe");
 
@@ -244,7 +263,9 @@ async fn the_status_count_query_returns_one_row_per_status_with_int8_counts() {
 
 #[tokio::test]
 async fn the_stuck_notifications_check_counts_old_pending_rows_and_not_fresh_ones() {
-    let Some(mut db) = TestDb::seeded().await else { return };
+    let Some(mut db) = TestDb::seeded().await else {
+        return;
+    };
 
     // Rows 1 (PENDING, 30 min) and 3 (PROCESSING, 20 min) trip it; row 2 is
     // a minute old.
@@ -262,7 +283,9 @@ async fn the_stuck_notifications_check_counts_old_pending_rows_and_not_fresh_one
 
 #[tokio::test]
 async fn the_integrity_check_counts_sent_rows_that_still_hold_a_lock_or_a_retry() {
-    let Some(mut db) = TestDb::seeded().await else { return };
+    let Some(mut db) = TestDb::seeded().await else {
+        return;
+    };
 
     let clean = db.sql(INTEGRITY).await.expect("observe");
     db.exec("INSERT INTO notifications (notification_id, event_id, status, locked_by, created_at) VALUES (8, 'evt-8', 'SENT', 'worker-2', NOW())")
@@ -278,7 +301,9 @@ async fn the_integrity_check_counts_sent_rows_that_still_hold_a_lock_or_a_retry(
 
 #[tokio::test]
 async fn the_account_checks_run_verbatim_against_the_account_schema() {
-    let Some(db) = TestDb::seeded().await else { return };
+    let Some(db) = TestDb::seeded().await else {
+        return;
+    };
 
     let orphans = db
         .sql(
@@ -338,7 +363,9 @@ ORDER BY action;",
 
 #[tokio::test]
 async fn the_processing_rows_query_returns_timestamps_as_rfc3339_and_nulls_as_null() {
-    let Some(db) = TestDb::seeded().await else { return };
+    let Some(db) = TestDb::seeded().await else {
+        return;
+    };
 
     let obs = db
         .sql(
@@ -371,7 +398,9 @@ LIMIT 50;",
 
 #[tokio::test]
 async fn column_values_become_json_by_their_postgres_type() {
-    let Some(db) = TestDb::seeded().await else { return };
+    let Some(db) = TestDb::seeded().await else {
+        return;
+    };
 
     let obs = db
         .sql(
@@ -416,7 +445,9 @@ async fn column_values_become_json_by_their_postgres_type() {
 
 #[tokio::test]
 async fn an_update_or_delete_is_refused_by_the_read_only_transaction_and_changes_nothing() {
-    let Some(mut db) = TestDb::seeded().await else { return };
+    let Some(mut db) = TestDb::seeded().await else {
+        return;
+    };
 
     let update = db.sql("UPDATE notifications SET status = 'SENT'").await;
     let delete = db.sql("DELETE FROM notifications;").await;
@@ -431,13 +462,19 @@ async fn an_update_or_delete_is_refused_by_the_read_only_transaction_and_changes
     let cte = failed_message(cte);
     assert!(cte.contains("read-only transaction"), "{cte}");
     assert_eq!(db.count("SELECT COUNT(*) FROM notifications").await, 7);
-    assert_eq!(db.count("SELECT COUNT(*) FROM notifications WHERE status = 'SENT'").await, 3);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM notifications WHERE status = 'SENT'")
+            .await,
+        3
+    );
     db.drop_db().await;
 }
 
 #[tokio::test]
 async fn two_statements_are_refused_and_the_second_never_runs() {
-    let Some(mut db) = TestDb::seeded().await else { return };
+    let Some(mut db) = TestDb::seeded().await else {
+        return;
+    };
 
     // A COMMIT would end the read-only transaction: this is why a second
     // statement must never reach the server.
@@ -453,12 +490,17 @@ async fn two_statements_are_refused_and_the_second_never_runs() {
 
 #[tokio::test]
 async fn rows_beyond_max_rows_are_dropped_and_marked_truncated() {
-    let Some(db) = TestDb::seeded().await else { return };
+    let Some(db) = TestDb::seeded().await else {
+        return;
+    };
     let query = "SELECT notification_id FROM notifications ORDER BY notification_id";
 
     let capped = db.sql_capped(query, 3).await.expect("observe");
     let exact = db.sql_capped(query, 7).await.expect("observe");
-    let empty = db.sql("SELECT status FROM notifications WHERE false").await.expect("observe");
+    let empty = db
+        .sql("SELECT status FROM notifications WHERE false")
+        .await
+        .expect("observe");
 
     assert_eq!(capped.data["row_count"], json!(3));
     assert_eq!(capped.data["truncated"], json!(true));
@@ -479,7 +521,9 @@ async fn rows_beyond_max_rows_are_dropped_and_marked_truncated() {
 
 #[tokio::test]
 async fn a_bad_column_fails_with_the_database_message_naming_it() {
-    let Some(db) = TestDb::seeded().await else { return };
+    let Some(db) = TestDb::seeded().await else {
+        return;
+    };
 
     let result = db.sql("SELECT no_such_column FROM notifications").await;
 
@@ -490,7 +534,9 @@ async fn a_bad_column_fails_with_the_database_message_naming_it() {
 
 #[tokio::test]
 async fn a_query_outliving_the_timeout_is_cut_by_the_statement_timeout() {
-    let Some(db) = TestDb::seeded().await else { return };
+    let Some(db) = TestDb::seeded().await else {
+        return;
+    };
     let spec = ProbeSpec::Sql(SqlProbe {
         target: "notification-db".into(),
         query: "SELECT pg_sleep(30)".into(),
@@ -499,7 +545,10 @@ async fn a_query_outliving_the_timeout_is_cut_by_the_statement_timeout() {
 
     let result = observe(&spec, &db.target(), Duration::from_secs(1)).await;
 
-    assert!(matches!(result, Err(ProbeError::Timeout(ref t, _)) if t == "notification-db"), "{result:?}");
+    assert!(
+        matches!(result, Err(ProbeError::Timeout(ref t, _)) if t == "notification-db"),
+        "{result:?}"
+    );
     db.drop_db().await;
 }
 
@@ -538,7 +587,11 @@ fn nats_target(url: &str) -> Target {
     target("bus", TargetSettings::Nats { url: url.into() }, None)
 }
 
-async fn nats(stream: Option<&str>, consumer: Option<&str>, url: &str) -> Result<Observation, ProbeError> {
+async fn nats(
+    stream: Option<&str>,
+    consumer: Option<&str>,
+    url: &str,
+) -> Result<Observation, ProbeError> {
     let spec = ProbeSpec::Nats(NatsProbe {
         target: "bus".into(),
         stream: stream.map(str::to_string),
@@ -553,63 +606,100 @@ async fn nats_client() -> Option<async_nats::Client> {
         .connect(NATS_URL);
     match tokio::time::timeout(TIMEOUT, connect).await {
         Ok(Ok(client)) => Some(client),
-        Ok(Err(e)) => skip_or_fail("NATS", "FIRSTLINE_REQUIRE_NATS", format!("cannot connect to {NATS_URL}: {e}")),
-        Err(_) => skip_or_fail("NATS", "FIRSTLINE_REQUIRE_NATS", format!("{NATS_URL} did not answer")),
+        Ok(Err(e)) => skip_or_fail(
+            "NATS",
+            "FIRSTLINE_REQUIRE_NATS",
+            format!("cannot connect to {NATS_URL}: {e}"),
+        ),
+        Err(_) => skip_or_fail(
+            "NATS",
+            "FIRSTLINE_REQUIRE_NATS",
+            format!("{NATS_URL} did not answer"),
+        ),
     }
 }
 
 #[tokio::test]
 async fn the_nats_probe_reports_stream_state_and_consumer_backlog() {
-    let Some(client) = nats_client().await else { return };
+    let Some(client) = nats_client().await else {
+        return;
+    };
     let js = async_nats::jetstream::new(client.clone());
     let id = nanos();
     let stream_name = format!("FIRSTLINE_TEST_{id}");
-    let stream = js
-        .create_stream(async_nats::jetstream::stream::Config {
-            name: stream_name.clone(),
-            subjects: vec![format!("firstline.test.{id}.>")],
-            ..Default::default()
-        })
-        .await
-        .expect("create stream");
-    stream
-        .create_consumer(async_nats::jetstream::consumer::pull::Config {
-            durable_name: Some("notifier".into()),
-            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
-            ..Default::default()
-        })
-        .await
-        .expect("create consumer");
-    for i in 0..5 {
-        js.publish(format!("firstline.test.{id}.notification"), format!("n{i}").into())
+    // Arrange and act inside one block so the stream is deleted even when a
+    // step fails; the results are checked after the clean-up.
+    let outcome = async {
+        let stream = js
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: stream_name.clone(),
+                subjects: vec![format!("firstline.test.{id}.>")],
+                ..Default::default()
+            })
             .await
-            .expect("publish")
+            .map_err(|e| format!("create stream: {e}"))?;
+        stream
+            .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some("notifier".into()),
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                ..Default::default()
+            })
             .await
-            .expect("publish ack");
-    }
-    // Two pull requests of one message each, not acknowledged: the API's
-    // own request / reply, so the test needs no stream combinators.
-    let next = format!("$JS.API.CONSUMER.MSG.NEXT.{stream_name}.notifier");
-    let mut delivered = Vec::new();
-    for _ in 0..2 {
-        let msg = client
-            .request(next.clone(), r#"{"batch": 1, "no_wait": true}"#.into())
+            .map_err(|e| format!("create consumer: {e}"))?;
+        for i in 0..5 {
+            js.publish(
+                format!("firstline.test.{id}.notification"),
+                format!("n{i}").into(),
+            )
             .await
-            .expect("pull one");
-        delivered.push(msg);
-    }
+            .map_err(|e| format!("publish: {e}"))?
+            .await
+            .map_err(|e| format!("publish ack: {e}"))?;
+        }
+        // Two pull requests of one message each, not acknowledged, through
+        // the JetStream API's request / reply (no stream combinators
+        // needed). Each gets its own inbox: a delivered message carries its
+        // stream subject, which the client's shared request inbox would not
+        // recognise.
+        let next = format!("$JS.API.CONSUMER.MSG.NEXT.{stream_name}.notifier");
+        let mut delivered = Vec::new();
+        for _ in 0..2 {
+            let request = async_nats::Request::new()
+                .payload(r#"{"batch": 1, "no_wait": true}"#.into())
+                .inbox(client.new_inbox());
+            let msg = client
+                .send_request(next.clone(), request)
+                .await
+                .map_err(|e| format!("pull one: {e}"))?;
+            delivered.push(msg);
+        }
 
-    // Act: the consumer after two unacknowledged deliveries, then after one
-    // acknowledgement.
-    let with_consumer = nats(Some(&stream_name), Some("notifier"), NATS_URL).await;
-    let ack_subject = delivered[0].reply.clone().expect("ack subject");
-    // A request (not a publish) so the server has applied the ack before
-    // the next look: the reply only comes once it has.
-    client.request(ack_subject, "+ACK".into()).await.expect("ack");
-    let after_ack = nats(Some(&stream_name), Some("notifier"), NATS_URL).await;
-    let stream_only = nats(Some(&stream_name), None, NATS_URL).await;
-    let missing_consumer = nats(Some(&stream_name), Some("nobody"), NATS_URL).await;
-    js.delete_stream(&stream_name).await.expect("delete stream");
+        // Act: the consumer after two unacknowledged deliveries, then after
+        // one acknowledgement.
+        let with_consumer = nats(Some(&stream_name), Some("notifier"), NATS_URL).await;
+        let ack_subject = delivered[0].reply.clone().ok_or("no ack subject")?;
+        // A request (not a publish) so the server has applied the ack before
+        // the next look: the reply only comes once it has.
+        client
+            .request(ack_subject, "+ACK".into())
+            .await
+            .map_err(|e| format!("ack: {e}"))?;
+        let after_ack = nats(Some(&stream_name), Some("notifier"), NATS_URL).await;
+        let stream_only = nats(Some(&stream_name), None, NATS_URL).await;
+        let missing_consumer = nats(Some(&stream_name), Some("nobody"), NATS_URL).await;
+        Ok::<_, String>((
+            delivered,
+            with_consumer,
+            after_ack,
+            stream_only,
+            missing_consumer,
+        ))
+    }
+    .await;
+    let deleted = js.delete_stream(&stream_name).await;
+    let (delivered, with_consumer, after_ack, stream_only, missing_consumer) =
+        outcome.expect("arrange");
+    deleted.expect("delete stream");
 
     assert_eq!(&delivered[0].payload[..], b"n0");
     assert_eq!(&delivered[1].payload[..], b"n1");
@@ -631,7 +721,12 @@ async fn the_nats_probe_reports_stream_state_and_consumer_backlog() {
     assert_eq!(c["num_redelivered"], json!(0));
     assert_eq!(c["delivered_stream_seq"], json!(2));
     assert_eq!(c["ack_floor_stream_seq"], json!(0));
-    assert!(obs.evidence.starts_with("connected to nats://127.0.0.1:4222 (server "), "{}", obs.evidence);
+    assert!(
+        obs.evidence
+            .starts_with("connected to nats://127.0.0.1:4222 (server "),
+        "{}",
+        obs.evidence
+    );
     assert!(obs.evidence.contains("backlog 5"), "{}", obs.evidence);
     // Acknowledging the first message moves the ack floor to it and shrinks
     // the backlog by one.
@@ -654,18 +749,30 @@ async fn the_nats_probe_reports_stream_state_and_consumer_backlog() {
 
 #[tokio::test]
 async fn the_nats_probe_without_a_stream_reports_the_connection() {
-    let Some(_client) = nats_client().await else { return };
+    let Some(_client) = nats_client().await else {
+        return;
+    };
 
     let obs = nats(None, None, NATS_URL).await.expect("observe");
 
-    assert_eq!(obs.data, json!({"connected": true, "stream": null, "consumer": null}));
-    assert!(obs.evidence.starts_with("connected to nats://127.0.0.1:4222 (server "), "{}", obs.evidence);
+    assert_eq!(
+        obs.data,
+        json!({"connected": true, "stream": null, "consumer": null})
+    );
+    assert!(
+        obs.evidence
+            .starts_with("connected to nats://127.0.0.1:4222 (server "),
+        "{}",
+        obs.evidence
+    );
     assert!(obs.evidence.contains(" version "), "{}", obs.evidence);
 }
 
 #[tokio::test]
 async fn a_missing_nats_stream_fails_naming_it() {
-    let Some(_client) = nats_client().await else { return };
+    let Some(_client) = nats_client().await else {
+        return;
+    };
     let name = format!("FIRSTLINE_MISSING_{}", nanos());
 
     let result = nats(Some(&name), None, NATS_URL).await;
@@ -684,14 +791,20 @@ async fn a_nats_consumer_without_its_stream_is_a_config_error() {
     // Refused before connecting, so the URL does not matter.
     let result = nats(None, Some("notifier"), "nats://127.0.0.1:1").await;
 
-    assert!(matches!(result, Err(ProbeError::Config(ref t, _)) if t == "bus"), "{result:?}");
+    assert!(
+        matches!(result, Err(ProbeError::Config(ref t, _)) if t == "bus"),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
 async fn an_unreachable_nats_port_is_unreachable() {
     let result = nats(None, None, "nats://127.0.0.1:1").await;
 
-    assert!(matches!(result, Err(ProbeError::Unreachable(ref t, _)) if t == "bus"), "{result:?}");
+    assert!(
+        matches!(result, Err(ProbeError::Unreachable(ref t, _)) if t == "bus"),
+        "{result:?}"
+    );
 }
 
 // --------------------------------------------------------------------- Redis
@@ -699,7 +812,9 @@ async fn an_unreachable_nats_port_is_unreachable() {
 const REDIS_ADDR: &str = "127.0.0.1:6379";
 
 async fn redis(url: &str, timeout: Duration) -> Result<Observation, ProbeError> {
-    let spec = ProbeSpec::Redis(RedisProbe { target: "cache".into() });
+    let spec = ProbeSpec::Redis(RedisProbe {
+        target: "cache".into(),
+    });
     let target = target("cache", TargetSettings::Redis { url: url.into() }, None);
     observe(&spec, &target, timeout).await
 }
@@ -707,8 +822,18 @@ async fn redis(url: &str, timeout: Duration) -> Result<Observation, ProbeError> 
 async fn redis_reachable() -> bool {
     match tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(REDIS_ADDR)).await {
         Ok(Ok(_)) => true,
-        Ok(Err(e)) => skip_or_fail::<()>("Redis", "FIRSTLINE_REQUIRE_REDIS", format!("cannot connect to {REDIS_ADDR}: {e}")).is_some(),
-        Err(_) => skip_or_fail::<()>("Redis", "FIRSTLINE_REQUIRE_REDIS", format!("{REDIS_ADDR} did not answer")).is_some(),
+        Ok(Err(e)) => skip_or_fail::<()>(
+            "Redis",
+            "FIRSTLINE_REQUIRE_REDIS",
+            format!("cannot connect to {REDIS_ADDR}: {e}"),
+        )
+        .is_some(),
+        Err(_) => skip_or_fail::<()>(
+            "Redis",
+            "FIRSTLINE_REQUIRE_REDIS",
+            format!("{REDIS_ADDR} did not answer"),
+        )
+        .is_some(),
     }
 }
 
@@ -718,25 +843,39 @@ async fn the_redis_probe_answers_pong_with_a_latency() {
         return;
     }
 
-    let obs = redis(&format!("redis://{REDIS_ADDR}"), TIMEOUT).await.expect("observe");
+    let obs = redis(&format!("redis://{REDIS_ADDR}"), TIMEOUT)
+        .await
+        .expect("observe");
 
     assert_eq!(obs.data["pong"], json!(true));
-    let latency = obs.data["latency_ms"].as_f64().expect("latency is a number");
+    let latency = obs.data["latency_ms"]
+        .as_f64()
+        .expect("latency is a number");
     assert!(latency >= 0.0, "{latency}");
-    assert!(obs.evidence.starts_with("PONG from redis://127.0.0.1:6379 in "), "{}", obs.evidence);
+    assert!(
+        obs.evidence
+            .starts_with("PONG from redis://127.0.0.1:6379 in "),
+        "{}",
+        obs.evidence
+    );
 }
 
 #[tokio::test]
 async fn an_unreachable_redis_port_is_unreachable() {
     let result = redis("redis://127.0.0.1:1", TIMEOUT).await;
 
-    assert!(matches!(result, Err(ProbeError::Unreachable(ref t, _)) if t == "cache"), "{result:?}");
+    assert!(
+        matches!(result, Err(ProbeError::Unreachable(ref t, _)) if t == "cache"),
+        "{result:?}"
+    );
 }
 
 /// A loopback server speaking just enough RESP to answer every command
 /// with `reply` (or never answering, when `reply` is `None`).
 async fn fake_redis(reply: Option<&'static [u8]>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
@@ -744,7 +883,9 @@ async fn fake_redis(reply: Option<&'static [u8]>) -> String {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 1024];
                 loop {
-                    let Ok(n) = socket.read(&mut chunk).await else { return };
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
@@ -771,10 +912,16 @@ fn resp_command_len(buf: &[u8]) -> Option<usize> {
         Some((&buf[at..end], end + 2))
     }
     let (header, mut at) = line(buf, 0)?;
-    let count: usize = std::str::from_utf8(header.strip_prefix(b"*")?).ok()?.parse().ok()?;
+    let count: usize = std::str::from_utf8(header.strip_prefix(b"*")?)
+        .ok()?
+        .parse()
+        .ok()?;
     for _ in 0..count {
         let (len, next) = line(buf, at)?;
-        let len: usize = std::str::from_utf8(len.strip_prefix(b"$")?).ok()?.parse().ok()?;
+        let len: usize = std::str::from_utf8(len.strip_prefix(b"$")?)
+            .ok()?
+            .parse()
+            .ok()?;
         at = next + len + 2;
         if buf.len() < at {
             return None;
@@ -789,7 +936,10 @@ async fn a_redis_answer_other_than_pong_is_malformed() {
 
     let result = redis(&url, TIMEOUT).await;
 
-    assert!(matches!(result, Err(ProbeError::Malformed(ref t, _)) if t == "cache"), "{result:?}");
+    assert!(
+        matches!(result, Err(ProbeError::Malformed(ref t, _)) if t == "cache"),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
@@ -798,5 +948,8 @@ async fn a_redis_server_that_never_answers_times_out() {
 
     let result = redis(&url, Duration::from_secs(1)).await;
 
-    assert!(matches!(result, Err(ProbeError::Timeout(ref t, _)) if t == "cache"), "{result:?}");
+    assert!(
+        matches!(result, Err(ProbeError::Timeout(ref t, _)) if t == "cache"),
+        "{result:?}"
+    );
 }

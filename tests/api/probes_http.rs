@@ -559,7 +559,7 @@ async fn a_metric_nobody_exposes_is_an_empty_observation_not_an_error() {
     .await;
 
     assert_eq!(o.data["count"], 0);
-    assert_eq!(o.data["sum"], 0.0);
+    assert_eq!(o.data["sum"].to_string(), "0.0", "zero, not -0.0");
     assert_eq!(o.data["max"], Value::Null);
     assert_eq!(o.data["samples"], json!([]));
     assert_eq!(

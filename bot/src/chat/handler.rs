@@ -3,12 +3,16 @@
 //! one or a few lines. Every user-visible failure is an answer here, never
 //! a panic or a silent drop.
 
-use commands::{Command, ExportFormat, IncidentCmd, IncidentRef, State};
+use std::sync::Arc;
+
+use commands::{Command, ExportFormat, IncidentCmd, IncidentRef, RunbookCmd, State};
 
 use super::messages::{Messages, response_times_line, severity_icon, state_icon};
 use crate::domain::incident::format_duration;
 use crate::incident::{Change, Ledger, LedgerError};
 use crate::postmortem;
+use crate::runbook::load::Catalog;
+use crate::runbook::run::{self, RunContext, Targets};
 use crate::store::{IncidentFilter, Store};
 
 /// What the handler needs; one per app, shared by every platform.
@@ -17,6 +21,10 @@ pub struct CommandContext {
     pub ledger: Ledger,
     pub store: Store,
     pub messages: Messages,
+    pub catalog: Arc<Catalog>,
+    pub targets: Arc<Targets>,
+    /// Checks of one runbook probed at the same time.
+    pub concurrency: usize,
 }
 
 /// The answer to a command.
@@ -61,13 +69,86 @@ pub async fn handle(
         Command::Unknown { name } => {
             Reply::err(format!("unknown command /{name}; /help lists the commands"))
         }
-        Command::Runbook(_)
-        | Command::Oncall { .. }
-        | Command::Page { .. }
-        | Command::Action(_) => Reply::err(format!(
+        Command::Runbook(cmd) => runbook(ctx, user, cmd, thread_incident).await,
+        Command::Oncall { .. } | Command::Page { .. } | Command::Action(_) => Reply::err(format!(
             "{} is not available in this version of firstline yet; /help lists what is",
             text.split_whitespace().next().unwrap_or("this command")
         )),
+    }
+}
+
+async fn runbook(ctx: &CommandContext, user: &str, cmd: RunbookCmd, thread: Option<i64>) -> Reply {
+    match cmd {
+        RunbookCmd::List => {
+            if ctx.catalog.entries.is_empty() {
+                return Reply::ok("no runbooks are loaded");
+            }
+            Reply::ok(
+                ctx.catalog
+                    .entries
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} [{}] {} — {}",
+                            e.runbook.id, e.runbook.severity, e.runbook.title_en, e.runbook.title
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        }
+        RunbookCmd::Show { id } => match ctx.catalog.get(&id) {
+            None => Reply::err(format!("no runbook {id:?}; /runbook list shows the ids")),
+            Some(e) => {
+                let r = &e.runbook;
+                let mut out = format!(
+                    "{} [{}] {} ({})\nsource: {} §{}",
+                    r.id, r.severity, r.title, r.title_en, r.source.seed, r.source.section
+                );
+                for (i, c) in r.checks.iter().enumerate() {
+                    out.push_str(&format!(
+                        "\n{}. {} [{} → {}]",
+                        i + 1,
+                        c.title,
+                        c.probe.kind(),
+                        c.probe.target()
+                    ));
+                }
+                if !r.actions.is_empty() {
+                    let actions: Vec<_> = r.actions.iter().map(|a| a.id.as_str()).collect();
+                    out.push_str(&format!("\nactions: {}", actions.join(", ")));
+                }
+                Reply::ok(out)
+            }
+        },
+        RunbookCmd::Run { id, incident } => {
+            let Some(entry) = ctx.catalog.get(&id) else {
+                return Reply::err(format!("no runbook {id:?}; /runbook list shows the ids"));
+            };
+            let incident_id = incident.map(|r| r.0).or(thread);
+            let labels = match incident_id {
+                Some(i) => match ctx.store.incident(i).await {
+                    Ok(Some(inc)) => inc.labels,
+                    Ok(None) => return Reply::err(format!("INC-{i} does not exist")),
+                    Err(e) => return Reply::err(format!("could not read INC-{i}: {e}")),
+                },
+                None => Default::default(),
+            };
+            let run_ctx = RunContext {
+                labels,
+                incident: incident_id.map(crate::domain::incident::human_id),
+                now: crate::domain::time::Millis::from_datetime(chrono::Utc::now()),
+            };
+            let report = run::run(&entry.runbook, &ctx.targets, &run_ctx, ctx.concurrency).await;
+            match incident_id {
+                Some(i) => change(ctx, user, Change::Findings { id: i, report }).await,
+                None => Reply::ok(ctx.messages.findings(
+                    "(no incident)",
+                    &report,
+                    &entry.runbook.actions,
+                )),
+            }
+        }
     }
 }
 

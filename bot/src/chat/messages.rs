@@ -15,7 +15,10 @@ use crate::runbook::model::ActionDecl;
 use crate::runbook::run::{Report, Status};
 
 const TEMPLATES: [(&str, &str); 5] = [
-    ("findings", include_str!("../../../templates/messages/findings.txt")),
+    (
+        "findings",
+        include_str!("../../../templates/messages/findings.txt"),
+    ),
     (
         "incident_opened",
         include_str!("../../../templates/messages/incident_opened.txt"),
@@ -229,7 +232,13 @@ impl Messages {
         ordered.sort_by_key(|a| !a.reversible);
         let actions = ordered
             .iter()
-            .map(|a| format!("{}{}", a.id, if a.reversible { " (reversible)" } else { "" }))
+            .map(|a| {
+                format!(
+                    "{}{}",
+                    a.id,
+                    if a.reversible { " (reversible)" } else { "" }
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
         self.render(

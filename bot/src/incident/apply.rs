@@ -93,7 +93,10 @@ pub enum Change {
         message_ref: String,
     },
     /// A runbook run's findings, recorded on the timeline and posted.
-    Findings { id: i64, report: Report },
+    Findings {
+        id: i64,
+        report: Report,
+    },
 }
 
 /// The incident after a change, and a one-line answer for the person.
@@ -337,7 +340,10 @@ async fn incident_for(
     }
     let title = incident::title_for(alert, &group);
     let labels = serde_json::to_string(&alert.labels).unwrap_or_else(|_| "{}".into());
-    let runbook = rules.catalog.for_alert(&alert.labels).map(|e| e.runbook.clone());
+    let runbook = rules
+        .catalog
+        .for_alert(&alert.labels)
+        .map(|e| e.runbook.clone());
     // The alert's own severity label wins; without one, the runbook's.
     let severity = match (&runbook, alert.labels.contains_key("severity")) {
         (Some(rb), false) => rb.severity.parse().unwrap_or(severity),
@@ -358,7 +364,8 @@ async fn incident_for(
         && rules.run_on_alert
     {
         let payload = json!({"runbook_id": rb.id, "labels": alert.labels});
-        tx.enqueue(Some(inc.id), "runbook_run", &payload, now).await?;
+        tx.enqueue(Some(inc.id), "runbook_run", &payload, now)
+            .await?;
         effects.enqueued += 1;
     }
     let text = format!(

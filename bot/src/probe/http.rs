@@ -163,8 +163,8 @@ pub async fn observe(
 
     let text = redact(&String::from_utf8_lossy(&raw), target);
     let body = match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(v) if !text.trim().is_empty() => v,
-        _ => serde_json::Value::String(text.clone()),
+        Ok(v) => v,
+        Err(_) => serde_json::Value::String(text.clone()),
     };
     let mut evidence = status_line(status);
     if made > 1 {

@@ -114,7 +114,8 @@ pub async fn observe(
         .map(|s| s.value)
         .filter(|v| v.is_finite())
         .collect();
-    let sum: f64 = finite.iter().sum();
+    // A fold from +0.0: `Iterator::sum` of nothing is -0.0.
+    let sum = finite.iter().fold(0.0, |a, b| a + b);
     let max = finite.iter().copied().reduce(f64::max);
     let samples: Vec<serde_json::Value> = selected
         .iter()

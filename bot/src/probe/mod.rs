@@ -123,7 +123,10 @@ pub enum TargetSettings {
     },
     /// A PostgreSQL database: `url` without a password, the password by
     /// reference.
-    Postgres { url: String, password: Option<SecretRef> },
+    Postgres {
+        url: String,
+        password: Option<SecretRef>,
+    },
     /// A Prometheus server's HTTP API base, e.g. `http://prometheus:9090`.
     Prometheus { url: String },
     /// A NATS server, e.g. `nats://127.0.0.1:4222`.
@@ -189,7 +192,11 @@ impl Target {
 }
 
 /// Runs one probe against its target within `timeout`.
-pub async fn observe(spec: &ProbeSpec, target: &Target, timeout: Duration) -> Result<Observation, ProbeError> {
+pub async fn observe(
+    spec: &ProbeSpec,
+    target: &Target,
+    timeout: Duration,
+) -> Result<Observation, ProbeError> {
     let work = async {
         match spec {
             ProbeSpec::Http(p) => http::observe(p, target, timeout).await,
@@ -201,22 +208,23 @@ pub async fn observe(spec: &ProbeSpec, target: &Target, timeout: Duration) -> Re
             ProbeSpec::Tcp(p) => tcp::observe(p, target, timeout).await,
         }
     };
-    // The probe's own budget covers retries (http attempts × spacing); this
-    // outer bound is the backstop.
-    let outer = timeout.saturating_mul(2) + spec_extra_time(spec);
+    // The probe's own budget covers retries; this outer bound is the backstop.
+    let outer = outer_bound(spec, timeout);
     match tokio::time::timeout(outer, work).await {
         Ok(r) => r,
         Err(_) => Err(ProbeError::Timeout(target.name.clone(), outer)),
     }
 }
 
-fn spec_extra_time(spec: &ProbeSpec) -> Duration {
+/// The outer bound of a probe: an HTTP probe may try `attempts` times,
+/// each up to `timeout`, `spacing_ms` apart (seed 003: 10 × (5 s + 5 s)).
+fn outer_bound(spec: &ProbeSpec, timeout: Duration) -> Duration {
     match spec {
         ProbeSpec::Http(p) => {
-            let attempts = p.attempts.max(1) as u64;
-            Duration::from_millis(p.spacing_ms.saturating_mul(attempts)) + Duration::from_secs(1) * attempts as u32
+            let attempts = p.attempts.max(1);
+            (timeout + Duration::from_millis(p.spacing_ms)) * attempts + Duration::from_secs(1)
         }
-        _ => Duration::from_secs(1),
+        _ => timeout + Duration::from_secs(1),
     }
 }
 
@@ -226,7 +234,7 @@ pub fn trim_evidence(text: &str, max_lines: usize, max_chars: usize) -> String {
     let mut out = String::new();
     for (i, line) in text.lines().enumerate() {
         if i == max_lines || out.len() + line.len() > max_chars {
-            out.push_str("…");
+            out.push('…');
             return out;
         }
         if i > 0 {

@@ -9,7 +9,9 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use async_nats::jetstream::ErrorCode;
-use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind, RequestError, RequestErrorKind};
+use async_nats::jetstream::context::{
+    ConsumerInfoErrorKind, GetStreamErrorKind, RequestError, RequestErrorKind,
+};
 use async_nats::{ConnectErrorKind, ConnectOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -39,16 +41,26 @@ pub struct NatsProbe {
 }
 
 /// Observes `p` on `target`.
-pub async fn observe(p: &NatsProbe, target: &Target, timeout: Duration) -> Result<Observation, ProbeError> {
+pub async fn observe(
+    p: &NatsProbe,
+    target: &Target,
+    timeout: Duration,
+) -> Result<Observation, ProbeError> {
     let name = target.name.as_str();
     let TargetSettings::Nats { url } = &target.settings else {
         return Err(ProbeError::Config(
             name.to_string(),
-            format!("the nats probe needs a nats target, not {}", target.settings.kind()),
+            format!(
+                "the nats probe needs a nats target, not {}",
+                target.settings.kind()
+            ),
         ));
     };
     if p.consumer.is_some() && p.stream.is_none() {
-        return Err(ProbeError::Config(name.to_string(), "a nats probe with a consumer needs its stream".into()));
+        return Err(ProbeError::Config(
+            name.to_string(),
+            "a nats probe with a consumer needs its stream".into(),
+        ));
     }
     let secrets = Secrets::new(url, None);
     let shown_url = redact_url(url);
@@ -65,7 +77,10 @@ pub async fn observe(p: &NatsProbe, target: &Target, timeout: Duration) -> Resul
             let message = secrets.scrub(&format!("cannot connect to {shown_url}: {e}"));
             return Err(match e.kind() {
                 ConnectErrorKind::TimedOut => ProbeError::Timeout(name.to_string(), timeout),
-                ConnectErrorKind::Io | ConnectErrorKind::Dns | ConnectErrorKind::Tls | ConnectErrorKind::MaxReconnects => {
+                ConnectErrorKind::Io
+                | ConnectErrorKind::Dns
+                | ConnectErrorKind::Tls
+                | ConnectErrorKind::MaxReconnects => {
                     ProbeError::Unreachable(name.to_string(), message)
                 }
                 ConnectErrorKind::ServerParse => ProbeError::Config(name.to_string(), message),
@@ -90,19 +105,26 @@ pub async fn observe(p: &NatsProbe, target: &Target, timeout: Duration) -> Resul
         });
     };
 
-    let js = async_nats::jetstream::ContextBuilder::new().timeout(timeout).build(client);
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(timeout)
+        .build(client);
     let stream = js
         .get_stream(stream_name)
         .await
         .map_err(|e| match e.kind() {
-            GetStreamErrorKind::JetStream(err) if err.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+            GetStreamErrorKind::JetStream(err)
+                if err.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+            {
                 ProbeError::Failed(name.to_string(), format!("stream {stream_name} not found"))
             }
             GetStreamErrorKind::JetStream(err) => {
                 ProbeError::Failed(name.to_string(), format!("stream {stream_name}: {err}"))
             }
             GetStreamErrorKind::EmptyName | GetStreamErrorKind::InvalidStreamName => {
-                ProbeError::Config(name.to_string(), format!("invalid stream name {stream_name:?}"))
+                ProbeError::Config(
+                    name.to_string(),
+                    format!("invalid stream name {stream_name:?}"),
+                )
             }
             GetStreamErrorKind::Request => request_error(name, timeout, stream_name, e.source()),
         })?;
@@ -116,7 +138,11 @@ pub async fn observe(p: &NatsProbe, target: &Target, timeout: Duration) -> Resul
     });
     evidence.push(format!(
         "stream {stream_name}: {} messages ({} bytes), seq {}..{}, {} consumers",
-        state.messages, state.bytes, state.first_sequence, state.last_sequence, state.consumer_count
+        state.messages,
+        state.bytes,
+        state.first_sequence,
+        state.last_sequence,
+        state.consumer_count
     ));
 
     let consumer_data = match &p.consumer {
@@ -125,9 +151,10 @@ pub async fn observe(p: &NatsProbe, target: &Target, timeout: Duration) -> Resul
             let c = stream.consumer_info(consumer).await.map_err(|e| {
                 let target = name.to_string();
                 match e.kind() {
-                    ConsumerInfoErrorKind::NotFound => {
-                        ProbeError::Failed(target, format!("consumer {consumer} not found on stream {stream_name}"))
-                    }
+                    ConsumerInfoErrorKind::NotFound => ProbeError::Failed(
+                        target,
+                        format!("consumer {consumer} not found on stream {stream_name}"),
+                    ),
                     ConsumerInfoErrorKind::StreamNotFound => {
                         ProbeError::Failed(target, format!("stream {stream_name} not found"))
                     }
@@ -135,10 +162,14 @@ pub async fn observe(p: &NatsProbe, target: &Target, timeout: Duration) -> Resul
                     ConsumerInfoErrorKind::InvalidName => {
                         ProbeError::Config(target, format!("invalid consumer name {consumer:?}"))
                     }
-                    ConsumerInfoErrorKind::NoResponders => {
-                        ProbeError::Failed(target, "no JetStream responders (is JetStream enabled?)".into())
-                    }
-                    other => ProbeError::Failed(target, format!("consumer {consumer} on stream {stream_name}: {other}")),
+                    ConsumerInfoErrorKind::NoResponders => ProbeError::Failed(
+                        target,
+                        "no JetStream responders (is JetStream enabled?)".into(),
+                    ),
+                    other => ProbeError::Failed(
+                        target,
+                        format!("consumer {consumer} on stream {stream_name}: {other}"),
+                    ),
                 }
             })?;
             let backlog = c.num_pending.saturating_add(c.num_ack_pending as u64);
@@ -181,9 +212,10 @@ fn request_error(
     let target = target.to_string();
     match source.and_then(|s| s.downcast_ref::<RequestError>()) {
         Some(e) if e.kind() == RequestErrorKind::TimedOut => ProbeError::Timeout(target, timeout),
-        Some(e) if e.kind() == RequestErrorKind::NoResponders => {
-            ProbeError::Failed(target, "no JetStream responders (is JetStream enabled?)".into())
-        }
+        Some(e) if e.kind() == RequestErrorKind::NoResponders => ProbeError::Failed(
+            target,
+            "no JetStream responders (is JetStream enabled?)".into(),
+        ),
         Some(e) => ProbeError::Failed(target, format!("stream {stream}: {e}")),
         None => ProbeError::Failed(target, format!("stream {stream}: request failed")),
     }

@@ -250,7 +250,7 @@ pub async fn observe(
         .collect();
     let min = finite.iter().copied().reduce(f64::min);
     let max = finite.iter().copied().reduce(f64::max);
-    let sum = (!finite.is_empty()).then(|| finite.iter().sum::<f64>());
+    let sum = (!finite.is_empty()).then(|| finite.iter().fold(0.0, |a, b| a + b));
 
     if lines.is_empty() {
         lines.push(format!("no series for {}", p.query));

@@ -25,33 +25,52 @@ pub struct RedisProbe {
 }
 
 /// Observes `p` on `target`.
-pub async fn observe(p: &RedisProbe, target: &Target, timeout: Duration) -> Result<Observation, ProbeError> {
+pub async fn observe(
+    p: &RedisProbe,
+    target: &Target,
+    timeout: Duration,
+) -> Result<Observation, ProbeError> {
     let _ = p;
     let name = target.name.as_str();
     let TargetSettings::Redis { url } = &target.settings else {
         return Err(ProbeError::Config(
             name.to_string(),
-            format!("the redis probe needs a redis target, not {}", target.settings.kind()),
+            format!(
+                "the redis probe needs a redis target, not {}",
+                target.settings.kind()
+            ),
         ));
     };
     let secrets = Secrets::new(url, None);
     let shown_url = redact_url(url);
 
     let client = redis::Client::open(url.as_str()).map_err(|e| {
-        ProbeError::Config(name.to_string(), secrets.scrub(&format!("invalid redis url {shown_url}: {e}")))
+        ProbeError::Config(
+            name.to_string(),
+            secrets.scrub(&format!("invalid redis url {shown_url}: {e}")),
+        )
     })?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    let mut conn: MultiplexedConnection =
-        match tokio::time::timeout(timeout, client.get_multiplexed_async_connection_with_config(&config)).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(classify(name, timeout, &shown_url, &e, &secrets)),
-            Err(_) => return Err(ProbeError::Timeout(name.to_string(), timeout)),
-        };
+    let mut conn: MultiplexedConnection = match tokio::time::timeout(
+        timeout,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return Err(classify(name, timeout, &shown_url, &e, &secrets)),
+        Err(_) => return Err(ProbeError::Timeout(name.to_string(), timeout)),
+    };
 
     let started = Instant::now();
-    let reply = match tokio::time::timeout(timeout, redis::cmd("PING").query_async::<redis::Value>(&mut conn)).await {
+    let reply = match tokio::time::timeout(
+        timeout,
+        redis::cmd("PING").query_async::<redis::Value>(&mut conn),
+    )
+    .await
+    {
         Ok(Ok(reply)) => reply,
         Ok(Err(e)) => return Err(classify(name, timeout, &shown_url, &e, &secrets)),
         Err(_) => return Err(ProbeError::Timeout(name.to_string(), timeout)),
@@ -64,7 +83,10 @@ pub async fn observe(p: &RedisProbe, target: &Target, timeout: Duration) -> Resu
         _ => false,
     };
     if !pong {
-        return Err(ProbeError::Malformed(name.to_string(), format!("PING answered {reply:?}, not PONG")));
+        return Err(ProbeError::Malformed(
+            name.to_string(),
+            format!("PING answered {reply:?}, not PONG"),
+        ));
     }
     // Microsecond resolution is plenty and keeps the number short.
     let latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
@@ -74,7 +96,13 @@ pub async fn observe(p: &RedisProbe, target: &Target, timeout: Duration) -> Resu
     })
 }
 
-fn classify(target: &str, timeout: Duration, shown_url: &str, err: &RedisError, secrets: &Secrets) -> ProbeError {
+fn classify(
+    target: &str,
+    timeout: Duration,
+    shown_url: &str,
+    err: &RedisError,
+    secrets: &Secrets,
+) -> ProbeError {
     let target = target.to_string();
     let message = secrets.scrub(&format!("{shown_url}: {err}"));
     if err.is_timeout() {

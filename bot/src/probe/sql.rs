@@ -21,7 +21,10 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 use sqlx::postgres::{PgConnectOptions, PgRow, PgTypeInfo, PgTypeKind, PgValueFormat, PgValueRef};
-use sqlx::{AssertSqlSafe, Column, Connection, Decode, Executor, PgConnection, Postgres, Row, SqlSafeStr, Statement, TypeInfo, ValueRef};
+use sqlx::{
+    AssertSqlSafe, Column, Connection, Decode, Executor, PgConnection, Postgres, Row, SqlSafeStr,
+    Statement, TypeInfo, ValueRef,
+};
 
 use super::{Observation, ProbeError, Target, TargetSettings, trim_evidence};
 use crate::app::redact_url;
@@ -68,17 +71,36 @@ struct Table {
 }
 
 /// Observes `p` on `target`.
-pub async fn observe(p: &SqlProbe, target: &Target, timeout: Duration) -> Result<Observation, ProbeError> {
+pub async fn observe(
+    p: &SqlProbe,
+    target: &Target,
+    timeout: Duration,
+) -> Result<Observation, ProbeError> {
     let name = target.name.as_str();
     let TargetSettings::Postgres { url, .. } = &target.settings else {
         return Err(ProbeError::Config(
             name.to_string(),
-            format!("the sql probe needs a postgres target, not {}", target.settings.kind()),
+            format!(
+                "the sql probe needs a postgres target, not {}",
+                target.settings.kind()
+            ),
         ));
     };
-    let password = target.password.as_ref().map(|p| p.expose_secret().to_string());
+    let password = target
+        .password
+        .as_ref()
+        .map(|p| p.expose_secret().to_string());
     let secrets = Secrets::new(url, password.as_deref());
 
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(ProbeError::Config(
+            name.to_string(),
+            format!(
+                "{} is not a postgres:// url",
+                secrets.scrub(&redact_url(url))
+            ),
+        ));
+    }
     let query = single_statement(&p.query).map_err(|m| ProbeError::Failed(name.to_string(), m))?;
 
     let mut options = PgConnectOptions::from_str(url).map_err(|e| {
@@ -98,7 +120,11 @@ pub async fn observe(p: &SqlProbe, target: &Target, timeout: Duration) -> Result
     };
 
     let max_rows = usize::try_from(p.max_rows).unwrap_or(usize::MAX);
-    let outcome = tokio::time::timeout(timeout + ROUND_TRIPS, run(&mut conn, query, max_rows, timeout)).await;
+    let outcome = tokio::time::timeout(
+        timeout + ROUND_TRIPS,
+        run(&mut conn, query, max_rows, timeout),
+    )
+    .await;
     let result = match outcome {
         Ok(Ok(table)) => Ok(table),
         Ok(Err(e)) => Err(classify(name, url, timeout, &e, &secrets)),
@@ -110,7 +136,10 @@ pub async fn observe(p: &SqlProbe, target: &Target, timeout: Duration) -> Result
         let _ = tokio::time::timeout(ROUND_TRIPS, conn.close()).await;
     }
     let table = result?;
-    Ok(Observation { evidence: evidence(&table), data: data(table) })
+    Ok(Observation {
+        evidence: evidence(&table),
+        data: data(table),
+    })
 }
 
 /// Refuses anything but one statement; returns the query without its
@@ -130,13 +159,22 @@ fn single_statement(query: &str) -> Result<&str, String> {
 
 /// BEGIN READ ONLY, statement timeout, the query (at most `max_rows` + 1
 /// rows read), ROLLBACK.
-async fn run(conn: &mut PgConnection, query: &str, max_rows: usize, timeout: Duration) -> Result<Table, sqlx::Error> {
+async fn run(
+    conn: &mut PgConnection,
+    query: &str,
+    max_rows: usize,
+    timeout: Duration,
+) -> Result<Table, sqlx::Error> {
     let timeout_ms = timeout.as_millis().max(1);
-    sqlx::raw_sql(AssertSqlSafe(format!("BEGIN READ ONLY; SET LOCAL statement_timeout = {timeout_ms}")))
-        .execute(&mut *conn)
-        .await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "BEGIN READ ONLY; SET LOCAL statement_timeout = {timeout_ms}"
+    )))
+    .execute(&mut *conn)
+    .await?;
 
-    let statement = (&mut *conn).prepare(AssertSqlSafe(query.to_string()).into_sql_str()).await?;
+    let statement = (&mut *conn)
+        .prepare(AssertSqlSafe(query.to_string()).into_sql_str())
+        .await?;
     let columns = unique_names(statement.columns().iter().map(|c| c.name().to_string()));
 
     let mut rows = Vec::new();
@@ -156,7 +194,11 @@ async fn run(conn: &mut PgConnection, query: &str, max_rows: usize, timeout: Dur
     }
 
     sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
-    Ok(Table { columns, rows, truncated })
+    Ok(Table {
+        columns,
+        rows,
+        truncated,
+    })
 }
 
 /// Column names made unique (`count`, `count_2`) so each is a key of the
@@ -176,7 +218,12 @@ fn unique_names(names: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 fn data(table: Table) -> Value {
-    let scalar = table.rows.first().and_then(|r| r.first()).cloned().unwrap_or(Value::Null);
+    let scalar = table
+        .rows
+        .first()
+        .and_then(|r| r.first())
+        .cloned()
+        .unwrap_or(Value::Null);
     let row_count = table.rows.len();
     let rows: Vec<Value> = table
         .rows
@@ -198,7 +245,10 @@ fn data(table: Table) -> Value {
 /// A psql-like table: header, rule, up to [`EVIDENCE_ROWS`] rows, a count.
 fn evidence(table: &Table) -> String {
     let shown = &table.rows[..table.rows.len().min(EVIDENCE_ROWS)];
-    let text: Vec<Vec<String>> = shown.iter().map(|r| r.iter().map(render_cell).collect()).collect();
+    let text: Vec<Vec<String>> = shown
+        .iter()
+        .map(|r| r.iter().map(render_cell).collect())
+        .collect();
     let widths: Vec<usize> = table
         .columns
         .iter()
@@ -214,15 +264,32 @@ fn evidence(table: &Table) -> String {
         .collect();
 
     let mut lines = Vec::new();
-    let header: Vec<String> = table.columns.iter().zip(&widths).map(|(h, w)| format!("{h:<w$}")).collect();
+    let header: Vec<String> = table
+        .columns
+        .iter()
+        .zip(&widths)
+        .map(|(h, w)| format!("{h:<w$}"))
+        .collect();
     lines.push(header.join(" | ").trim_end().to_string());
-    lines.push(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
+    lines.push(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("-+-"),
+    );
     for (cells, values) in text.iter().zip(shown) {
         let line: Vec<String> = cells
             .iter()
             .zip(values)
             .zip(&widths)
-            .map(|((c, v), w)| if v.is_number() { format!("{c:>w$}") } else { format!("{c:<w$}") })
+            .map(|((c, v), w)| {
+                if v.is_number() {
+                    format!("{c:>w$}")
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
             .collect();
         lines.push(line.join(" | ").trim_end().to_string());
     }
@@ -280,8 +347,13 @@ fn convert(raw: PgValueRef<'_>, type_info: &PgTypeInfo) -> Option<Value> {
         "FLOAT8" => float(decode::<f64>(raw)?),
         "NUMERIC" => number_from_text(&numeric_text(bytes)?),
         "BOOL" => Value::Bool(decode::<bool>(raw)?),
-        "TIMESTAMPTZ" => Value::String(timestamp(i64::from_be_bytes(bytes.try_into().ok()?), true)?),
-        "TIMESTAMP" => Value::String(timestamp(i64::from_be_bytes(bytes.try_into().ok()?), false)?),
+        "TIMESTAMPTZ" => {
+            Value::String(timestamp(i64::from_be_bytes(bytes.try_into().ok()?), true)?)
+        }
+        "TIMESTAMP" => Value::String(timestamp(
+            i64::from_be_bytes(bytes.try_into().ok()?),
+            false,
+        )?),
         "DATE" => Value::String(date(i32::from_be_bytes(bytes.try_into().ok()?))?),
         "TIME" => Value::String(time_of_day(i64::from_be_bytes(bytes.try_into().ok()?))?),
         "INTERVAL" => Value::String(interval(bytes)?),
@@ -297,7 +369,9 @@ fn convert(raw: PgValueRef<'_>, type_info: &PgTypeInfo) -> Option<Value> {
         "TEXT" | "VARCHAR" | "NAME" | "CHAR" | "\"CHAR\"" | "UNKNOWN" | "citext" => {
             Value::String(std::str::from_utf8(bytes).ok()?.to_string())
         }
-        _ if matches!(type_info.kind(), PgTypeKind::Enum(_)) => Value::String(std::str::from_utf8(bytes).ok()?.to_string()),
+        _ if matches!(type_info.kind(), PgTypeKind::Enum(_)) => {
+            Value::String(std::str::from_utf8(bytes).ok()?.to_string())
+        }
         _ => return None,
     };
     Some(value)
@@ -321,10 +395,10 @@ fn float(f: f64) -> Value {
 /// A decimal text as a JSON number: an integer when it is one and fits,
 /// else the nearest f64; `NaN` / `Infinity` stay strings.
 fn number_from_text(text: &str) -> Value {
-    if !text.contains(['.', 'e', 'E']) {
-        if let Ok(i) = text.parse::<i64>() {
-            return Value::from(i);
-        }
+    if !text.contains(['.', 'e', 'E'])
+        && let Ok(i) = text.parse::<i64>()
+    {
+        return Value::from(i);
     }
     match text.parse::<f64>() {
         Ok(f) if f.is_finite() => float(f),
@@ -336,7 +410,9 @@ fn number_from_text(text: &str) -> Value {
 /// u16 each), then `ndigits` base-10000 digits, the first worth
 /// 10000^weight.
 fn numeric_text(bytes: &[u8]) -> Option<String> {
-    let word = |i: usize| -> Option<u16> { Some(u16::from_be_bytes([*bytes.get(i)?, *bytes.get(i + 1)?])) };
+    let word = |i: usize| -> Option<u16> {
+        Some(u16::from_be_bytes([*bytes.get(i)?, *bytes.get(i + 1)?]))
+    };
     let ndigits = usize::from(word(0)?);
     let weight = i64::from(word(2)? as i16);
     let sign = word(4)?;
@@ -348,11 +424,17 @@ fn numeric_text(bytes: &[u8]) -> Option<String> {
         0xF000 => return Some("-Infinity".into()),
         _ => return None,
     }
-    let digits: Vec<u16> = (0..ndigits).map(|i| word(8 + 2 * i)).collect::<Option<_>>()?;
+    let digits: Vec<u16> = (0..ndigits)
+        .map(|i| word(8 + 2 * i))
+        .collect::<Option<_>>()?;
     // The base-10000 digit worth 10000^power.
     let digit_at = |power: i64| -> u16 {
         let index = weight - power;
-        usize::try_from(index).ok().and_then(|i| digits.get(i)).copied().unwrap_or(0)
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| digits.get(i))
+            .copied()
+            .unwrap_or(0)
     };
 
     let mut out = String::new();
@@ -394,7 +476,8 @@ fn timestamp(micros: i64, utc: bool) -> Option<String> {
     }
     let naive = pg_epoch()?.checked_add_signed(TimeDelta::microseconds(micros))?;
     Some(if utc {
-        DateTime::<Utc>::from_naive_utc_and_offset(naive, Utc).to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        DateTime::<Utc>::from_naive_utc_and_offset(naive, Utc)
+            .to_rfc3339_opts(SecondsFormat::AutoSi, true)
     } else {
         naive.format("%Y-%m-%dT%H:%M:%S%.f").to_string()
     })
@@ -406,12 +489,16 @@ fn date(days: i32) -> Option<String> {
         i32::MIN => return Some("-infinity".into()),
         _ => {}
     }
-    let day = pg_epoch()?.date().checked_add_signed(TimeDelta::days(i64::from(days)))?;
+    let day = pg_epoch()?
+        .date()
+        .checked_add_signed(TimeDelta::days(i64::from(days)))?;
     Some(day.format("%Y-%m-%d").to_string())
 }
 
 fn time_of_day(micros: i64) -> Option<String> {
-    let t = chrono::NaiveTime::from_hms_opt(0, 0, 0)?.overflowing_add_signed(TimeDelta::microseconds(micros)).0;
+    let t = chrono::NaiveTime::from_hms_opt(0, 0, 0)?
+        .overflowing_add_signed(TimeDelta::microseconds(micros))
+        .0;
     Some(t.format("%H:%M:%S%.f").to_string())
 }
 
@@ -420,7 +507,8 @@ fn interval(bytes: &[u8]) -> Option<String> {
     let micros = i64::from_be_bytes(bytes.get(0..8)?.try_into().ok()?);
     let days = i32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?);
     let months = i32::from_be_bytes(bytes.get(12..16)?.try_into().ok()?);
-    let unit = |n: i64, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
+    let unit =
+        |n: i64, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
     let mut parts = Vec::new();
     let (years, months) = (i64::from(months) / 12, i64::from(months) % 12);
     if years != 0 {
@@ -436,7 +524,12 @@ fn interval(bytes: &[u8]) -> Option<String> {
         let sign = if micros < 0 { "-" } else { "" };
         let total = micros.unsigned_abs();
         let (secs, frac) = (total / 1_000_000, total % 1_000_000);
-        let mut clock = format!("{sign}{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+        let mut clock = format!(
+            "{sign}{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
         if frac != 0 {
             clock.push_str(format!(".{frac:06}").trim_end_matches('0'));
         }
@@ -450,22 +543,41 @@ fn uuid(bytes: &[u8]) -> Option<String> {
         return None;
     }
     let h = hex::encode(bytes);
-    Some(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
 }
 
 /// Turns a sqlx error into what the runbook reports, without secrets.
-fn classify(target: &str, url: &str, timeout: Duration, err: &sqlx::Error, secrets: &Secrets) -> ProbeError {
+fn classify(
+    target: &str,
+    url: &str,
+    timeout: Duration,
+    err: &sqlx::Error,
+    secrets: &Secrets,
+) -> ProbeError {
     let target = target.to_string();
     match err {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some(QUERY_CANCELED) => ProbeError::Timeout(target, timeout),
+        sqlx::Error::Database(db) if db.code().as_deref() == Some(QUERY_CANCELED) => {
+            ProbeError::Timeout(target, timeout)
+        }
         sqlx::Error::Database(db) => ProbeError::Failed(target, secrets.scrub(db.message())),
-        sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => ProbeError::Timeout(target, timeout),
-        sqlx::Error::Io(e) => {
-            ProbeError::Unreachable(target, secrets.scrub(&format!("cannot connect to {}: {e}", redact_url(url))))
+        sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            ProbeError::Timeout(target, timeout)
         }
-        sqlx::Error::Tls(e) => {
-            ProbeError::Unreachable(target, secrets.scrub(&format!("tls with {} failed: {e}", redact_url(url))))
-        }
+        sqlx::Error::Io(e) => ProbeError::Unreachable(
+            target,
+            secrets.scrub(&format!("cannot connect to {}: {e}", redact_url(url))),
+        ),
+        sqlx::Error::Tls(e) => ProbeError::Unreachable(
+            target,
+            secrets.scrub(&format!("tls with {} failed: {e}", redact_url(url))),
+        ),
         sqlx::Error::Configuration(e) => ProbeError::Config(target, secrets.scrub(&e.to_string())),
         sqlx::Error::Protocol(_) | sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => {
             ProbeError::Malformed(target, secrets.scrub(&err.to_string()))
@@ -492,7 +604,9 @@ impl Secrets {
 
     /// `message` with every secret replaced by `***`.
     pub(super) fn scrub(&self, message: &str) -> String {
-        self.values.iter().fold(message.to_string(), |m, secret| m.replace(secret.as_str(), "***"))
+        self.values.iter().fold(message.to_string(), |m, secret| {
+            m.replace(secret.as_str(), "***")
+        })
     }
 }
 
@@ -532,7 +646,10 @@ mod tests {
         }
         assert_eq!(numeric_text(&b).unwrap(), "-0.0005");
         // 0: no digits.
-        let b: Vec<u8> = [0u16, 0, 0, 0].iter().flat_map(|w| w.to_be_bytes()).collect();
+        let b: Vec<u8> = [0u16, 0, 0, 0]
+            .iter()
+            .flat_map(|w| w.to_be_bytes())
+            .collect();
         assert_eq!(numeric_text(&b).unwrap(), "0");
         assert_eq!(number_from_text("12"), Value::from(12));
         assert_eq!(number_from_text("NaN"), Value::String("NaN".into()));
@@ -540,7 +657,10 @@ mod tests {
 
     #[test]
     fn url_passwords_are_found_and_scrubbed() {
-        assert_eq!(url_password("postgres://u:s3cret@h:5432/db"), Some("s3cret"));
+        assert_eq!(
+            url_password("postgres://u:s3cret@h:5432/db"),
+            Some("s3cret")
+        );
         assert_eq!(url_password("postgres://u@h/db"), None);
         let s = Secrets::new("postgres://u:s3cret@h/db", Some("other"));
         assert_eq!(s.scrub("s3cret and other"), "*** and ***");

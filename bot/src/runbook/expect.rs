@@ -43,10 +43,17 @@ impl std::fmt::Display for Condition {
 /// Parses `> 100`, `<= 0.5`, `== "ok"`, `!= 200`, `== true`.
 pub fn parse_condition(text: &str) -> Result<Condition, String> {
     let t = text.trim();
-    let (op, rest) = [("<=", Op::Le), (">=", Op::Ge), ("==", Op::Eq), ("!=", Op::Ne), ("<", Op::Lt), (">", Op::Gt)]
-        .into_iter()
-        .find_map(|(s, op)| t.strip_prefix(s).map(|r| (op, r.trim())))
-        .ok_or_else(|| format!("{t:?} does not start with <, <=, >, >=, == or !="))?;
+    let (op, rest) = [
+        ("<=", Op::Le),
+        (">=", Op::Ge),
+        ("==", Op::Eq),
+        ("!=", Op::Ne),
+        ("<", Op::Lt),
+        (">", Op::Gt),
+    ]
+    .into_iter()
+    .find_map(|(s, op)| t.strip_prefix(s).map(|r| (op, r.trim())))
+    .ok_or_else(|| format!("{t:?} does not start with <, <=, >, >=, == or !="))?;
     if rest.is_empty() {
         return Err(format!("{t:?} has no value after {}", op.as_str()));
     }
@@ -55,9 +62,8 @@ pub fn parse_condition(text: &str) -> Result<Condition, String> {
     } else if let Some(s) = rest.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
         Value::String(s.to_string())
     } else {
-        serde_json::from_str(rest).map_err(|_| {
-            format!("{rest:?} is not a number, true/false or a quoted string")
-        })?
+        serde_json::from_str(rest)
+            .map_err(|_| format!("{rest:?} is not a number, true/false or a quoted string"))?
     };
     if matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge) && !value.is_number() {
         return Err(format!("{} needs a number, got {value}", op.as_str()));
@@ -121,7 +127,10 @@ pub fn parse_path(path: &str) -> Result<Vec<Segment>, String> {
                 if open > 0 {
                     out.push(Segment::Key(raw[..open].to_string()));
                 }
-                out.push(Segment::Filter(k.trim().to_string(), v.trim().trim_matches('"').to_string()));
+                out.push(Segment::Filter(
+                    k.trim().to_string(),
+                    v.trim().trim_matches('"').to_string(),
+                ));
             }
             None => match raw.parse::<usize>() {
                 Ok(i) => out.push(Segment::Index(i)),
@@ -168,7 +177,7 @@ pub fn select<'a>(data: &'a Value, path: &str) -> Option<&'a Value> {
             Segment::Index(i) => cur.get(*i)?,
             Segment::Filter(k, v) => cur.as_array()?.iter().find(|item| match item.get(k) {
                 Some(Value::String(s)) => s == v,
-                Some(other) => other.to_string() == *v,
+                Some(other) => other.to_string().as_str() == v,
                 None => false,
             })?,
         };
@@ -183,12 +192,30 @@ mod tests {
 
     #[test]
     fn conditions_parse_numbers_strings_and_booleans() {
-        assert_eq!(parse_condition("> 100").unwrap(), Condition { op: Op::Gt, value: json!(100) });
+        assert_eq!(
+            parse_condition("> 100").unwrap(),
+            Condition {
+                op: Op::Gt,
+                value: json!(100)
+            }
+        );
         assert_eq!(parse_condition("!= \"ok\"").unwrap().value, json!("ok"));
         assert_eq!(parse_condition("== true").unwrap().value, json!(true));
-        assert!(parse_condition("~ 3").unwrap_err().contains("does not start with"));
-        assert!(parse_condition("> ok").unwrap_err().contains("not a number"));
-        assert!(parse_condition("> \"a\"").unwrap_err().contains("needs a number"));
+        assert!(
+            parse_condition("~ 3")
+                .unwrap_err()
+                .contains("does not start with")
+        );
+        assert!(
+            parse_condition("> ok")
+                .unwrap_err()
+                .contains("not a number")
+        );
+        assert!(
+            parse_condition("> \"a\"")
+                .unwrap_err()
+                .contains("needs a number")
+        );
     }
 
     #[test]

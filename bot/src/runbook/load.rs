@@ -19,7 +19,10 @@ mod bundled {
 
 /// Where the runbooks come from.
 pub fn bundled_sources() -> Vec<(String, String)> {
-    bundled::BUNDLED.iter().map(|(p, t)| (format!("bundled:{p}"), t.to_string())).collect()
+    bundled::BUNDLED
+        .iter()
+        .map(|(p, t)| (format!("bundled:{p}"), t.to_string()))
+        .collect()
 }
 
 /// One problem found by the linter.
@@ -90,7 +93,10 @@ impl Catalog {
     /// Parses and lints `sources` (name, text). Runbooks with errors are
     /// left out and their problems returned; `targets`, when given, are
     /// checked too.
-    pub fn build(sources: &[(String, String)], targets: Option<&BTreeMap<String, TargetSettings>>) -> (Catalog, Vec<Problem>) {
+    pub fn build(
+        sources: &[(String, String)],
+        targets: Option<&BTreeMap<String, TargetSettings>>,
+    ) -> (Catalog, Vec<Problem>) {
         let mut problems = Vec::new();
         let mut entries = Vec::new();
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
@@ -119,7 +125,11 @@ impl Catalog {
                 && let Ok(matchers) = matchers
             {
                 seen.insert(runbook.id.clone(), file.clone());
-                entries.push(Entry { runbook: Arc::new(runbook), file: file.clone(), matchers });
+                entries.push(Entry {
+                    runbook: Arc::new(runbook),
+                    file: file.clone(),
+                    matchers,
+                });
             } else {
                 problems.extend(own);
             }
@@ -128,8 +138,16 @@ impl Catalog {
     }
 
     /// Bundled runbooks plus every `*.toml` under `dirs`.
-    pub fn load(bundled: bool, dirs: &[PathBuf], targets: Option<&BTreeMap<String, TargetSettings>>) -> (Catalog, Vec<Problem>) {
-        let mut sources = if bundled { bundled_sources() } else { Vec::new() };
+    pub fn load(
+        bundled: bool,
+        dirs: &[PathBuf],
+        targets: Option<&BTreeMap<String, TargetSettings>>,
+    ) -> (Catalog, Vec<Problem>) {
+        let mut sources = if bundled {
+            bundled_sources()
+        } else {
+            Vec::new()
+        };
         let mut problems = Vec::new();
         for dir in dirs {
             read_dir(dir, &mut sources, &mut problems);
@@ -154,34 +172,58 @@ pub fn read_dir(path: &Path, out: &mut Vec<(String, String)>, problems: &mut Vec
     if path.is_file() {
         match std::fs::read_to_string(path) {
             Ok(t) => out.push((path.display().to_string(), t)),
-            Err(e) => problems.push(Problem { file: path.display().to_string(), line: None, message: format!("cannot read: {e}") }),
+            Err(e) => problems.push(Problem {
+                file: path.display().to_string(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            }),
         }
         return;
     }
     let entries = match std::fs::read_dir(path) {
         Ok(e) => e,
         Err(e) => {
-            problems.push(Problem { file: path.display().to_string(), line: None, message: format!("cannot read directory: {e}") });
+            problems.push(Problem {
+                file: path.display().to_string(),
+                line: None,
+                message: format!("cannot read directory: {e}"),
+            });
             return;
         }
     };
     let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     paths.sort();
     for p in paths {
-        if p.is_dir() {
-            read_dir(&p, out, problems);
-        } else if p.extension().is_some_and(|e| e == "toml") && p.file_name().is_some_and(|n| n != "targets.example.toml") {
+        let runbook_file = p.extension().is_some_and(|e| e == "toml")
+            && p.file_name().is_some_and(|n| n != "targets.example.toml");
+        if p.is_dir() || runbook_file {
             read_dir(&p, out, problems);
         }
     }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 fn find_line(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+/// Line of `needle` at or after the line holding `anchor` (a check's
+/// `id = "…"`), so problems point into the right check.
+fn find_line_after(text: &str, anchor: &str, needle: &str) -> Option<usize> {
+    let start = find_line(text, anchor)?;
+    text.lines()
+        .enumerate()
+        .skip(start - 1)
+        .find(|(_, l)| l.contains(needle))
+        .map(|(i, _)| i + 1)
+        .or(Some(start))
 }
 
 fn compile_matchers(rb: &Runbook) -> Result<Vec<Matcher>, String> {
@@ -189,7 +231,10 @@ fn compile_matchers(rb: &Runbook) -> Result<Vec<Matcher>, String> {
         .labels
         .iter()
         .map(|m| {
-            let re = || Regex::new(&format!("^(?:{})$", m.value)).map_err(|e| format!("label matcher {}{}{:?}: {e}", m.name, m.op, m.value));
+            let re = || {
+                Regex::new(&format!("^(?:{})$", m.value))
+                    .map_err(|e| format!("label matcher {}{}{:?}: {e}", m.name, m.op, m.value))
+            };
             Ok(match m.op.as_str() {
                 "=" => Matcher::Eq(m.name.clone(), m.value.clone()),
                 "!=" => Matcher::Ne(m.name.clone(), m.value.clone()),
@@ -211,7 +256,15 @@ fn spec_strings(spec: &ProbeSpec) -> Vec<(String, String)> {
             serde_json::Value::String(s) => out.push((prefix.to_string(), s.clone())),
             serde_json::Value::Object(m) => {
                 for (k, v) in m {
-                    walk(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out);
+                    walk(
+                        &if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        },
+                        v,
+                        out,
+                    );
                 }
             }
             serde_json::Value::Array(a) => {
@@ -229,77 +282,148 @@ fn spec_strings(spec: &ProbeSpec) -> Vec<(String, String)> {
     out
 }
 
-fn lint(rb: &Runbook, file: &str, text: &str, targets: Option<&BTreeMap<String, TargetSettings>>) -> Vec<Problem> {
+fn lint(
+    rb: &Runbook,
+    file: &str,
+    text: &str,
+    targets: Option<&BTreeMap<String, TargetSettings>>,
+) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut p = |needle: &str, message: String| {
-        problems.push(Problem { file: file.to_string(), line: find_line(text, needle), message });
+    // `needle` is found after the current check's id line when there is one.
+    let mut anchor = String::new();
+    let mut p = |anchor: &str, needle: &str, message: String| {
+        let line = if anchor.is_empty() {
+            find_line(text, needle)
+        } else {
+            find_line_after(text, anchor, needle)
+        };
+        problems.push(Problem {
+            file: file.to_string(),
+            line,
+            message,
+        });
     };
     if rb.version != 1 {
-        p("version", format!("version {} is not supported; this firstline reads version 1", rb.version));
+        p(
+            &anchor,
+            "version",
+            format!(
+                "version {} is not supported; this firstline reads version 1",
+                rb.version
+            ),
+        );
     }
-    if rb.id.is_empty() || !rb.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-        p("id =", format!("id {:?} must be lower-case letters, digits and dashes", rb.id));
+    if rb.id.is_empty()
+        || !rb
+            .id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        p(
+            &anchor,
+            "id =",
+            format!(
+                "id {:?} must be lower-case letters, digits and dashes",
+                rb.id
+            ),
+        );
     }
     if rb.severity.parse::<commands::Severity>().is_err() {
-        p("severity", format!("severity {:?} is not P1, P2 or P3", rb.severity));
+        p(
+            &anchor,
+            "severity",
+            format!("severity {:?} is not P1, P2 or P3", rb.severity),
+        );
     }
     if let Err(e) = compile_matchers(rb) {
-        p("labels", e);
+        p(&anchor, "labels", e);
     }
     if rb.checks.is_empty() {
-        p("id =", "the runbook has no checks".into());
+        p(&anchor, "id =", "the runbook has no checks".into());
     }
     let env = minijinja::Environment::new();
+    let sql_params = Regex::new(r"\$\d").expect("a constant regex");
     let mut check_ids = BTreeSet::new();
     for c in &rb.checks {
         let at = format!("id = \"{}\"", c.id);
+        anchor = at.clone();
         if !check_ids.insert(c.id.clone()) {
-            p(&at, format!("check id {:?} appears twice", c.id));
+            p(&anchor, &at, format!("check id {:?} appears twice", c.id));
         }
         if c.expect.is_empty() && !c.informational {
-            p(&at, format!("check {:?} has no expect thresholds; add expect = [...] or informational = true", c.id));
+            p(
+                &anchor,
+                &at,
+                format!(
+                    "check {:?} has no expect thresholds; add expect = [...] or informational = true",
+                    c.id
+                ),
+            );
         }
         for e in &c.expect {
             if let Err(m) = parse_path(&e.path) {
-                p(&e.path, format!("check {:?}: path: {m}", c.id));
+                p(&anchor, &e.path, format!("check {:?}: path: {m}", c.id));
             }
             if e.warn_if.is_none() && e.fail_if.is_none() {
-                p(&e.path, format!("check {:?}: expectation on {:?} has neither warn_if nor fail_if", c.id, e.path));
+                p(
+                    &anchor,
+                    &e.path,
+                    format!(
+                        "check {:?}: expectation on {:?} has neither warn_if nor fail_if",
+                        c.id, e.path
+                    ),
+                );
             }
             for cond in [&e.warn_if, &e.fail_if].into_iter().flatten() {
                 if let Err(m) = parse_condition(cond) {
-                    p(cond, format!("check {:?}: {m}", c.id));
+                    p(&anchor, cond, format!("check {:?}: {m}", c.id));
                 }
             }
         }
         let target = c.probe.target();
         if let Some(targets) = targets {
             match targets.get(target) {
-                None => p(&format!("\"{target}\""), format!(
-                    "check {:?}: unknown target {target:?}; configure [targets.{target}] (kind {})",
-                    c.id,
-                    c.probe.target_kinds().join(" or ")
-                )),
-                Some(t) if !c.probe.target_kinds().contains(&t.kind()) => p(&format!("\"{target}\""), format!(
-                    "check {:?}: a {} probe cannot use target {target:?} of kind {}",
-                    c.id,
-                    c.probe.kind(),
-                    t.kind()
-                )),
+                None => p(
+                    &anchor,
+                    &format!("\"{target}\""),
+                    format!(
+                        "check {:?}: unknown target {target:?}; configure [targets.{target}] (kind {})",
+                        c.id,
+                        c.probe.target_kinds().join(" or ")
+                    ),
+                ),
+                Some(t) if !c.probe.target_kinds().contains(&t.kind()) => p(
+                    &anchor,
+                    &format!("\"{target}\""),
+                    format!(
+                        "check {:?}: a {} probe cannot use target {target:?} of kind {}",
+                        c.id,
+                        c.probe.kind(),
+                        t.kind()
+                    ),
+                ),
                 Some(_) => {}
             }
         }
         for (field, s) in spec_strings(&c.probe) {
             match env.template_from_str(&s) {
-                Err(e) => p(&s.lines().next().unwrap_or(""), format!("check {:?}: probe.{field}: template error: {e}", c.id)),
+                Err(e) => p(
+                    &anchor,
+                    s.lines().next().unwrap_or(""),
+                    format!("check {:?}: probe.{field}: template error: {e}", c.id),
+                ),
                 Ok(t) => {
                     for var in t.undeclared_variables(false) {
                         if !TEMPLATE_ROOTS.contains(&var.as_str()) {
-                            p(&format!("{var}"), format!(
-                                "check {:?}: probe.{field}: unknown placeholder {{{{ {var} }}}}; available: {}",
-                                c.id,
-                                TEMPLATE_ROOTS.join(", ")
-                            ));
+                            p(
+                                &anchor,
+                                &var,
+                                format!(
+                                    "check {:?}: probe.{field}: unknown placeholder {{{{ {var} }}}}; available: {}",
+                                    c.id,
+                                    TEMPLATE_ROOTS.join(", ")
+                                ),
+                            );
                         }
                     }
                 }
@@ -308,59 +432,138 @@ fn lint(rb: &Runbook, file: &str, text: &str, targets: Option<&BTreeMap<String, 
         match &c.probe {
             ProbeSpec::Sql(sql) => {
                 if sql.query.contains("{{") || sql.query.contains("{%") {
-                    p("{{", format!("check {:?}: placeholders are not allowed in SQL (alert labels would be pasted into a query)", c.id));
+                    p(
+                        &anchor,
+                        "{{",
+                        format!(
+                            "check {:?}: placeholders are not allowed in SQL (alert labels would be pasted into a query)",
+                            c.id
+                        ),
+                    );
                 }
-                if Regex::new(r"\$\d").map(|r| r.is_match(&sql.query)).unwrap_or(false) {
-                    p("$", format!("check {:?}: SQL parameters ($1 …) are not supported: write the query as it runs", c.id));
+                if sql_params.is_match(&sql.query) {
+                    p(
+                        &anchor,
+                        "$",
+                        format!(
+                            "check {:?}: SQL parameters ($1 …) are not supported: write the query as it runs",
+                            c.id
+                        ),
+                    );
                 }
                 let q = sql.query.trim().trim_end_matches(';');
                 if q.contains(';') {
-                    p(&c.id, format!("check {:?}: one SQL statement per check", c.id));
+                    p(
+                        &anchor,
+                        &c.id,
+                        format!("check {:?}: one SQL statement per check", c.id),
+                    );
                 }
             }
             ProbeSpec::Prometheus(pq) => {
                 if let Err(m) = balanced(&pq.query) {
-                    p(&pq.query.chars().take(20).collect::<String>(), format!("check {:?}: PromQL: {m}", c.id));
+                    p(
+                        &anchor,
+                        &pq.query.chars().take(20).collect::<String>(),
+                        format!("check {:?}: PromQL: {m}", c.id),
+                    );
                 }
             }
             ProbeSpec::Http(h) => {
                 if !matches!(h.method.as_str(), "GET" | "HEAD") {
-                    p(&h.method, format!("check {:?}: method {} is not allowed; probes only read (GET, HEAD)", c.id, h.method));
+                    p(
+                        &anchor,
+                        &h.method,
+                        format!(
+                            "check {:?}: method {} is not allowed; probes only read (GET, HEAD)",
+                            c.id, h.method
+                        ),
+                    );
                 }
                 if h.attempts == 0 {
-                    p("attempts", format!("check {:?}: attempts must be at least 1", c.id));
+                    p(
+                        &anchor,
+                        "attempts",
+                        format!("check {:?}: attempts must be at least 1", c.id),
+                    );
                 }
             }
             ProbeSpec::Nats(n) if n.consumer.is_some() && n.stream.is_none() => {
-                p("consumer", format!("check {:?}: a consumer needs its stream", c.id));
+                p(
+                    &anchor,
+                    "consumer",
+                    format!("check {:?}: a consumer needs its stream", c.id),
+                );
             }
             _ => {}
         }
     }
+    anchor.clear();
     let mut action_ids = BTreeSet::new();
     for a in &rb.actions {
         if !action_ids.insert(a.id.clone()) {
-            p(&format!("id = \"{}\"", a.id), format!("action id {:?} appears twice", a.id));
+            p(
+                &anchor,
+                &format!("id = \"{}\"", a.id),
+                format!("action id {:?} appears twice", a.id),
+            );
         }
         if !ACTION_KINDS.contains(&a.kind.as_str()) {
-            p(&a.kind, format!("action {:?}: kind {:?} is not one of {}", a.id, a.kind, ACTION_KINDS.join(", ")));
+            p(
+                &anchor,
+                &a.kind,
+                format!(
+                    "action {:?}: kind {:?} is not one of {}",
+                    a.id,
+                    a.kind,
+                    ACTION_KINDS.join(", ")
+                ),
+            );
         }
     }
     for r in &rb.recovery {
         if !check_ids.contains(&r.check) {
-            p(&r.check, format!("recovery {:?}: check {:?} is not a check of this runbook", r.title, r.check));
+            p(
+                &anchor,
+                &r.check,
+                format!(
+                    "recovery {:?}: check {:?} is not a check of this runbook",
+                    r.title, r.check
+                ),
+            );
         }
         if !TRENDS.contains(&r.trend.as_str()) {
-            p(&r.trend, format!("recovery {:?}: trend {:?} is not one of {}", r.title, r.trend, TRENDS.join(", ")));
+            p(
+                &anchor,
+                &r.trend,
+                format!(
+                    "recovery {:?}: trend {:?} is not one of {}",
+                    r.title,
+                    r.trend,
+                    TRENDS.join(", ")
+                ),
+            );
         }
         if r.trend == "below" && r.threshold.is_none() {
-            p(&r.title, format!("recovery {:?}: trend below needs a threshold", r.title));
+            p(
+                &anchor,
+                &r.title,
+                format!("recovery {:?}: trend below needs a threshold", r.title),
+            );
         }
         if r.samples < 2 {
-            p(&r.title, format!("recovery {:?}: samples must be at least 2", r.title));
+            p(
+                &anchor,
+                &r.title,
+                format!("recovery {:?}: samples must be at least 2", r.title),
+            );
         }
         if let Err(m) = parse_path(&r.path) {
-            p(&r.path, format!("recovery {:?}: path: {m}", r.title));
+            p(
+                &anchor,
+                &r.path,
+                format!("recovery {:?}: path: {m}", r.title),
+            );
         }
     }
     let _ = select;

@@ -204,7 +204,15 @@ pub struct Link {
 }
 
 /// Action kinds the format knows.
-pub const ACTION_KINDS: [&str; 7] = ["restart", "throttle", "rollback", "republish", "config_fix", "data_fix", "manual"];
+pub const ACTION_KINDS: [&str; 7] = [
+    "restart",
+    "throttle",
+    "rollback",
+    "republish",
+    "config_fix",
+    "data_fix",
+    "manual",
+];
 
 /// Trend kinds the format knows.
 pub const TRENDS: [&str; 3] = ["decreasing", "not_increasing", "below"];

@@ -80,7 +80,11 @@ pub struct Report {
 
 impl Report {
     pub fn worst(&self) -> Status {
-        self.findings.iter().map(|f| f.status).max().unwrap_or(Status::Ok)
+        self.findings
+            .iter()
+            .map(|f| f.status)
+            .max()
+            .unwrap_or(Status::Ok)
     }
 }
 
@@ -118,7 +122,9 @@ pub async fn run(rb: &Runbook, targets: &Targets, ctx: &RunContext, concurrency:
             Err(e) => error_finding(check, format!("the check crashed: {e}"), 0),
         });
     }
-    let bottleneck = findings.iter().position(|f| matches!(f.status, Status::Fail | Status::Error));
+    let bottleneck = findings
+        .iter()
+        .position(|f| matches!(f.status, Status::Fail | Status::Error));
     Report {
         runbook_id: rb.id.clone(),
         title: rb.title.clone(),
@@ -150,7 +156,11 @@ pub async fn run_check(check: &Check, target: Option<&Target>, ctx: &RunContext)
     let started = Instant::now();
     let Some(target) = target else {
         let t = check.probe.target();
-        return error_finding(check, format!("target {t:?} is not configured: add [targets.{t}] to the config"), 0);
+        return error_finding(
+            check,
+            format!("target {t:?} is not configured: add [targets.{t}] to the config"),
+            0,
+        );
     };
     let spec = match render_spec(&check.probe, ctx) {
         Ok(s) => s,
@@ -180,7 +190,9 @@ pub async fn run_check(check: &Check, target: Option<&Target>, ctx: &RunContext)
         let observed = select(&observation.data, &e.path).cloned();
         for (status, cond) in [(Status::Fail, &e.fail_if), (Status::Warn, &e.warn_if)] {
             let Some(cond) = cond else { continue };
-            let Ok(condition) = parse_condition(cond) else { continue };
+            let Ok(condition) = parse_condition(cond) else {
+                continue;
+            };
             let breached = match &observed {
                 Some(v) => condition.holds(v),
                 // A missing value cannot be judged: say so rather than pass.
@@ -221,7 +233,16 @@ pub fn render_spec(spec: &ProbeSpec, ctx: &RunContext) -> Result<ProbeSpec, Stri
     let labels: BTreeMap<String, String> = ctx
         .labels
         .iter()
-        .map(|(k, v)| (k.clone(), if promql { v.replace('\\', "\\\\").replace('"', "\\\"") } else { v.clone() }))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                if promql {
+                    v.replace('\\', "\\\\").replace('"', "\\\"")
+                } else {
+                    v.clone()
+                },
+            )
+        })
         .collect();
     let dt = ctx.now.to_datetime();
     let vars = minijinja::context! {
@@ -232,10 +253,16 @@ pub fn render_spec(spec: &ProbeSpec, ctx: &RunContext) -> Result<ProbeSpec, Stri
         incident => ctx.incident.clone(),
     };
     let env = minijinja::Environment::new();
-    fn walk(v: &mut Value, env: &minijinja::Environment<'_>, vars: &minijinja::Value) -> Result<(), String> {
+    fn walk(
+        v: &mut Value,
+        env: &minijinja::Environment<'_>,
+        vars: &minijinja::Value,
+    ) -> Result<(), String> {
         match v {
             Value::String(s) if s.contains("{{") || s.contains("{%") => {
-                *s = env.render_str(s, vars).map_err(|e| format!("placeholder in {s:?}: {e}"))?;
+                *s = env
+                    .render_str(s, vars)
+                    .map_err(|e| format!("placeholder in {s:?}: {e}"))?;
             }
             Value::Object(m) => {
                 for v in m.values_mut() {

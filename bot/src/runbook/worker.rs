@@ -38,7 +38,10 @@ impl Handler for RunbookRunner {
         let payload: Payload = serde_json::from_str(&item.payload)
             .map_err(|e| Failure::permanent(format!("malformed runbook_run payload: {e}")))?;
         let Some(entry) = self.catalog.get(&payload.runbook_id) else {
-            return Err(Failure::permanent(format!("runbook {:?} is no longer loaded", payload.runbook_id)));
+            return Err(Failure::permanent(format!(
+                "runbook {:?} is no longer loaded",
+                payload.runbook_id
+            )));
         };
         let Some(incident_id) = item.incident_id else {
             return Err(Failure::permanent("runbook_run without an incident".into()));
@@ -51,9 +54,19 @@ impl Handler for RunbookRunner {
         let report = run::run(&entry.runbook, &self.targets, &ctx, self.concurrency).await;
         tracing::info!(incident_id, runbook = %report.runbook_id, worst = report.worst().as_str(), "runbook checked");
         self.ledger
-            .change("firstline", Change::Findings { id: incident_id, report })
+            .change(
+                "firstline",
+                Change::Findings {
+                    id: incident_id,
+                    report,
+                },
+            )
             .await
             .map(|_| ())
-            .map_err(|e| Failure { message: e.to_string(), retryable: true, retry_after_ms: None })
+            .map_err(|e| Failure {
+                message: e.to_string(),
+                retryable: true,
+                retry_after_ms: None,
+            })
     }
 }

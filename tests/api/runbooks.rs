@@ -1,0 +1,211 @@
+//! Runbooks end to end: an alert opens an incident, its runbook's checks run
+//! against real loopback targets, the findings are posted in order with the
+//! likely bottleneck named; lint and the command line.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, am_payload, spawn_app_on};
+
+const RUNBOOK: &str = r#"
+version = 1
+id = "workflow-events-failed"
+title = "`status=failed` が増えた"
+title_en = "Workflow events failing"
+severity = "P2"
+source = { seed = "000_9ac43e2251730027.txt", section = "4" }
+
+[match]
+alertname = ["WorkflowEventsFailed"]
+
+[[checks]]
+id = "summary"
+title = "集計APIの取得可否"
+probe = { kind = "http", target = "workflow_api", path = "/api/workflow-events/summary", query = { ym = "{{ ym }}", recent_limit = "20" } }
+expect = [{ path = "status", fail_if = "!= 200" }, { path = "body.status", fail_if = "!= \"ok\"" }]
+
+[[checks]]
+id = "failed"
+title = "status=failed の件数"
+probe = { kind = "http", target = "workflow_api", path = "/api/workflow-events/summary", query = { ym = "{{ ym }}" } }
+expect = [{ path = "body.by_status.failed", warn_if = "> 0", fail_if = "> 5", meaning = "investigate reason_class=infra first" }]
+
+[[checks]]
+id = "db"
+title = "DB reachable"
+probe = { kind = "tcp", target = "dead_db" }
+expect = [{ path = "connected", fail_if = "!= true" }]
+
+[[actions]]
+id = "retry-with-backoff"
+title = "同一 idempotency_key で再送"
+kind = "manual"
+reversible = true
+"#;
+
+async fn summary_server(failed: u64) -> String {
+    let app = axum::Router::new().route(
+        "/api/workflow-events/summary",
+        get(move || async move {
+            Json(
+                json!({"status": "ok", "by_status": {"success": 40, "failed": failed},
+                        "by_reason_class": {"infra": failed}, "by_retry_advice": {}, "recent": []}),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+fn dead_address() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap();
+    drop(l);
+    a.to_string()
+}
+
+#[tokio::test]
+async fn an_alert_runs_its_runbook_and_the_findings_name_the_first_failing_check() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wf.toml"), RUNBOOK).unwrap();
+    let base = summary_server(7).await;
+    let dead = dead_address();
+    let dirs = format!("[\"{}\"]", dir.path().display());
+    let app = spawn_app_on(
+        Backend::Sqlite,
+        &[
+            ("FIRSTLINE_RUNBOOKS__BUNDLED", "false"),
+            ("FIRSTLINE_RUNBOOKS__DIRS", dirs.as_str()),
+            ("FIRSTLINE_TARGETS__WORKFLOW_API__KIND", "http"),
+            ("FIRSTLINE_TARGETS__WORKFLOW_API__BASE_URL", base.as_str()),
+            ("FIRSTLINE_TARGETS__DEAD_DB__KIND", "tcp"),
+            ("FIRSTLINE_TARGETS__DEAD_DB__ADDRESS", dead.as_str()),
+        ],
+    )
+    .await
+    .unwrap();
+    let alert = am_payload(
+        "g",
+        &[(
+            "WorkflowEventsFailed",
+            "workflow",
+            "warning",
+            "api:8000",
+            "firing",
+            "2026-11-23T00:00:00Z",
+        )],
+    );
+
+    let (status, _) = app.post_hook("alertmanager", alert).await;
+    let posts = app.wait_posts("INC-1", 2).await;
+
+    assert_eq!(status, 200);
+    let (_, inc) = app.get_json("/api/incidents/INC-1").await;
+    assert_eq!(inc["incident"]["runbook_id"], "workflow-events-failed");
+    let text = posts[1]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("🔎 INC-1 checks of runbook workflow-events-failed"),
+        "{text}"
+    );
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .collect();
+    assert!(lines[0].starts_with("1. ✅ 集計APIの取得可否"), "{text}");
+    assert!(lines[1].starts_with("2. ❌ status=failed の件数"), "{text}");
+    assert!(
+        lines[1].contains("observed 7")
+            && lines[1].contains("investigate reason_class=infra first"),
+        "{text}"
+    );
+    assert!(lines[2].starts_with("3. ⛔ DB reachable"), "{text}");
+    assert!(
+        text.contains("Likely bottleneck: #2 status=failed の件数"),
+        "{text}"
+    );
+    assert!(text.contains("retry-with-backoff (reversible)"), "{text}");
+    let (_, tl) = app.get_json("/api/incidents/INC-1/timeline").await;
+    let findings = tl["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "findings")
+        .cloned()
+        .expect("findings event");
+    let statuses: Vec<&str> = findings["data"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["ok", "fail", "error"]);
+    assert_eq!(findings["data"]["bottleneck"], 1);
+}
+
+#[tokio::test]
+async fn runbook_run_from_chat_records_fresh_findings_on_the_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wf.toml"), RUNBOOK).unwrap();
+    let base = summary_server(0).await;
+    let dirs = format!("[\"{}\"]", dir.path().display());
+    let app = spawn_app_on(
+        Backend::Sqlite,
+        &[
+            ("FIRSTLINE_RUNBOOKS__BUNDLED", "false"),
+            ("FIRSTLINE_RUNBOOKS__RUN_ON_ALERT", "false"),
+            ("FIRSTLINE_RUNBOOKS__DIRS", dirs.as_str()),
+            ("FIRSTLINE_TARGETS__WORKFLOW_API__KIND", "http"),
+            ("FIRSTLINE_TARGETS__WORKFLOW_API__BASE_URL", base.as_str()),
+        ],
+    )
+    .await
+    .unwrap();
+    app.command("kim", "/incident declare workflow events look odd")
+        .await;
+
+    let (status, reply) = app
+        .command("kim", "/runbook run workflow-events-failed INC-1")
+        .await;
+    let (_, unknown) = app.command("kim", "/runbook run no-such-runbook").await;
+    let (_, list) = app.command("kim", "/runbook list").await;
+
+    assert_eq!(status, 200, "{reply}");
+    assert!(
+        reply["reply"]
+            .as_str()
+            .unwrap()
+            .contains("likely bottleneck: DB reachable"),
+        "{reply}"
+    );
+    assert!(
+        unknown["reply"]
+            .as_str()
+            .unwrap()
+            .contains("no runbook \"no-such-runbook\"")
+    );
+    assert!(
+        list["reply"]
+            .as_str()
+            .unwrap()
+            .contains("workflow-events-failed [P2] Workflow events failing")
+    );
+    let posts = app.wait_posts("INC-1", 2).await;
+    let text = posts[1]["text"].as_str().unwrap();
+    assert!(
+        text.contains("2. ✅ status=failed の件数"),
+        "failed = 0 holds: {text}"
+    );
+    assert!(
+        text.contains("target \"dead_db\" is not configured"),
+        "{text}"
+    );
+    let _ = Duration::ZERO;
+    let _: Value = Value::Null;
+}
