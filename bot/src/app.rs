@@ -21,6 +21,7 @@ use crate::http::{self, AppState};
 use crate::incident::{Change, Ledger, Rules};
 use crate::outbox::{ChatPoster, Dispatcher};
 use crate::runbook::load::Catalog;
+use crate::runbook::recovery::RecoveryWatcher;
 use crate::runbook::worker::RunbookRunner;
 use crate::store::{ConnectOptions, Store};
 use crate::telemetry;
@@ -32,6 +33,7 @@ pub struct App {
     store: Store,
     dispatcher: Dispatcher<ChatPoster<Console>>,
     runner: Dispatcher<RunbookRunner>,
+    recovery: Dispatcher<RecoveryWatcher>,
     commands: CommandContext,
     config: Config,
     clock: Arc<dyn Clock>,
@@ -118,11 +120,12 @@ impl App {
         });
         let wake = Arc::new(Notify::new());
         let wake_runner = Arc::new(Notify::new());
+        let wake_recovery = Arc::new(Notify::new());
         let (ledger, writer) = Ledger::start(
             store.clone(),
             rules,
             clock.clone(),
-            vec![wake.clone(), wake_runner.clone()],
+            vec![wake.clone(), wake_runner.clone(), wake_recovery.clone()],
             config.settings.intake.queue_capacity,
             config.settings.store.batch_max,
         );
@@ -146,6 +149,19 @@ impl App {
             clock.clone(),
             config.settings.outbox.clone(),
             wake_runner,
+        );
+        let recovery = Dispatcher::new(
+            store.clone(),
+            RecoveryWatcher {
+                store: store.clone(),
+                catalog: catalog.clone(),
+                targets: targets.clone(),
+                ledger: ledger.clone(),
+                clock: clock.clone(),
+            },
+            clock.clone(),
+            config.settings.outbox.clone(),
+            wake_recovery,
         );
         let commands = CommandContext {
             ledger: ledger.clone(),
@@ -173,6 +189,7 @@ impl App {
             store,
             dispatcher,
             runner,
+            recovery,
             commands,
             config,
             clock,
@@ -199,6 +216,7 @@ impl App {
             store,
             dispatcher,
             runner,
+            recovery,
             commands,
             config,
             clock,
@@ -207,6 +225,7 @@ impl App {
         let (stop_tx, stop_rx) = watch::channel(false);
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx.clone()));
         let runner = tokio::spawn(runner.run(stop_rx.clone()));
+        let recovery = tokio::spawn(recovery.run(stop_rx.clone()));
         let janitor = tokio::spawn(prune_receipts(
             store.clone(),
             clock.clone(),
@@ -225,6 +244,7 @@ impl App {
         let _ = stop_tx.send(true);
         let _ = dispatcher.await;
         let _ = runner.await;
+        let _ = recovery.await;
         let _ = janitor.await;
         drop(commands);
         writer.abort();

@@ -84,3 +84,104 @@ fn the_shipped_example_configuration_is_valid() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("configuration OK"), "{out}");
 }
+
+fn firstline_env(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_firstline"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("FIRSTLINE_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run firstline");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_bundled_runbook_passes_lint_against_the_example_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let targets = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../templates/runbooks/targets.example.toml");
+    let (code, out, err) = firstline_env(
+        dir.path(),
+        &["runbook", "lint", "--config", targets.to_str().unwrap()],
+        &[("EXECUTION_LOGS_API_KEY", "example-key")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 problem(s)"), "{out}");
+    let (_, list, _) = firstline(dir.path(), &["runbook", "list"]);
+    for seed_runbook in [
+        "workflow-events-failed",
+        "notifications-not-delivered",
+        "login-failures",
+        "microservice-down",
+        "dlq-growth",
+    ] {
+        assert!(
+            list.contains(seed_runbook),
+            "{seed_runbook} missing from:\n{list}"
+        );
+    }
+}
+
+#[test]
+fn lint_names_the_file_and_line_of_each_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        r#"version = 1
+id = "bad"
+title = "壊れた"
+title_en = "Broken"
+severity = "P2"
+source = { seed = "x", section = "1" }
+
+[[checks]]
+id = "a"
+title = "A"
+probe = { kind = "sql", target = "nowhere", query = "SELECT 1; DELETE FROM t" }
+expect = [{ path = "scalar", fail_if = "~ 3" }]
+
+[[checks]]
+id = "b"
+title = "B"
+probe = { kind = "http", target = "nowhere", path = "/{{ lables.x }}" }
+
+[[recovery]]
+title = "r"
+check = "zzz"
+path = "scalar"
+trend = "sideways"
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("typo.toml"),
+        "version = 1\nid = \"t\"\ntitel = \"x\"\n",
+    )
+    .unwrap();
+
+    let (code, out, _) = firstline(dir.path(), &["runbook", "lint", "."]);
+
+    assert_eq!(code, 1);
+    let expect = [
+        "bad.toml:11: check \"a\": unknown target \"nowhere\"",
+        "bad.toml:11: check \"a\": one SQL statement per check",
+        "bad.toml:12: check \"a\": \"~ 3\" does not start with",
+        "bad.toml:17: check \"b\": probe.path: unknown placeholder {{ lables }}",
+        "check \"b\" has no expect thresholds",
+        "recovery \"r\": check \"zzz\" is not a check of this runbook",
+        "trend \"sideways\" is not one of decreasing, not_increasing, below",
+        "typo.toml:3: unknown field `titel`",
+    ];
+    for e in expect {
+        assert!(out.contains(e), "missing {e:?} in:\n{out}");
+    }
+}

@@ -892,10 +892,10 @@ async fn fake_redis(reply: Option<&'static [u8]>) -> String {
                     buf.extend_from_slice(&chunk[..n]);
                     while let Some(used) = resp_command_len(&buf) {
                         buf.drain(..used);
-                        if let Some(reply) = reply {
-                            if socket.write_all(reply).await.is_err() {
-                                return;
-                            }
+                        if let Some(reply) = reply
+                            && socket.write_all(reply).await.is_err()
+                        {
+                            return;
                         }
                     }
                 }

@@ -209,3 +209,146 @@ async fn runbook_run_from_chat_records_fresh_findings_on_the_incident() {
     let _ = Duration::ZERO;
     let _: Value = Value::Null;
 }
+
+const BACKLOG_RUNBOOK: &str = r#"
+version = 1
+id = "backlog"
+title = "通知が届かない"
+title_en = "Notifications are not delivered"
+severity = "P2"
+source = { seed = "001_1d45dcad95843ddb.txt", section = "4.1" }
+
+[match]
+alertname = ["NotificationBacklogHigh"]
+
+[[checks]]
+id = "backlog"
+title = "Notification backlog"
+probe = { kind = "http", target = "backlog_api", path = "/backlog" }
+expect = [{ path = "body.backlog", warn_if = "> 10", fail_if = "> 50" }]
+
+[[recovery]]
+title = "backlog が減少傾向"
+check = "backlog"
+path = "body.backlog"
+trend = "decreasing"
+samples = 3
+interval_s = 1
+"#;
+
+/// Serves `/backlog` answering the given values in turn (the last repeats).
+async fn backlog_server(values: Vec<u64>) -> String {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/backlog",
+        get(move || {
+            let calls = calls.clone();
+            let values = values.clone();
+            async move {
+                let i = calls
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    .min(values.len() - 1);
+                Json(json!({"backlog": values[i]}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+async fn backlog_app(values: Vec<u64>) -> (crate::helpers::TestApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("backlog.toml"), BACKLOG_RUNBOOK).unwrap();
+    let base = backlog_server(values).await;
+    let dirs = format!("[\"{}\"]", dir.path().display());
+    let app = spawn_app_on(
+        Backend::Sqlite,
+        &[
+            ("FIRSTLINE_RUNBOOKS__BUNDLED", "false"),
+            ("FIRSTLINE_RUNBOOKS__RUN_ON_ALERT", "false"),
+            ("FIRSTLINE_RUNBOOKS__DIRS", dirs.as_str()),
+            ("FIRSTLINE_TARGETS__BACKLOG_API__KIND", "http"),
+            ("FIRSTLINE_TARGETS__BACKLOG_API__BASE_URL", base.as_str()),
+        ],
+    )
+    .await
+    .unwrap();
+    let alert = am_payload(
+        "g",
+        &[(
+            "NotificationBacklogHigh",
+            "notification",
+            "warning",
+            "w:1",
+            "firing",
+            "2026-11-23T00:00:00Z",
+        )],
+    );
+    app.post_hook("alertmanager", alert).await;
+    (app, dir)
+}
+
+async fn recovery_samples(app: &crate::helpers::TestApp, n: usize) -> Vec<Value> {
+    for _ in 0..400 {
+        let (_, tl) = app.get_json("/api/incidents/INC-1/timeline").await;
+        let samples: Vec<Value> = tl["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "recovery_sample")
+            .cloned()
+            .collect();
+        if samples.len() >= n {
+            return samples;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {n} recovery samples were taken");
+}
+
+#[tokio::test]
+async fn a_backlog_that_falls_over_the_samples_marks_the_incident_mitigated() {
+    let (app, _dir) = backlog_app(vec![120, 80, 40, 10]).await;
+
+    let (status, _) = app.command("sam", "/incident ack INC-1").await;
+    let samples = recovery_samples(&app, 3).await;
+
+    assert_eq!(status, 200);
+    let (_, inc) = app.get_json("/api/incidents/INC-1").await;
+    assert_eq!(inc["incident"]["state"], "mitigated", "{samples:?}");
+    assert!(
+        samples[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("✓ body.backlog decreasing: 120 → 80 → 40"),
+        "{samples:?}"
+    );
+    let posts = app.wait_posts("INC-1", 3).await;
+    let last = posts.last().unwrap()["text"].as_str().unwrap();
+    assert!(
+        last.contains("acknowledged → mitigated by firstline: recovery criteria hold"),
+        "{last}"
+    );
+}
+
+#[tokio::test]
+async fn a_backlog_that_does_not_fall_leaves_the_incident_acknowledged() {
+    let (app, _dir) = backlog_app(vec![100, 120, 140, 160]).await;
+
+    app.command("sam", "/incident ack INC-1").await;
+    let samples = recovery_samples(&app, 3).await;
+
+    let (_, inc) = app.get_json("/api/incidents/INC-1").await;
+    assert_eq!(inc["incident"]["state"], "acknowledged");
+    assert!(
+        samples[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("✗ body.backlog decreasing: 100 → 120 → 140"),
+        "{samples:?}"
+    );
+}

@@ -153,6 +153,7 @@ pub enum EventKind {
     Reaction,
     ChatPosted,
     Findings,
+    RecoverySample,
 }
 
 impl EventKind {
@@ -169,6 +170,7 @@ impl EventKind {
             EventKind::Reaction => "reaction",
             EventKind::ChatPosted => "chat_posted",
             EventKind::Findings => "findings",
+            EventKind::RecoverySample => "recovery_sample",
         }
     }
 }

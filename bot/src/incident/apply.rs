@@ -97,6 +97,15 @@ pub enum Change {
         id: i64,
         report: Report,
     },
+    /// One recovery sample: per criterion (title, holds, line); `all_hold`
+    /// marks the incident mitigated; `next` schedules the next sample.
+    RecoverySample {
+        id: i64,
+        sample: u32,
+        lines: Vec<(String, bool, String)>,
+        all_hold: bool,
+        next: Option<(Millis, serde_json::Value)>,
+    },
 }
 
 /// The incident after a change, and a one-line answer for the person.
@@ -585,6 +594,9 @@ pub(super) async fn change(
             let from = inc.state;
             set_state(&mut inc, *to, now);
             tx.update_incident(&inc).await?;
+            if *to == State::Acknowledged {
+                start_recovery_watch(tx, rules, now, &inc, effects).await?;
+            }
             let verb = if from == State::Resolved && *to == State::Triggered {
                 "reopened"
             } else {
@@ -673,6 +685,57 @@ pub(super) async fn change(
                 incident: inc,
             })
         }
+        Change::RecoverySample {
+            id,
+            sample,
+            lines,
+            all_hold,
+            next,
+        } => {
+            let mut inc = load(tx, *id).await?;
+            if matches!(inc.state, State::Mitigated | State::Resolved) {
+                return Ok(ChangeOutcome {
+                    answer: format!(
+                        "{} is {}; recovery sampling stopped",
+                        inc.human_id, inc.state
+                    ),
+                    incident: inc,
+                });
+            }
+            let summary: Vec<String> = lines
+                .iter()
+                .map(|(_, ok, l)| format!("{} {l}", if *ok { "✓" } else { "✗" }))
+                .collect();
+            let text = format!("recovery sample {sample}: {}", summary.join("; "));
+            let data = json!({"sample": sample, "criteria": lines.iter().map(|(t, ok, l)| json!({"title": t, "holds": ok, "values": l})).collect::<Vec<_>>()});
+            event(tx, &inc, now, actor, EventKind::RecoverySample, &text, data).await?;
+            if *all_hold && transition_allowed(inc.state, State::Mitigated) {
+                let from = inc.state;
+                set_state(&mut inc, State::Mitigated, now);
+                tx.update_incident(&inc).await?;
+                let note = format!("recovery criteria hold ({})", summary.join("; "));
+                event(
+                    tx,
+                    &inc,
+                    now,
+                    actor,
+                    EventKind::StateChanged,
+                    &format!("{from} -> mitigated by {actor}: {note}"),
+                    json!({"from": from.as_str(), "to": "mitigated", "note": note}),
+                )
+                .await?;
+                let msg = rules.messages.state_changed(&inc, from, actor, Some(&note));
+                post(tx, rules, now, &inc, "state_changed", msg, effects).await?;
+            } else if let Some((due, payload)) = next {
+                tx.enqueue_at(Some(inc.id), "recovery_sample", payload, now, *due)
+                    .await?;
+                effects.enqueued += 1;
+            }
+            Ok(ChangeOutcome {
+                answer: text,
+                incident: inc,
+            })
+        }
         Change::Findings { id, report } => {
             let inc = load(tx, *id).await?;
             let worst = report.worst();
@@ -722,6 +785,32 @@ pub(super) async fn change(
             })
         }
     }
+}
+
+/// When mitigation starts (the incident is acknowledged) and its runbook
+/// has recovery criteria, the first recovery sample is scheduled.
+async fn start_recovery_watch(
+    tx: &mut StoreTx,
+    rules: &Rules,
+    now: Millis,
+    inc: &Incident,
+    effects: &mut Effects,
+) -> Result<(), LedgerError> {
+    let Some(entry) = inc
+        .runbook_id
+        .as_deref()
+        .and_then(|id| rules.catalog.get(id))
+    else {
+        return Ok(());
+    };
+    if entry.runbook.recovery.is_empty() {
+        return Ok(());
+    }
+    let payload = json!({"runbook_id": entry.runbook.id, "labels": inc.labels});
+    tx.enqueue(Some(inc.id), "recovery_sample", &payload, now)
+        .await?;
+    effects.enqueued += 1;
+    Ok(())
 }
 
 async fn load(tx: &mut StoreTx, id: i64) -> Result<Incident, LedgerError> {

@@ -57,11 +57,14 @@ const EVIDENCE_ROWS: usize = 10;
 /// Widest cell in the evidence table, in characters.
 const EVIDENCE_CELL: usize = 40;
 /// Time on top of the statement timeout for the round trips around the
-/// query (BEGIN, prepare, ROLLBACK), so the server's own timeout fires first
-/// and we can say which statement was cut.
+/// query (BEGIN, prepare, ROLLBACK), so the server's own statement timeout
+/// fires first and a slow query ends as a clean database error.
 const ROUND_TRIPS: Duration = Duration::from_millis(500);
 /// SQLSTATE `query_canceled`: what `statement_timeout` raises.
 const QUERY_CANCELED: &str = "57014";
+/// The goodbye after a good observation: short, so connect + query + close
+/// stay inside the caller's `2 × timeout + 1 s` backstop.
+const CLOSE: Duration = Duration::from_millis(200);
 
 /// What the query returned, before it becomes JSON.
 struct Table {
@@ -86,11 +89,8 @@ pub async fn observe(
             ),
         ));
     };
-    let password = target
-        .password
-        .as_ref()
-        .map(|p| p.expose_secret().to_string());
-    let secrets = Secrets::new(url, password.as_deref());
+    let password = target.password.as_ref().map(|p| p.expose_secret());
+    let secrets = Secrets::new(url, password);
 
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(ProbeError::Config(
@@ -109,7 +109,7 @@ pub async fn observe(
             secrets.scrub(&format!("invalid postgres url {}: {e}", redact_url(url))),
         )
     })?;
-    if let Some(password) = &password {
+    if let Some(password) = password {
         options = options.password(password);
     }
 
@@ -133,7 +133,7 @@ pub async fn observe(
     // A clean goodbye when the connection is still usable; either way the
     // server rolls back whatever is open once the socket closes.
     if result.is_ok() {
-        let _ = tokio::time::timeout(ROUND_TRIPS, conn.close()).await;
+        let _ = tokio::time::timeout(CLOSE, conn.close()).await;
     }
     let table = result?;
     Ok(Observation {

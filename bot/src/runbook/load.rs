@@ -455,7 +455,7 @@ fn lint(
                 if q.contains(';') {
                     p(
                         &anchor,
-                        &c.id,
+                        "query",
                         format!("check {:?}: one SQL statement per check", c.id),
                     );
                 }

@@ -4,5 +4,6 @@
 pub mod expect;
 pub mod load;
 pub mod model;
+pub mod recovery;
 pub mod run;
 pub mod worker;

@@ -515,8 +515,20 @@ impl StoreTx {
         payload: &serde_json::Value,
         now: Millis,
     ) -> Result<i64> {
+        self.enqueue_at(incident_id, kind, payload, now, now).await
+    }
+
+    /// Writes an intent due at `due` (a recovery sample a minute from now).
+    pub async fn enqueue_at(
+        &mut self,
+        incident_id: Option<i64>,
+        kind: &str,
+        payload: &serde_json::Value,
+        now: Millis,
+        due: Millis,
+    ) -> Result<i64> {
         Ok(on_tx!(self, c => sqlx::query_scalar(
-            "INSERT INTO outbox (incident_id, kind, payload, next_attempt_ms, created_ms) VALUES ($1, $2, $3, $4, $4) RETURNING id")
-            .bind(incident_id).bind(kind).bind(payload.to_string()).bind(now.0).fetch_one(&mut *c).await?))
+            "INSERT INTO outbox (incident_id, kind, payload, next_attempt_ms, created_ms) VALUES ($1, $2, $3, $5, $4) RETURNING id")
+            .bind(incident_id).bind(kind).bind(payload.to_string()).bind(now.0).bind(due.0).fetch_one(&mut *c).await?))
     }
 }
