@@ -1382,6 +1382,10 @@ fn cores(c: Option<f64>) -> String {
 
 fn print_table(reports: &[BackendReport]) {
     println!();
+    if reports.is_empty() {
+        println!("no backend ran, nothing to report");
+        return;
+    }
     println!(
         "{:<9} {:<18} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}  {:>5} {:>5} {:>5} {:>5}",
         "backend",

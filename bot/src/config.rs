@@ -693,6 +693,7 @@ fn validate(
             settings: t.clone(),
             secret_headers: BTreeMap::new(),
             password: None,
+            http_client: Default::default(),
         };
         match t {
             TargetSettings::Http {

@@ -53,6 +53,7 @@ fn target(name: &str, settings: TargetSettings, password: Option<&str>) -> Targe
         settings,
         secret_headers: BTreeMap::new(),
         password: password.map(SecretString::from),
+        http_client: Default::default(),
     }
 }
 

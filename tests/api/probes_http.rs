@@ -59,6 +59,7 @@ fn http_target(base_url: &str, secret_headers: &[(&str, &str)]) -> Target {
             .map(|(k, v)| (k.to_string(), SecretString::from(v.to_string())))
             .collect(),
         password: None,
+        http_client: Default::default(),
     }
 }
 
@@ -68,6 +69,7 @@ fn prometheus_target(url: &str) -> Target {
         settings: TargetSettings::Prometheus { url: url.into() },
         secret_headers: BTreeMap::new(),
         password: None,
+        http_client: Default::default(),
     }
 }
 
@@ -79,6 +81,7 @@ fn tcp_target(address: &str) -> Target {
         },
         secret_headers: BTreeMap::new(),
         password: None,
+        http_client: Default::default(),
     }
 }
 

@@ -427,19 +427,17 @@ async fn alert_joined(
     id: i64,
     a: &IncomingAlert,
 ) -> Result<(), LedgerError> {
-    let Some(inc) = tx.incident(id).await? else {
-        return Ok(());
-    };
-    event(
-        tx,
-        &inc,
-        now,
-        a.source.as_str(),
-        EventKind::AlertFiring,
-        &alert_line(a, "firing"),
-        alert_data(a),
-    )
-    .await
+    // The hot path of an alert storm: no need to load the incident.
+    tx.append(&NewEvent {
+        incident_id: id,
+        at: now,
+        actor: a.source.as_str(),
+        kind: EventKind::AlertFiring.as_str(),
+        text: &alert_line(a, "firing"),
+        data: alert_data(a),
+    })
+    .await?;
+    Ok(())
 }
 
 async fn refired(

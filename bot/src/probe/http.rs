@@ -97,7 +97,7 @@ pub async fn observe(
         }
     }
     let headers = header_map(target, target_headers, &p.headers)?;
-    let client = client(name)?;
+    let client = shared_client(target)?;
 
     let attempts = p.attempts.max(1);
     let started = Instant::now();
@@ -289,6 +289,15 @@ pub(crate) fn redact(text: &str, target: &Target) -> String {
 /// keys never travel to another host), timeouts set per request. Not
 /// shared between runs: a pooled connection belongs to the runtime that
 /// opened it, and tests (and a CLI) run probes on several runtimes.
+/// The target's client, built once (Client is a cheap handle to a pool).
+fn shared_client(target: &Target) -> Result<Client, ProbeError> {
+    if let Some(c) = target.http_client.get() {
+        return Ok(c.clone());
+    }
+    let c = client(&target.name)?;
+    Ok(target.http_client.get_or_init(|| c).clone())
+}
+
 pub(crate) fn client(target: &str) -> Result<Client, ProbeError> {
     // The app installs ring at start; a library caller (a test) may not
     // have, and reqwest without a provider panics.
@@ -347,7 +356,7 @@ pub(crate) async fn get_once(
     cap: usize,
 ) -> Result<(StatusCode, Vec<u8>), ProbeError> {
     let name = &target.name;
-    let client = client(name)?;
+    let client = shared_client(target)?;
     let request = client.get(url.clone()).headers(headers).timeout(timeout);
     match fetch(request, cap).await {
         Ok(answer) => Ok(answer),

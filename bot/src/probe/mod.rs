@@ -18,6 +18,7 @@ pub mod sql;
 pub mod tcp;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -159,6 +160,9 @@ pub struct Target {
     pub secret_headers: BTreeMap<String, SecretString>,
     /// Resolved password (PostgreSQL).
     pub password: Option<SecretString>,
+    /// The HTTP client of this target, built on first use and shared by its
+    /// probes (building one loads the TLS roots: ~10 ms a probe otherwise).
+    pub http_client: Arc<OnceLock<reqwest::Client>>,
 }
 
 impl Target {

@@ -1,0 +1,246 @@
+//! Bench: time from an alert accepted to its runbook's findings stored and
+//! posted, for a runbook of 8 checks against loopback targets (issue 3).
+//! Prints figures; asserts nothing.
+//!
+//! Run: `cargo bench --bench findings` (`-- --quick` for 50 alerts).
+//!
+//! The server is the real app (library `App`, console platform, SQLite in a
+//! temp dir) on a loopback port; the targets are axum servers in the same
+//! process answering at once, plus TCP listeners. For each alert (each opens
+//! its own incident) the bench measures from the 200 answer to the findings
+//! post being in the store, and subtracts the slowest check's own duration
+//! (from the stored findings) to show firstline's own overhead.
+
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::routing::get;
+use firstline::app::App;
+use firstline::chat::console::Sink;
+use serde_json::json;
+
+const RUNBOOK: &str = r#"
+version = 1
+id = "bench-eight-checks"
+title = "ベンチ"
+title_en = "Bench: eight checks"
+severity = "P2"
+source = { seed = "bench", section = "-" }
+
+[match]
+alertname = ["BenchFindings"]
+
+[[checks]]
+id = "summary"
+title = "summary API"
+probe = { kind = "http", target = "api", path = "/api/workflow-events/summary", query = { ym = "{{ ym }}" } }
+expect = [{ path = "body.status", fail_if = "!= \"ok\"" }]
+
+[[checks]]
+id = "failed"
+title = "failed events"
+probe = { kind = "http", target = "api", path = "/api/workflow-events/summary" }
+expect = [{ path = "body.by_status.failed", warn_if = "> 0", fail_if = "> 5" }]
+
+[[checks]]
+id = "health"
+title = "health"
+probe = { kind = "http", target = "api", path = "/health" }
+expect = [{ path = "status", fail_if = "!= 200" }]
+
+[[checks]]
+id = "logs"
+title = "execution logs"
+probe = { kind = "http", target = "api", path = "/execution-logs", query = { queued_to_dlq = "true", limit = "100" } }
+expect = [{ path = "status", fail_if = "!= 200" }]
+
+[[checks]]
+id = "dlq"
+title = "worker_dlq_total"
+probe = { kind = "metrics", target = "api", metric = "worker_dlq_total" }
+expect = [{ path = "sum", fail_if = "> 100" }]
+
+[[checks]]
+id = "failures"
+title = "worker_failure_total"
+probe = { kind = "metrics", target = "api", metric = "worker_failure_total" }
+expect = [{ path = "sum", fail_if = "> 100" }]
+
+[[checks]]
+id = "db"
+title = "database port"
+probe = { kind = "tcp", target = "db" }
+expect = [{ path = "connected", fail_if = "!= true" }]
+
+[[checks]]
+id = "broker"
+title = "broker port"
+probe = { kind = "tcp", target = "broker" }
+expect = [{ path = "connected", fail_if = "!= true" }]
+"#;
+
+async fn serve_targets() -> (String, String, String) {
+    let app = axum::Router::new()
+        .route(
+            "/api/workflow-events/summary",
+            get(|| async { Json(json!({"status": "ok", "by_status": {"success": 10, "failed": 1}})) }),
+        )
+        .route("/health", get(|| async { "ok" }))
+        .route("/execution-logs", get(|| async { Json(json!({"items": []})) }))
+        .route(
+            "/metrics",
+            get(|| async { "worker_dlq_total{workflow_id=\"a\"} 3\nworker_failure_total 7\nworker_success_total 90\n" }),
+        );
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind http target");
+    let http_addr = http.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(http, app).await;
+    });
+    let mut tcp = Vec::new();
+    for _ in 0..2 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind tcp target");
+        tcp.push(l.local_addr().expect("addr").to_string());
+        tokio::spawn(async move {
+            loop {
+                if let Ok((s, _)) = l.accept().await {
+                    drop(s);
+                }
+            }
+        });
+    }
+    (
+        format!("http://{http_addr}"),
+        tcp[0].clone(),
+        tcp[1].clone(),
+    )
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n = if quick { 50 } else { 300 };
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("bench.toml"), RUNBOOK)?;
+    let (api, db, broker) = serve_targets().await;
+    let env = vec![
+        ("FIRSTLINE_SERVER__LISTEN", "127.0.0.1:0".to_string()),
+        (
+            "FIRSTLINE_STORE__URL",
+            format!("sqlite://{}", dir.path().join("bench.db").display()),
+        ),
+        ("FIRSTLINE_CHAT__CONSOLE_STDIN", "false".into()),
+        ("FIRSTLINE_LOG__LEVEL", "warn".into()),
+        ("FIRSTLINE_OUTBOX__POLL_INTERVAL_MS", "1000".into()),
+        ("FIRSTLINE_RUNBOOKS__BUNDLED", "false".into()),
+        (
+            "FIRSTLINE_RUNBOOKS__DIRS",
+            format!("[\"{}\"]", dir.path().display()),
+        ),
+        ("FIRSTLINE_RUNBOOKS__CONCURRENCY", "8".into()),
+        ("FIRSTLINE_TARGETS__API__KIND", "http".into()),
+        ("FIRSTLINE_TARGETS__API__BASE_URL", api),
+        ("FIRSTLINE_TARGETS__DB__KIND", "tcp".into()),
+        ("FIRSTLINE_TARGETS__DB__ADDRESS", db),
+        ("FIRSTLINE_TARGETS__BROKER__KIND", "tcp".into()),
+        ("FIRSTLINE_TARGETS__BROKER__ADDRESS", broker),
+    ];
+    let config =
+        firstline::config::load_with_env(None, env.into_iter().map(|(k, v)| (k.to_string(), v)))
+            .map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
+    let app = App::build(config, Sink::Silent).await?;
+    let base = format!("http://{}", app.local_addr()?);
+    let store = app.store().clone();
+    tokio::spawn(async move {
+        let _ = app.run(std::future::pending()).await;
+    });
+    let client = reqwest::Client::new();
+
+    let mut total = Vec::with_capacity(n);
+    let mut overhead = Vec::with_capacity(n);
+    let mut slowest_check = Vec::with_capacity(n);
+    for i in 0..n {
+        let body = json!({
+            "version": "4", "groupKey": format!("bench-{i}"), "status": "firing", "receiver": "bench",
+            "alerts": [{"status": "firing", "labels": {"alertname": "BenchFindings", "service": format!("svc-{i}")},
+                        "annotations": {}, "startsAt": "2026-11-23T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                        "fingerprint": format!("bench-{i}")}],
+        });
+        let r = client
+            .post(format!("{base}/hooks/alertmanager"))
+            .json(&body)
+            .send()
+            .await?;
+        let accepted = Instant::now();
+        anyhow::ensure!(r.status() == 200, "alert {i} answered {}", r.status());
+        let answer: serde_json::Value = r.json().await?;
+        let incident = answer["opened"][0]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("INC-")
+            .parse::<i64>()?;
+        let deadline = accepted + Duration::from_secs(30);
+        loop {
+            let posts = store.chat_posts(Some(incident), 10).await?;
+            if posts.iter().any(|p| p.text.starts_with("🔎")) {
+                let t = accepted.elapsed().as_secs_f64() * 1000.0;
+                let timeline = store.timeline(incident).await?;
+                let slowest = timeline
+                    .iter()
+                    .find(|e| e.kind == "findings")
+                    .and_then(|e| e.data["findings"].as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|f| f["duration_ms"].as_f64())
+                    .fold(0.0, f64::max);
+                total.push(t);
+                slowest_check.push(slowest);
+                overhead.push((t - slowest).max(0.0));
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no findings for INC-{incident} after 30 s"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    for v in [&mut total, &mut overhead, &mut slowest_check] {
+        v.sort_by(|a, b| a.total_cmp(b));
+    }
+    println!(
+        "findings bench: {n} alerts, each opening an incident whose runbook has 8 checks (4 http, 2 metrics, 2 tcp) against loopback targets; SQLite; {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!("{:<44} {:>9} {:>9} {:>9}", "", "p50", "p99", "max");
+    for (name, v) in [
+        ("alert accepted -> findings stored and posted", &total),
+        ("slowest check's own duration", &slowest_check),
+        ("firstline overhead (total - slowest check)", &overhead),
+    ] {
+        println!(
+            "{name:<44} {:>6.1} ms {:>6.1} ms {:>6.1} ms",
+            pct(v, 0.5),
+            pct(v, 0.99),
+            pct(v, 1.0)
+        );
+    }
+    println!(
+        "(the poll for the post adds up to 0.2 ms; the slowest check is rounded down to whole ms)"
+    );
+    Ok(())
+}
