@@ -407,3 +407,96 @@ async fn intake_answers_503_with_retry_after_when_the_store_is_down_and_keeps_wh
         "the alert accepted before the outage is still there"
     );
 }
+
+#[tokio::test]
+async fn concurrent_deliveries_sharing_commits_still_make_one_incident_and_count_each_duplicate() {
+    let app = spawn_app().await;
+    let bodies: Vec<String> = (0..20)
+        .map(|i| {
+            let instance = format!("10.0.0.{i}:80");
+            am_payload(
+                "g",
+                &[(
+                    "Storm",
+                    "api",
+                    "warning",
+                    instance.as_str(),
+                    "firing",
+                    "2026-11-23T00:00:00Z",
+                )],
+            )
+        })
+        .collect();
+
+    // Every alert twice, all at once: the writer batches them into shared
+    // transactions, within which the second copy must count as a duplicate.
+    let sends = bodies
+        .iter()
+        .chain(bodies.iter())
+        .map(|b| app.post_hook("alertmanager", b.clone()));
+    let answers = futures_join_all(sends).await;
+
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    let accepted: i64 = answers
+        .iter()
+        .map(|(_, a)| a["accepted"].as_i64().unwrap_or(0))
+        .sum();
+    let duplicates: i64 = answers
+        .iter()
+        .map(|(_, a)| a["duplicates"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!((accepted, duplicates), (20, 20));
+    let (_, list) = app.get_json("/api/incidents?state=all").await;
+    assert_eq!(
+        list["incidents"].as_array().map(Vec::len),
+        Some(1),
+        "{list}"
+    );
+    let (_, inc) = app.get_json("/api/incidents/INC-1").await;
+    assert_eq!(inc["alerts"].as_array().map(Vec::len), Some(20));
+    let (_, tl) = app.get_json("/api/incidents/INC-1/timeline").await;
+    let firing = tl["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "alert_firing")
+        .count();
+    assert_eq!(firing, 20);
+    assert_eq!(app.store.receipt_count().await.unwrap(), 20);
+}
+
+/// Runs the futures concurrently on this task and collects their outputs.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    // The futures borrow the app, so they cannot be spawned: poll them all
+    // from one task until each is done.
+    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> =
+        futures.map(|f| Some(Box::pin(f))).collect();
+    let mut out = Vec::with_capacity(pending.len());
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all_done = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(fut) = slot {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    for r in results {
+        out.extend(r);
+    }
+    out
+}

@@ -16,7 +16,7 @@ use crate::domain::time::Millis;
 use crate::domain::{Severity, State};
 use crate::runbook::load::Catalog;
 use crate::runbook::run::Report;
-use crate::store::{NewAlert, NewEvent, NewIncident, ReceiptOutcome, StoreError, StoreTx};
+use crate::store::{Batch, NewAlert, NewEvent, NewIncident, Prefetch, ReceiptOutcome, StoreError};
 
 /// The grouping and severity rules, from config.
 #[derive(Debug, Clone)]
@@ -149,8 +149,28 @@ pub(super) struct Effects {
     pub alert_counts: Vec<(&'static str, &'static str, u64)>,
 }
 
+/// What the ingest jobs of a batch will look up, so the batch can fetch it
+/// in a few statements instead of a few per alert.
+pub(super) fn prefetch_for<'a>(
+    rules: &Rules,
+    deliveries: impl Iterator<Item = (Source, &'a ParsedWebhook)>,
+) -> Prefetch {
+    let mut p = Prefetch::default();
+    for (source, webhook) in deliveries {
+        for a in &webhook.alerts {
+            p.receipts
+                .push((source.as_str().to_string(), a.dedup_key()));
+            p.fingerprints
+                .push((source.as_str().to_string(), a.fingerprint.clone()));
+            p.groups
+                .push(incident::group_key(&a.labels, &rules.group_by));
+        }
+    }
+    p
+}
+
 pub(super) async fn ingest(
-    tx: &mut StoreTx,
+    tx: &mut Batch,
     rules: &Rules,
     now: Millis,
     source: Source,
@@ -201,6 +221,8 @@ pub(super) async fn ingest(
             }
             (Some((alert_id, incident_id, _)), AlertStatus::Resolved) => {
                 tx.set_alert_status(
+                    src,
+                    &alert.fingerprint,
                     alert_id,
                     "resolved",
                     alert.ends_at.map(|m| m.0).or(Some(now.0)),
@@ -213,7 +235,8 @@ pub(super) async fn ingest(
                 incident_id
             }
             (Some((alert_id, incident_id, _)), AlertStatus::Firing) => {
-                tx.set_alert_status(alert_id, "firing", None, now).await?;
+                tx.set_alert_status(src, &alert.fingerprint, alert_id, "firing", None, now)
+                    .await?;
                 if let Some(id) = incident_id {
                     refired(tx, rules, now, id, alert, effects).await?;
                 }
@@ -302,7 +325,7 @@ pub(super) async fn ingest(
 
 /// The open incident of the alert's group, or a new one (`true`).
 async fn incident_for(
-    tx: &mut StoreTx,
+    tx: &mut Batch,
     rules: &Rules,
     now: Millis,
     alert: &IncomingAlert,
@@ -398,11 +421,11 @@ async fn incident_for(
 }
 
 async fn insert_alert(
-    tx: &mut StoreTx,
+    tx: &mut Batch,
     now: Millis,
     a: &IncomingAlert,
     incident_id: Option<i64>,
-) -> Result<i64, LedgerError> {
+) -> Result<(), LedgerError> {
     Ok(tx
         .insert_alert(&NewAlert {
             incident_id,
@@ -421,7 +444,7 @@ async fn insert_alert(
 }
 
 async fn alert_joined(
-    tx: &mut StoreTx,
+    tx: &mut Batch,
     _rules: &Rules,
     now: Millis,
     id: i64,
@@ -441,7 +464,7 @@ async fn alert_joined(
 }
 
 async fn refired(
-    tx: &mut StoreTx,
+    tx: &mut Batch,
     rules: &Rules,
     now: Millis,
     id: i64,
@@ -469,7 +492,7 @@ async fn refired(
 }
 
 async fn alert_resolved(
-    tx: &mut StoreTx,
+    tx: &mut Batch,
     rules: &Rules,
     now: Millis,
     id: i64,
@@ -541,7 +564,7 @@ fn set_state(inc: &mut Incident, to: State, now: Millis) {
 }
 
 pub(super) async fn change(
-    tx: &mut StoreTx,
+    tx: &mut Batch,
     rules: &Rules,
     now: Millis,
     actor: &str,
@@ -788,7 +811,7 @@ pub(super) async fn change(
 /// When mitigation starts (the incident is acknowledged) and its runbook
 /// has recovery criteria, the first recovery sample is scheduled.
 async fn start_recovery_watch(
-    tx: &mut StoreTx,
+    tx: &mut Batch,
     rules: &Rules,
     now: Millis,
     inc: &Incident,
@@ -811,7 +834,7 @@ async fn start_recovery_watch(
     Ok(())
 }
 
-async fn load(tx: &mut StoreTx, id: i64) -> Result<Incident, LedgerError> {
+async fn load(tx: &mut Batch, id: i64) -> Result<Incident, LedgerError> {
     tx.incident(id)
         .await?
         .ok_or_else(|| LedgerError::NotFound(human_id(id)))
@@ -819,7 +842,7 @@ async fn load(tx: &mut StoreTx, id: i64) -> Result<Incident, LedgerError> {
 
 #[allow(clippy::too_many_arguments)]
 async fn event(
-    tx: &mut StoreTx,
+    tx: &mut Batch,
     inc: &Incident,
     now: Millis,
     actor: &str,
@@ -841,7 +864,7 @@ async fn event(
 
 /// Writes a chat post intent for the incident's thread.
 async fn post(
-    tx: &mut StoreTx,
+    tx: &mut Batch,
     rules: &Rules,
     now: Millis,
     inc: &Incident,

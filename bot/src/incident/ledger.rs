@@ -15,7 +15,7 @@ use super::apply::{
 };
 use crate::domain::alert::{ParsedWebhook, Source};
 use crate::domain::time::Clock;
-use crate::store::Store;
+use crate::store::{Batch, Store};
 
 enum Job {
     Ingest {
@@ -168,10 +168,19 @@ impl Writer {
         &self,
         batch: &[Job],
     ) -> Result<(Vec<Result<Outcome, LedgerError>>, Effects), LedgerError> {
-        let mut tx = self.store.begin().await.map_err(store_err)?;
+        let now = self.clock.now();
+        let mut tx = Batch::new(self.store.begin().await.map_err(store_err)?);
+        let deliveries = batch.iter().filter_map(|job| match job {
+            Job::Ingest {
+                source, webhook, ..
+            } => Some((*source, webhook)),
+            Job::Change { .. } => None,
+        });
+        tx.prefetch(&apply::prefetch_for(&self.rules, deliveries), now)
+            .await
+            .map_err(store_err)?;
         let mut effects = Effects::default();
         let mut outcomes = Vec::with_capacity(batch.len());
-        let now = self.clock.now();
         for job in batch {
             let outcome = match job {
                 Job::Ingest {

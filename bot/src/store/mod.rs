@@ -23,6 +23,7 @@ use sqlx::{Postgres, Sqlite, Transaction};
 
 use crate::domain::incident::{Incident, StoredAlert, TimelineEvent};
 use crate::domain::time::Millis;
+pub use batch::{Batch, Prefetch};
 use rows::{AlertRow, IncidentRow, TimelineRow};
 pub use rows::{ChatPost, OutboxItem, Receipt};
 
@@ -78,6 +79,8 @@ macro_rules! on_tx {
         }
     };
 }
+
+mod batch;
 
 /// Options for [`Store::connect`].
 #[derive(Debug, Clone)]

@@ -1,0 +1,482 @@
+//! Group commit, the cheap way round: one writer transaction serves many
+//! jobs, and this wrapper makes the per-alert work cost statements per
+//! *batch* rather than per alert. Before the jobs run it fetches, in a few
+//! multi-row statements, what they will ask for (their receipts, the alerts
+//! with their fingerprints, the open incidents of their groups); while they
+//! run it answers from memory and buffers alert and timeline inserts; before
+//! the commit it writes the buffers as multi-row inserts.
+//!
+//! It offers the same operations as [`StoreTx`] so the ledger's rules read
+//! the same whether a value came from memory or from the database.
+//! Invariant: every write still happens inside the one transaction, so a
+//! failed batch leaves nothing behind (the caches die with it).
+
+use std::collections::{HashMap, HashSet};
+
+use super::{INCIDENT_COLUMNS, NewAlert, NewEvent, NewIncident, ReceiptOutcome, Result, StoreTx};
+use crate::domain::State;
+use crate::domain::incident::Incident;
+use crate::domain::time::Millis;
+
+/// Rows per multi-row statement (SQLite allows 32,766 parameters).
+const CHUNK: usize = 400;
+
+/// What the jobs of a batch will look up, gathered before they run.
+#[derive(Debug, Default)]
+pub struct Prefetch {
+    /// (source, delivery key) of every alert.
+    pub receipts: Vec<(String, String)>,
+    /// (source, fingerprint) of every alert.
+    pub fingerprints: Vec<(String, String)>,
+    /// Group keys of every alert.
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct AlertEntry {
+    /// Row id, or −(index + 1) into the pending inserts.
+    id: i64,
+    incident_id: Option<i64>,
+    status: String,
+    starts_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+struct PendingAlert {
+    incident_id: Option<i64>,
+    source: String,
+    fingerprint: String,
+    status: String,
+    name: String,
+    starts_ms: i64,
+    ends_ms: Option<i64>,
+    labels: String,
+    annotations: String,
+    generator_url: Option<String>,
+    now: i64,
+}
+
+#[derive(Debug, Clone)]
+struct PendingEvent {
+    incident_id: i64,
+    at: i64,
+    actor: String,
+    kind: String,
+    text: String,
+    data: String,
+}
+
+/// A writer transaction with the batch's lookups in memory.
+pub struct Batch {
+    tx: StoreTx,
+    /// Prefetched receipt outcomes; `None` once the first job used it.
+    receipts: HashMap<(String, String), Option<ReceiptOutcome>>,
+    /// Receipts seen again within the batch: their counter bump.
+    bumps: HashMap<(String, String), i64>,
+    fetched_fingerprints: HashSet<(String, String)>,
+    alerts: HashMap<(String, String), Vec<AlertEntry>>,
+    /// Group -> its open incident (None: known to have none).
+    open: HashMap<String, Option<Incident>>,
+    pending_alerts: Vec<PendingAlert>,
+    pending_events: Vec<PendingEvent>,
+}
+
+impl Batch {
+    pub fn new(tx: StoreTx) -> Batch {
+        Batch {
+            tx,
+            receipts: HashMap::new(),
+            bumps: HashMap::new(),
+            fetched_fingerprints: HashSet::new(),
+            alerts: HashMap::new(),
+            open: HashMap::new(),
+            pending_alerts: Vec::new(),
+            pending_events: Vec::new(),
+        }
+    }
+
+    /// Fetches everything in `p` in a few multi-row statements. Receipts
+    /// are recorded here (upserted), so each key's outcome is known.
+    pub async fn prefetch(&mut self, p: &Prefetch, now: Millis) -> Result<()> {
+        // Receipts: one upsert per chunk of distinct keys.
+        let mut seen = HashSet::new();
+        let keys: Vec<&(String, String)> = p
+            .receipts
+            .iter()
+            .filter(|k| seen.insert((*k).clone()))
+            .collect();
+        for chunk in keys.chunks(CHUNK) {
+            let mut sql =
+                String::from("INSERT INTO receipts (source, key, outcome, received_ms) VALUES ");
+            for i in 0..chunk.len() {
+                let b = i * 3;
+                sql.push_str(&format!(
+                    "{}(${}, ${}, 'accepted', ${})",
+                    if i > 0 { ", " } else { "" },
+                    b + 1,
+                    b + 2,
+                    b + 3
+                ));
+            }
+            sql.push_str(" ON CONFLICT (source, key) DO UPDATE SET duplicates = receipts.duplicates + 1 RETURNING source, key, duplicates");
+            let rows: Vec<(String, String, i64)> = on_tx!(&mut self.tx, c => {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+                for (s, k) in chunk {
+                    q = q.bind(s.as_str()).bind(k.as_str()).bind(now.0);
+                }
+                q.fetch_all(&mut *c).await?
+            });
+            for (s, k, dups) in rows {
+                let outcome = if dups == 0 {
+                    ReceiptOutcome::New
+                } else {
+                    ReceiptOutcome::Duplicate
+                };
+                self.receipts.insert((s, k), Some(outcome));
+            }
+        }
+
+        // Alerts by fingerprint, per source.
+        let mut by_source: HashMap<&str, Vec<&str>> = HashMap::new();
+        let mut seen = HashSet::new();
+        for (s, f) in &p.fingerprints {
+            if seen.insert((s, f)) {
+                by_source.entry(s.as_str()).or_default().push(f.as_str());
+            }
+        }
+        for (source, fps) in by_source {
+            for chunk in fps.chunks(CHUNK) {
+                let placeholders: Vec<String> =
+                    (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+                let sql = format!(
+                    "SELECT id, incident_id, status, fingerprint, starts_ms FROM alerts WHERE source = $1 AND fingerprint IN ({}) ORDER BY id",
+                    placeholders.join(", ")
+                );
+                let rows: Vec<(i64, Option<i64>, String, String, i64)> = on_tx!(&mut self.tx, c => {
+                    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(source);
+                    for f in chunk {
+                        q = q.bind(*f);
+                    }
+                    q.fetch_all(&mut *c).await?
+                });
+                for f in chunk {
+                    self.fetched_fingerprints
+                        .insert((source.to_string(), f.to_string()));
+                }
+                for (id, incident_id, status, fp, starts_ms) in rows {
+                    self.alerts
+                        .entry((source.to_string(), fp))
+                        .or_default()
+                        .push(AlertEntry {
+                            id,
+                            incident_id,
+                            status,
+                            starts_ms,
+                        });
+                }
+            }
+        }
+
+        // Open incidents of the groups.
+        let mut seen = HashSet::new();
+        let groups: Vec<&String> = p.groups.iter().filter(|g| seen.insert(*g)).collect();
+        for chunk in groups.chunks(CHUNK) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
+            let sql = format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE state <> 'resolved' AND group_key IN ({}) ORDER BY id",
+                placeholders.join(", ")
+            );
+            let rows: Vec<super::rows::IncidentRow> = on_tx!(&mut self.tx, c => {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+                for g in chunk {
+                    q = q.bind(g.as_str());
+                }
+                q.fetch_all(&mut *c).await?
+            });
+            for g in chunk {
+                self.open.insert((*g).clone(), None);
+            }
+            for row in rows {
+                let inc = Incident::try_from(row)?;
+                self.open.insert(inc.group_key.clone(), Some(inc));
+            }
+        }
+        Ok(())
+    }
+
+    /// As [`StoreTx::record_receipt`], from the prefetched outcomes when
+    /// the key was prefetched.
+    pub async fn record_receipt(
+        &mut self,
+        source: &str,
+        key: &str,
+        request_hash: Option<&str>,
+        now: Millis,
+    ) -> Result<ReceiptOutcome> {
+        let k = (source.to_string(), key.to_string());
+        match self.receipts.get_mut(&k) {
+            Some(slot) => match slot.take() {
+                Some(first) => Ok(first),
+                None => {
+                    *self.bumps.entry(k).or_default() += 1;
+                    Ok(ReceiptOutcome::Duplicate)
+                }
+            },
+            None => {
+                let outcome = self
+                    .tx
+                    .record_receipt(source, key, request_hash, now)
+                    .await?;
+                self.receipts.insert(k, None);
+                Ok(outcome)
+            }
+        }
+    }
+
+    pub async fn set_receipt_response(
+        &mut self,
+        source: &str,
+        key: &str,
+        outcome: &str,
+        response: &str,
+    ) -> Result<()> {
+        self.tx
+            .set_receipt_response(source, key, outcome, response)
+            .await
+    }
+
+    /// As [`StoreTx::find_alert`]; sees alerts inserted earlier in the batch.
+    pub async fn find_alert(
+        &mut self,
+        source: &str,
+        fingerprint: &str,
+        starts_ms: Option<i64>,
+    ) -> Result<Option<(i64, Option<i64>, String)>> {
+        let k = (source.to_string(), fingerprint.to_string());
+        if !self.fetched_fingerprints.contains(&k) {
+            self.flush_alerts().await?;
+            return self.tx.find_alert(source, fingerprint, starts_ms).await;
+        }
+        Ok(self.alerts.get(&k).and_then(|entries| {
+            entries
+                .iter()
+                .rev()
+                .find(|e| starts_ms.is_none_or(|s| e.starts_ms == s))
+                .map(|e| (e.id, e.incident_id, e.status.clone()))
+        }))
+    }
+
+    /// Buffers the insert; the row is written before the commit.
+    pub async fn insert_alert(&mut self, a: &NewAlert<'_>) -> Result<()> {
+        let k = (a.source.to_string(), a.fingerprint.to_string());
+        let id = -(self.pending_alerts.len() as i64) - 1;
+        self.pending_alerts.push(PendingAlert {
+            incident_id: a.incident_id,
+            source: a.source.to_string(),
+            fingerprint: a.fingerprint.to_string(),
+            status: a.status.to_string(),
+            name: a.name.to_string(),
+            starts_ms: a.starts_ms,
+            ends_ms: a.ends_ms,
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            generator_url: a.generator_url.map(str::to_string),
+            now: a.now.0,
+        });
+        if self.fetched_fingerprints.contains(&k) {
+            self.alerts.entry(k).or_default().push(AlertEntry {
+                id,
+                incident_id: a.incident_id,
+                status: a.status.to_string(),
+                starts_ms: a.starts_ms,
+            });
+        }
+        Ok(())
+    }
+
+    /// As [`StoreTx::set_alert_status`], for a stored or a buffered alert.
+    pub async fn set_alert_status(
+        &mut self,
+        source: &str,
+        fingerprint: &str,
+        id: i64,
+        status: &str,
+        ends_ms: Option<i64>,
+        now: Millis,
+    ) -> Result<()> {
+        if let Some(entries) = self
+            .alerts
+            .get_mut(&(source.to_string(), fingerprint.to_string()))
+            && let Some(e) = entries.iter_mut().find(|e| e.id == id)
+        {
+            e.status = status.to_string();
+        }
+        if id < 0 {
+            if let Some(p) = self.pending_alerts.get_mut((-id - 1) as usize) {
+                p.status = status.to_string();
+                p.ends_ms = ends_ms;
+            }
+            Ok(())
+        } else {
+            self.tx.set_alert_status(id, status, ends_ms, now).await
+        }
+    }
+
+    pub async fn firing_alerts(&mut self, incident_id: i64) -> Result<i64> {
+        self.flush_alerts().await?;
+        self.tx.firing_alerts(incident_id).await
+    }
+
+    pub async fn open_incident_for_group(&mut self, group_key: &str) -> Result<Option<Incident>> {
+        if let Some(known) = self.open.get(group_key) {
+            return Ok(known.clone());
+        }
+        let found = self.tx.open_incident_for_group(group_key).await?;
+        self.open.insert(group_key.to_string(), found.clone());
+        Ok(found)
+    }
+
+    pub async fn incident(&mut self, id: i64) -> Result<Option<Incident>> {
+        if let Some(inc) = self.open.values().flatten().find(|i| i.id == id) {
+            return Ok(Some(inc.clone()));
+        }
+        self.tx.incident(id).await
+    }
+
+    pub async fn insert_incident(&mut self, n: &NewIncident<'_>) -> Result<Incident> {
+        let inc = self.tx.insert_incident(n).await?;
+        self.open.insert(inc.group_key.clone(), Some(inc.clone()));
+        Ok(inc)
+    }
+
+    pub async fn update_incident(&mut self, i: &Incident) -> Result<()> {
+        self.tx.update_incident(i).await?;
+        if let Some(slot) = self.open.get_mut(&i.group_key)
+            && slot.as_ref().is_none_or(|cur| cur.id == i.id)
+        {
+            *slot = (i.state != State::Resolved).then(|| i.clone());
+        } else if i.state != State::Resolved {
+            // Reopened: it is the group's open incident again.
+            self.open.insert(i.group_key.clone(), Some(i.clone()));
+        }
+        Ok(())
+    }
+
+    /// Buffers a timeline event (written, in order, before the commit).
+    pub async fn append(&mut self, e: &NewEvent<'_>) -> Result<()> {
+        self.pending_events.push(PendingEvent {
+            incident_id: e.incident_id,
+            at: e.at.0,
+            actor: e.actor.to_string(),
+            kind: e.kind.to_string(),
+            text: e.text.to_string(),
+            data: e.data.to_string(),
+        });
+        Ok(())
+    }
+
+    pub async fn enqueue(
+        &mut self,
+        incident_id: Option<i64>,
+        kind: &str,
+        payload: &serde_json::Value,
+        now: Millis,
+    ) -> Result<i64> {
+        self.tx.enqueue(incident_id, kind, payload, now).await
+    }
+
+    pub async fn enqueue_at(
+        &mut self,
+        incident_id: Option<i64>,
+        kind: &str,
+        payload: &serde_json::Value,
+        now: Millis,
+        due: Millis,
+    ) -> Result<i64> {
+        self.tx
+            .enqueue_at(incident_id, kind, payload, now, due)
+            .await
+    }
+
+    async fn flush_alerts(&mut self) -> Result<()> {
+        if self.pending_alerts.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending_alerts);
+        for chunk in pending.chunks(CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO alerts (incident_id, source, fingerprint, status, name, starts_ms, ends_ms, labels, annotations, generator_url, received_ms, updated_ms) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 11;
+                let ps: Vec<String> = (1..=11).map(|j| format!("${}", b + j)).collect();
+                sql.push_str(&format!(
+                    "{}({}, ${})",
+                    if i > 0 { ", " } else { "" },
+                    ps.join(", "),
+                    b + 11
+                ));
+            }
+            on_tx!(&mut self.tx, c => {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+                for a in chunk {
+                    q = q.bind(a.incident_id).bind(a.source.as_str()).bind(a.fingerprint.as_str()).bind(a.status.as_str())
+                        .bind(a.name.as_str()).bind(a.starts_ms).bind(a.ends_ms).bind(a.labels.as_str())
+                        .bind(a.annotations.as_str()).bind(a.generator_url.as_deref()).bind(a.now);
+                }
+                q.execute(&mut *c).await.map(|_| ())?
+            });
+        }
+        // Buffered entries now exist as rows; their ids are no longer
+        // needed by anything in this batch but a later status change, which
+        // a flush-and-query handles: forget the negative ids.
+        for entries in self.alerts.values_mut() {
+            entries.retain(|e| e.id > 0);
+        }
+        self.fetched_fingerprints.retain(|k| {
+            !pending
+                .iter()
+                .any(|p| p.source == k.0 && p.fingerprint == k.1)
+        });
+        Ok(())
+    }
+
+    async fn flush_events(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.pending_events);
+        for chunk in pending.chunks(CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO timeline (incident_id, at_ms, actor, kind, text, data) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 6;
+                let ps: Vec<String> = (1..=6).map(|j| format!("${}", b + j)).collect();
+                sql.push_str(&format!(
+                    "{}({})",
+                    if i > 0 { ", " } else { "" },
+                    ps.join(", ")
+                ));
+            }
+            on_tx!(&mut self.tx, c => {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+                for e in chunk {
+                    q = q.bind(e.incident_id).bind(e.at).bind(e.actor.as_str()).bind(e.kind.as_str()).bind(e.text.as_str()).bind(e.data.as_str());
+                }
+                q.execute(&mut *c).await.map(|_| ())?
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the buffers and commits.
+    pub async fn commit(mut self) -> Result<()> {
+        self.flush_alerts().await?;
+        self.flush_events().await?;
+        let bumps = std::mem::take(&mut self.bumps);
+        for ((source, key), n) in bumps {
+            on_tx!(&mut self.tx, c => sqlx::query("UPDATE receipts SET duplicates = duplicates + $1 WHERE source = $2 AND key = $3")
+                .bind(n).bind(source.as_str()).bind(key.as_str()).execute(&mut *c).await.map(|_| ())?);
+        }
+        self.tx.commit().await
+    }
+}
