@@ -18,8 +18,10 @@ use crate::domain::State;
 use crate::domain::incident::Incident;
 use crate::domain::time::Millis;
 
-/// Rows per multi-row statement (SQLite allows 32,766 parameters).
-const CHUNK: usize = 400;
+/// Rows per multi-row statement. Small enough that binding stays cheap:
+/// sqlx looks each numbered parameter up by name, which SQLite answers by a
+/// linear scan, so a statement with thousands of `$N` costs quadratic time.
+const CHUNK: usize = 64;
 
 /// What the jobs of a batch will look up, gathered before they run.
 #[derive(Debug, Default)]
@@ -95,6 +97,25 @@ impl Batch {
         }
     }
 
+    /// `count` placeholders numbered from `first`: `?` on SQLite (bound in
+    /// order, no name lookup), `$N` on PostgreSQL.
+    fn params(&self, first: usize, count: usize) -> Vec<String> {
+        match self.tx {
+            StoreTx::Sqlite(_) => vec!["?".to_string(); count],
+            StoreTx::Postgres(_) => (first..first + count).map(|n| format!("${n}")).collect(),
+        }
+    }
+
+    /// `(…), (…)`: `rows` tuples of `cols` placeholders from parameter 1.
+    fn rows(&self, rows: usize, cols: usize) -> String {
+        let params = self.params(1, rows * cols);
+        params
+            .chunks(cols)
+            .map(|r| format!("({})", r.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Fetches everything in `p` in a few multi-row statements. Receipts
     /// are recorded here (upserted), so each key's outcome is known.
     pub async fn prefetch(&mut self, p: &Prefetch, now: Millis) -> Result<()> {
@@ -108,21 +129,12 @@ impl Batch {
         for chunk in keys.chunks(CHUNK) {
             let mut sql =
                 String::from("INSERT INTO receipts (source, key, outcome, received_ms) VALUES ");
-            for i in 0..chunk.len() {
-                let b = i * 3;
-                sql.push_str(&format!(
-                    "{}(${}, ${}, 'accepted', ${})",
-                    if i > 0 { ", " } else { "" },
-                    b + 1,
-                    b + 2,
-                    b + 3
-                ));
-            }
+            sql.push_str(&self.rows(chunk.len(), 4));
             sql.push_str(" ON CONFLICT (source, key) DO UPDATE SET duplicates = receipts.duplicates + 1 RETURNING source, key, duplicates");
             let rows: Vec<(String, String, i64)> = on_tx!(&mut self.tx, c => {
                 let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
                 for (s, k) in chunk {
-                    q = q.bind(s.as_str()).bind(k.as_str()).bind(now.0);
+                    q = q.bind(s.as_str()).bind(k.as_str()).bind("accepted").bind(now.0);
                 }
                 q.fetch_all(&mut *c).await?
             });
@@ -146,11 +158,11 @@ impl Batch {
         }
         for (source, fps) in by_source {
             for chunk in fps.chunks(CHUNK) {
-                let placeholders: Vec<String> =
-                    (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+                let params = self.params(1, chunk.len() + 1);
                 let sql = format!(
-                    "SELECT id, incident_id, status, fingerprint, starts_ms FROM alerts WHERE source = $1 AND fingerprint IN ({}) ORDER BY id",
-                    placeholders.join(", ")
+                    "SELECT id, incident_id, status, fingerprint, starts_ms FROM alerts WHERE source = {} AND fingerprint IN ({}) ORDER BY id",
+                    params[0],
+                    params[1..].join(", ")
                 );
                 let rows: Vec<(i64, Option<i64>, String, String, i64)> = on_tx!(&mut self.tx, c => {
                     let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(source);
@@ -181,8 +193,7 @@ impl Batch {
         let mut seen = HashSet::new();
         let groups: Vec<&String> = p.groups.iter().filter(|g| seen.insert(*g)).collect();
         for chunk in groups.chunks(CHUNK) {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
+            let placeholders = self.params(1, chunk.len());
             let sql = format!(
                 "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE state <> 'resolved' AND group_key IN ({}) ORDER BY id",
                 placeholders.join(", ")
@@ -408,22 +419,13 @@ impl Batch {
             let mut sql = String::from(
                 "INSERT INTO alerts (incident_id, source, fingerprint, status, name, starts_ms, ends_ms, labels, annotations, generator_url, received_ms, updated_ms) VALUES ",
             );
-            for i in 0..chunk.len() {
-                let b = i * 11;
-                let ps: Vec<String> = (1..=11).map(|j| format!("${}", b + j)).collect();
-                sql.push_str(&format!(
-                    "{}({}, ${})",
-                    if i > 0 { ", " } else { "" },
-                    ps.join(", "),
-                    b + 11
-                ));
-            }
+            sql.push_str(&self.rows(chunk.len(), 12));
             on_tx!(&mut self.tx, c => {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
                 for a in chunk {
                     q = q.bind(a.incident_id).bind(a.source.as_str()).bind(a.fingerprint.as_str()).bind(a.status.as_str())
                         .bind(a.name.as_str()).bind(a.starts_ms).bind(a.ends_ms).bind(a.labels.as_str())
-                        .bind(a.annotations.as_str()).bind(a.generator_url.as_deref()).bind(a.now);
+                        .bind(a.annotations.as_str()).bind(a.generator_url.as_deref()).bind(a.now).bind(a.now);
                 }
                 q.execute(&mut *c).await.map(|_| ())?
             });
@@ -448,15 +450,7 @@ impl Batch {
             let mut sql = String::from(
                 "INSERT INTO timeline (incident_id, at_ms, actor, kind, text, data) VALUES ",
             );
-            for i in 0..chunk.len() {
-                let b = i * 6;
-                let ps: Vec<String> = (1..=6).map(|j| format!("${}", b + j)).collect();
-                sql.push_str(&format!(
-                    "{}({})",
-                    if i > 0 { ", " } else { "" },
-                    ps.join(", ")
-                ));
-            }
+            sql.push_str(&self.rows(chunk.len(), 6));
             on_tx!(&mut self.tx, c => {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
                 for e in chunk {
