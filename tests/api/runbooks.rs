@@ -352,3 +352,67 @@ async fn a_backlog_that_does_not_fall_leaves_the_incident_acknowledged() {
         "{samples:?}"
     );
 }
+
+#[tokio::test]
+async fn an_alert_joining_an_incident_without_a_runbook_brings_its_runbook() {
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = BACKLOG_RUNBOOK.replace(
+        "alertname = [\"NotificationBacklogHigh\"]",
+        "labels = [{ name = \"team\", op = \"=\", value = \"notify\" }]",
+    );
+    std::fs::write(dir.path().join("backlog.toml"), runbook).unwrap();
+    let base = backlog_server(vec![5]).await;
+    let dirs = format!("[\"{}\"]", dir.path().display());
+    let app = spawn_app_on(
+        Backend::Sqlite,
+        &[
+            ("FIRSTLINE_RUNBOOKS__BUNDLED", "false"),
+            ("FIRSTLINE_RUNBOOKS__DIRS", dirs.as_str()),
+            ("FIRSTLINE_TARGETS__BACKLOG_API__KIND", "http"),
+            ("FIRSTLINE_TARGETS__BACKLOG_API__BASE_URL", base.as_str()),
+        ],
+    )
+    .await
+    .unwrap();
+    let plain = am_payload(
+        "g1",
+        &[(
+            "QueueSlow",
+            "notification",
+            "warning",
+            "w:1",
+            "firing",
+            "2026-11-23T00:00:00Z",
+        )],
+    );
+    let mut tagged: Value = serde_json::from_str(&am_payload(
+        "g2",
+        &[(
+            "QueueSlow",
+            "notification",
+            "warning",
+            "w:2",
+            "firing",
+            "2026-11-23T00:00:01Z",
+        )],
+    ))
+    .unwrap();
+    tagged["alerts"][0]["labels"]["team"] = json!("notify");
+
+    app.post_hook("alertmanager", plain).await;
+    let (_, before) = app.get_json("/api/incidents/INC-1").await;
+    let (_, joined) = app.post_hook("alertmanager", tagged.to_string()).await;
+    let posts = app.wait_posts("INC-1", 2).await;
+
+    assert!(before["incident"]["runbook_id"].is_null());
+    assert_eq!(joined["incidents"], json!(["INC-1"]));
+    let (_, after) = app.get_json("/api/incidents/INC-1").await;
+    assert_eq!(after["incident"]["runbook_id"], "backlog");
+    assert!(
+        posts[1]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("🔎 INC-1 checks of runbook backlog"),
+        "{posts:?}"
+    );
+}

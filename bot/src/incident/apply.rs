@@ -368,6 +368,21 @@ async fn incident_for(
         } else if changed {
             tx.update_incident(&inc).await?;
         }
+        // An incident with no runbook yet gets the first one a joining
+        // alert matches. Once it has one, joining alerts do not rerun it:
+        // an alert storm would otherwise probe the same systems hundreds of
+        // times (`/runbook run` reruns on demand).
+        if inc.runbook_id.is_none()
+            && rules.run_on_alert
+            && let Some(entry) = rules.catalog.for_alert(&alert.labels)
+        {
+            inc.runbook_id = Some(entry.runbook.id.clone());
+            tx.update_incident(&inc).await?;
+            let payload = json!({"runbook_id": entry.runbook.id, "labels": alert.labels});
+            tx.enqueue(Some(inc.id), "runbook_run", &payload, now)
+                .await?;
+            effects.enqueued += 1;
+        }
         return Ok((inc.id, false));
     }
     let title = incident::title_for(alert, &group);

@@ -15,7 +15,7 @@ mod rows;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -178,10 +178,16 @@ impl Store {
                 .await?;
             Store::Sqlite(pool)
         } else {
+            // sqlx prepares every statement; after five runs PostgreSQL may
+            // switch a statement to a generic plan made while the tables were
+            // empty (a sequential scan), which then costs O(table) per alert
+            // forever. Custom plans are re-planned with the current sizes.
+            let connect = PgConnectOptions::from_str(&opts.url)?
+                .options([("plan_cache_mode", "force_custom_plan")]);
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(Duration::from_secs(5))
-                .connect(&opts.url)
+                .connect_with(connect)
                 .await?;
             Store::Postgres(pool)
         };
@@ -494,11 +500,11 @@ impl StoreTx {
     pub async fn update_incident(&mut self, i: &Incident) -> Result<()> {
         on_tx!(self, c => sqlx::query(
             "UPDATE incidents SET title = $1, severity = $2, state = $3, impact_start_ms = $4, acknowledged_ms = $5,
-             mitigated_ms = $6, resolved_ms = $7, updated_ms = $8, truncated_alerts = $9 WHERE id = $10")
+             mitigated_ms = $6, resolved_ms = $7, updated_ms = $8, truncated_alerts = $9, runbook_id = $11 WHERE id = $10")
             .bind(&i.title).bind(i.severity.as_str()).bind(i.state.as_str())
             .bind(i.impact_start.map(|m| m.0)).bind(i.acknowledged.map(|m| m.0))
             .bind(i.mitigated.map(|m| m.0)).bind(i.resolved.map(|m| m.0)).bind(i.updated.0)
-            .bind(i.truncated_alerts).bind(i.id).execute(&mut *c).await.map(|_| ())?);
+            .bind(i.truncated_alerts).bind(i.id).bind(i.runbook_id.as_deref()).execute(&mut *c).await.map(|_| ())?);
         Ok(())
     }
 
