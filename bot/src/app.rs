@@ -228,6 +228,7 @@ impl App {
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx.clone()));
         let runner = tokio::spawn(runner.run(stop_rx.clone()));
         let recovery = tokio::spawn(recovery.run(stop_rx.clone()));
+        let checkpointer = tokio::spawn(checkpoints(store.clone(), stop_rx.clone()));
         let janitor = tokio::spawn(prune_receipts(
             store.clone(),
             clock.clone(),
@@ -248,6 +249,7 @@ impl App {
         let _ = runner.await;
         let _ = recovery.await;
         let _ = janitor.await;
+        let _ = checkpointer.await;
         drop(commands);
         writer.abort();
         store.close().await;
@@ -257,6 +259,23 @@ impl App {
 
 /// Applies seed 000's receipt rules: TTL days, then a MAX count, oldest
 /// first; at start-up and every minute.
+/// Keeps SQLite's WAL short with PASSIVE checkpoints every second, off the
+/// writer's path.
+async fn checkpoints(store: Store, mut stop: watch::Receiver<bool>) {
+    if store.backend() != "sqlite" {
+        return;
+    }
+    loop {
+        if let Err(e) = store.checkpoint().await {
+            warn!(error = %e, "WAL checkpoint failed; will retry");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 async fn prune_receipts(
     store: Store,
     clock: Arc<dyn Clock>,

@@ -170,7 +170,11 @@ impl Store {
                     SqliteSynchronous::Normal
                 })
                 .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Checkpoints run from a background task (Store::checkpoint)
+                // so the writer's commits do not stall on them; this high
+                // threshold is the safety net if that task stops.
+                .pragma("wal_autocheckpoint", "20000");
             let pool = SqlitePoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(Duration::from_secs(5))
@@ -220,6 +224,15 @@ impl Store {
             Store::Sqlite(p) => StoreTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Store::Postgres(p) => StoreTx::Postgres(p.begin().await?),
         })
+    }
+
+    /// SQLite: copies the WAL back into the database without blocking the
+    /// writer (a PASSIVE checkpoint). PostgreSQL: nothing to do.
+    pub async fn checkpoint(&self) -> Result<()> {
+        if let Store::Sqlite(p) = self {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(p).await?;
+        }
+        Ok(())
     }
 
     /// Whether the database answers; `/readyz` uses it.
