@@ -230,7 +230,9 @@ impl Store {
     /// writer (a PASSIVE checkpoint). PostgreSQL: nothing to do.
     pub async fn checkpoint(&self) -> Result<()> {
         if let Store::Sqlite(p) = self {
-            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(p).await?;
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(p)
+                .await?;
         }
         Ok(())
     }
