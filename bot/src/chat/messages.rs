@@ -199,6 +199,7 @@ impl Messages {
             .iter()
             .map(|f| {
                 let detail = match (&f.error, &f.observed, &f.threshold) {
+                    _ if f.unconfigured => Some("not run: target not configured".to_string()),
                     (Some(e), _, _) => Some(e.clone()),
                     (None, Some(v), Some(t)) if f.status != Status::Ok => Some(format!(
                         "observed {v}, breached {t}{}",
@@ -216,6 +217,14 @@ impl Messages {
                 }
             })
             .collect();
+        let mut unconfigured: Vec<String> = report
+            .findings
+            .iter()
+            .filter(|f| f.unconfigured)
+            .map(|f| f.target.clone())
+            .collect();
+        unconfigured.sort_unstable();
+        unconfigured.dedup();
         let bottleneck = report.bottleneck.map(|i| {
             let f = &report.findings[i];
             context! { index => i + 1, title => &f.title, verb => if f.status == Status::Error { "could not be checked" } else { "failed" } }
@@ -246,6 +255,7 @@ impl Messages {
             context! {
                 id => incident, runbook_id => &report.runbook_id, title => &report.title, title_en => &report.title_en,
                 summary => counts, findings => findings, bottleneck => bottleneck, actions => actions,
+                unconfigured => unconfigured,
             },
         )
     }

@@ -63,6 +63,10 @@ pub struct Finding {
     pub duration_ms: u64,
     /// Why the probe could not observe, for `error`.
     pub error: Option<String>,
+    /// The check's target is not configured: it could not run at all, so it
+    /// is never named as the bottleneck (the system may be fine).
+    #[serde(default)]
+    pub unconfigured: bool,
 }
 
 /// All findings of one run, in the runbook's order.
@@ -124,7 +128,7 @@ pub async fn run(rb: &Runbook, targets: &Targets, ctx: &RunContext, concurrency:
     }
     let bottleneck = findings
         .iter()
-        .position(|f| matches!(f.status, Status::Fail | Status::Error));
+        .position(|f| matches!(f.status, Status::Fail | Status::Error) && !f.unconfigured);
     Report {
         runbook_id: rb.id.clone(),
         title: rb.title.clone(),
@@ -148,6 +152,7 @@ fn error_finding(check: &Check, error: String, duration_ms: u64) -> Finding {
         evidence: String::new(),
         duration_ms,
         error: Some(error),
+        unconfigured: false,
     }
 }
 
@@ -156,11 +161,14 @@ pub async fn run_check(check: &Check, target: Option<&Target>, ctx: &RunContext)
     let started = Instant::now();
     let Some(target) = target else {
         let t = check.probe.target();
-        return error_finding(
-            check,
-            format!("target {t:?} is not configured: add [targets.{t}] to the config"),
-            0,
-        );
+        return Finding {
+            unconfigured: true,
+            ..error_finding(
+                check,
+                format!("target {t:?} is not configured: add [targets.{t}] to the config"),
+                0,
+            )
+        };
     };
     let spec = match render_spec(&check.probe, ctx) {
         Ok(s) => s,
@@ -184,6 +192,7 @@ pub async fn run_check(check: &Check, target: Option<&Target>, ctx: &RunContext)
         evidence: observation.evidence.clone(),
         duration_ms,
         error: None,
+        unconfigured: false,
     };
     let mut held = Vec::new();
     for e in &check.expect {
