@@ -18,10 +18,16 @@ use crate::domain::State;
 use crate::domain::incident::Incident;
 use crate::domain::time::Millis;
 
-/// Rows per multi-row statement. Small enough that binding stays cheap:
-/// sqlx looks each numbered parameter up by name, which SQLite answers by a
-/// linear scan, so a statement with thousands of `$N` costs quadratic time.
-const CHUNK: usize = 64;
+/// Rows per multi-row statement on SQLite. Small enough that binding stays
+/// cheap: sqlx looks each numbered parameter up by name, which SQLite
+/// answers by a linear scan, so thousands of `$N` cost quadratic time.
+const SQLITE_CHUNK: usize = 64;
+
+/// Rows per multi-row statement on PostgreSQL. sqlx does not set
+/// TCP_NODELAY, and a statement whose messages leave in several writes
+/// waits for the server's delayed ACK (~40 ms) under Nagle's algorithm:
+/// small statements keep each round trip in one write.
+const POSTGRES_CHUNK: usize = 8;
 
 /// What the jobs of a batch will look up, gathered before they run.
 #[derive(Debug, Default)]
@@ -97,6 +103,13 @@ impl Batch {
         }
     }
 
+    fn chunk(&self) -> usize {
+        match self.tx {
+            StoreTx::Sqlite(_) => SQLITE_CHUNK,
+            StoreTx::Postgres(_) => POSTGRES_CHUNK,
+        }
+    }
+
     /// `count` placeholders numbered from `first`: `?` on SQLite (bound in
     /// order, no name lookup), `$N` on PostgreSQL.
     fn params(&self, first: usize, count: usize) -> Vec<String> {
@@ -126,7 +139,7 @@ impl Batch {
             .iter()
             .filter(|k| seen.insert((*k).clone()))
             .collect();
-        for chunk in keys.chunks(CHUNK) {
+        for chunk in keys.chunks(self.chunk()) {
             let mut sql =
                 String::from("INSERT INTO receipts (source, key, outcome, received_ms) VALUES ");
             sql.push_str(&self.rows(chunk.len(), 4));
@@ -157,7 +170,7 @@ impl Batch {
             }
         }
         for (source, fps) in by_source {
-            for chunk in fps.chunks(CHUNK) {
+            for chunk in fps.chunks(self.chunk()) {
                 let params = self.params(1, chunk.len() + 1);
                 let sql = format!(
                     "SELECT id, incident_id, status, fingerprint, starts_ms FROM alerts WHERE source = {} AND fingerprint IN ({}) ORDER BY id",
@@ -192,7 +205,7 @@ impl Batch {
         // Open incidents of the groups.
         let mut seen = HashSet::new();
         let groups: Vec<&String> = p.groups.iter().filter(|g| seen.insert(*g)).collect();
-        for chunk in groups.chunks(CHUNK) {
+        for chunk in groups.chunks(self.chunk()) {
             let placeholders = self.params(1, chunk.len());
             let sql = format!(
                 "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE state <> 'resolved' AND group_key IN ({}) ORDER BY id",
@@ -415,7 +428,7 @@ impl Batch {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending_alerts);
-        for chunk in pending.chunks(CHUNK) {
+        for chunk in pending.chunks(self.chunk()) {
             let mut sql = String::from(
                 "INSERT INTO alerts (incident_id, source, fingerprint, status, name, starts_ms, ends_ms, labels, annotations, generator_url, received_ms, updated_ms) VALUES ",
             );
@@ -446,7 +459,7 @@ impl Batch {
 
     async fn flush_events(&mut self) -> Result<()> {
         let pending = std::mem::take(&mut self.pending_events);
-        for chunk in pending.chunks(CHUNK) {
+        for chunk in pending.chunks(self.chunk()) {
             let mut sql = String::from(
                 "INSERT INTO timeline (incident_id, at_ms, actor, kind, text, data) VALUES ",
             );
