@@ -155,7 +155,6 @@ impl App {
         let recovery = Dispatcher::new(
             store.clone(),
             RecoveryWatcher {
-                store: store.clone(),
                 catalog: catalog.clone(),
                 targets: targets.clone(),
                 ledger: ledger.clone(),

@@ -183,24 +183,21 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .client
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
             .get(format!("{}{path}", self.addr))
             .send()
             .await
-            .expect("request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+            .expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self.get(path).await;
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn get_text(&self, path: &str) -> (u16, String) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.addr))
-            .send()
-            .await
-            .expect("request");
+        let r = self.get(path).await;
         (r.status().as_u16(), r.text().await.unwrap_or_default())
     }
 

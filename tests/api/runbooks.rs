@@ -46,6 +46,24 @@ kind = "manual"
 reversible = true
 "#;
 
+/// The real app on SQLite with only `runbook` loaded (no bundled ones), and
+/// `env` on top; the temp dir holds the runbook file.
+async fn app_with_runbook(
+    runbook: &str,
+    env: &[(&str, &str)],
+) -> (crate::helpers::TestApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("runbook.toml"), runbook).unwrap();
+    let dirs = format!("[\"{}\"]", dir.path().display());
+    let mut all = vec![
+        ("FIRSTLINE_RUNBOOKS__BUNDLED", "false"),
+        ("FIRSTLINE_RUNBOOKS__DIRS", dirs.as_str()),
+    ];
+    all.extend_from_slice(env);
+    let app = spawn_app_on(Backend::Sqlite, &all).await.unwrap();
+    (app, dir)
+}
+
 async fn summary_server(failed: u64) -> String {
     let app = axum::Router::new().route(
         "/api/workflow-events/summary",
@@ -73,24 +91,18 @@ fn dead_address() -> String {
 
 #[tokio::test]
 async fn an_alert_runs_its_runbook_and_the_findings_name_the_first_failing_check() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("wf.toml"), RUNBOOK).unwrap();
     let base = summary_server(7).await;
     let dead = dead_address();
-    let dirs = format!("[\"{}\"]", dir.path().display());
-    let app = spawn_app_on(
-        Backend::Sqlite,
+    let (app, _dir) = app_with_runbook(
+        RUNBOOK,
         &[
-            ("FIRSTLINE_RUNBOOKS__BUNDLED", "false"),
-            ("FIRSTLINE_RUNBOOKS__DIRS", dirs.as_str()),
             ("FIRSTLINE_TARGETS__WORKFLOW_API__KIND", "http"),
             ("FIRSTLINE_TARGETS__WORKFLOW_API__BASE_URL", base.as_str()),
             ("FIRSTLINE_TARGETS__DEAD_DB__KIND", "tcp"),
             ("FIRSTLINE_TARGETS__DEAD_DB__ADDRESS", dead.as_str()),
         ],
     )
-    .await
-    .unwrap();
+    .await;
     let alert = am_payload(
         "g",
         &[(
@@ -151,22 +163,16 @@ async fn an_alert_runs_its_runbook_and_the_findings_name_the_first_failing_check
 
 #[tokio::test]
 async fn runbook_run_from_chat_records_fresh_findings_on_the_incident() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("wf.toml"), RUNBOOK).unwrap();
     let base = summary_server(0).await;
-    let dirs = format!("[\"{}\"]", dir.path().display());
-    let app = spawn_app_on(
-        Backend::Sqlite,
+    let (app, _dir) = app_with_runbook(
+        RUNBOOK,
         &[
-            ("FIRSTLINE_RUNBOOKS__BUNDLED", "false"),
             ("FIRSTLINE_RUNBOOKS__RUN_ON_ALERT", "false"),
-            ("FIRSTLINE_RUNBOOKS__DIRS", dirs.as_str()),
             ("FIRSTLINE_TARGETS__WORKFLOW_API__KIND", "http"),
             ("FIRSTLINE_TARGETS__WORKFLOW_API__BASE_URL", base.as_str()),
         ],
     )
-    .await
-    .unwrap();
+    .await;
     app.command("kim", "/incident declare workflow events look odd")
         .await;
 
@@ -263,22 +269,16 @@ async fn backlog_server(values: Vec<u64>) -> String {
 }
 
 async fn backlog_app(values: Vec<u64>) -> (crate::helpers::TestApp, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("backlog.toml"), BACKLOG_RUNBOOK).unwrap();
     let base = backlog_server(values).await;
-    let dirs = format!("[\"{}\"]", dir.path().display());
-    let app = spawn_app_on(
-        Backend::Sqlite,
+    let (app, _dir) = app_with_runbook(
+        BACKLOG_RUNBOOK,
         &[
-            ("FIRSTLINE_RUNBOOKS__BUNDLED", "false"),
             ("FIRSTLINE_RUNBOOKS__RUN_ON_ALERT", "false"),
-            ("FIRSTLINE_RUNBOOKS__DIRS", dirs.as_str()),
             ("FIRSTLINE_TARGETS__BACKLOG_API__KIND", "http"),
             ("FIRSTLINE_TARGETS__BACKLOG_API__BASE_URL", base.as_str()),
         ],
     )
-    .await
-    .unwrap();
+    .await;
     let alert = am_payload(
         "g",
         &[(
@@ -291,7 +291,7 @@ async fn backlog_app(values: Vec<u64>) -> (crate::helpers::TestApp, tempfile::Te
         )],
     );
     app.post_hook("alertmanager", alert).await;
-    (app, dir)
+    (app, _dir)
 }
 
 async fn recovery_samples(app: &crate::helpers::TestApp, n: usize) -> Vec<Value> {
@@ -357,25 +357,19 @@ async fn a_backlog_that_does_not_fall_leaves_the_incident_acknowledged() {
 
 #[tokio::test]
 async fn an_alert_joining_an_incident_without_a_runbook_brings_its_runbook() {
-    let dir = tempfile::tempdir().unwrap();
     let runbook = BACKLOG_RUNBOOK.replace(
         "alertname = [\"NotificationBacklogHigh\"]",
         "labels = [{ name = \"team\", op = \"=\", value = \"notify\" }]",
     );
-    std::fs::write(dir.path().join("backlog.toml"), runbook).unwrap();
     let base = backlog_server(vec![5]).await;
-    let dirs = format!("[\"{}\"]", dir.path().display());
-    let app = spawn_app_on(
-        Backend::Sqlite,
+    let (app, _dir) = app_with_runbook(
+        &runbook,
         &[
-            ("FIRSTLINE_RUNBOOKS__BUNDLED", "false"),
-            ("FIRSTLINE_RUNBOOKS__DIRS", dirs.as_str()),
             ("FIRSTLINE_TARGETS__BACKLOG_API__KIND", "http"),
             ("FIRSTLINE_TARGETS__BACKLOG_API__BASE_URL", base.as_str()),
         ],
     )
-    .await
-    .unwrap();
+    .await;
     let plain = am_payload(
         "g1",
         &[(

@@ -2,7 +2,6 @@
 //! and PostgreSQL (teloxide's storage-test pattern).
 
 use firstline::domain::time::Millis;
-use serde_json::Value;
 
 use crate::helpers::{Backend, TestApp, am_payload, fixture, spawn_app_on};
 
@@ -120,7 +119,6 @@ async fn contract(app: TestApp) {
         metrics.contains("firstline_incidents_open{severity=\"P2\"} 1"),
         "{metrics}"
     );
-    let _: Value = Value::Null;
 }
 
 #[tokio::test]

@@ -214,8 +214,7 @@ pub(super) async fn ingest(
         let existing = tx.find_alert(src, &alert.fingerprint, starts_ms).await?;
         let incident_id = match (existing, alert.status) {
             // Same alert, same status: a redelivery whose receipt was pruned.
-            (Some((_, incident_id, status)), s) if status == s.as_str() => {
-                let _ = incident_id;
+            (Some((_, _, status)), s) if status == s.as_str() => {
                 out.duplicates += 1;
                 continue;
             }

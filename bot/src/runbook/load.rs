@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use super::expect::{parse_condition, parse_path, select};
+use super::expect::{parse_condition, parse_path};
 use super::model::{ACTION_KINDS, Runbook, TRENDS};
 use crate::probe::{ProbeSpec, TargetSettings};
 
@@ -566,7 +566,6 @@ fn lint(
             );
         }
     }
-    let _ = select;
     problems
 }
 

@@ -20,7 +20,7 @@ use crate::domain::time::Clock;
 use crate::incident::{Change, Ledger};
 use crate::outbox::{Failure, Handler};
 use crate::probe;
-use crate::store::{OutboxItem, Store};
+use crate::store::OutboxItem;
 
 /// Samples taken per incident before sampling stops without a verdict.
 pub const MAX_SAMPLES: u32 = 60;
@@ -60,7 +60,6 @@ pub struct SamplePayload {
 
 /// The `recovery_sample` handler.
 pub struct RecoveryWatcher {
-    pub store: Store,
     pub catalog: Arc<Catalog>,
     pub targets: Arc<Targets>,
     pub ledger: Ledger,
@@ -150,7 +149,6 @@ impl Handler for RecoveryWatcher {
             all_hold: all,
             next: next.map(|due| (due, serde_json::to_value(&payload).unwrap_or_default())),
         };
-        let _ = &self.store;
         self.ledger
             .change("firstline", change)
             .await

@@ -7,8 +7,9 @@
 //! the backends cannot drift apart. The same contract tests run on both.
 //!
 //! Writes that belong together (an alert, its incident, the timeline event
-//! and the chat post intent) go through one [`StoreTx`]; see `incident::ledger`
-//! for the single writer that batches them (group commit).
+//! and the chat post intent) go through one transaction: the single writer
+//! in `incident::ledger` wraps it in a [`Batch`], which serves a whole group
+//! commit's lookups and inserts with a few multi-row statements.
 
 mod rows;
 
@@ -460,15 +461,6 @@ impl StoreTx {
         })
     }
 
-    pub async fn insert_alert(&mut self, a: &NewAlert<'_>) -> Result<i64> {
-        Ok(on_tx!(self, c => sqlx::query_scalar(
-            "INSERT INTO alerts (incident_id, source, fingerprint, status, name, starts_ms, ends_ms, labels, annotations, generator_url, received_ms, updated_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id")
-            .bind(a.incident_id).bind(a.source).bind(a.fingerprint).bind(a.status).bind(a.name)
-            .bind(a.starts_ms).bind(a.ends_ms).bind(&a.labels).bind(&a.annotations).bind(a.generator_url)
-            .bind(a.now.0).fetch_one(&mut *c).await?))
-    }
-
     pub async fn set_alert_status(
         &mut self,
         id: i64,
@@ -521,13 +513,6 @@ impl StoreTx {
             .bind(i.mitigated.map(|m| m.0)).bind(i.resolved.map(|m| m.0)).bind(i.updated.0)
             .bind(i.truncated_alerts).bind(i.id).bind(i.runbook_id.as_deref()).execute(&mut *c).await.map(|_| ())?);
         Ok(())
-    }
-
-    pub async fn append(&mut self, e: &NewEvent<'_>) -> Result<i64> {
-        Ok(on_tx!(self, c => sqlx::query_scalar(
-            "INSERT INTO timeline (incident_id, at_ms, actor, kind, text, data) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
-            .bind(e.incident_id).bind(e.at.0).bind(e.actor).bind(e.kind).bind(e.text).bind(e.data.to_string())
-            .fetch_one(&mut *c).await?))
     }
 
     /// Writes an intent for the dispatcher (a chat post now; pages and
