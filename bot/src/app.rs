@@ -256,8 +256,6 @@ impl App {
     }
 }
 
-/// Applies seed 000's receipt rules: TTL days, then a MAX count, oldest
-/// first; at start-up and every minute.
 /// Keeps SQLite's WAL short with PASSIVE checkpoints every second, off the
 /// writer's path.
 async fn checkpoints(store: Store, mut stop: watch::Receiver<bool>) {
@@ -275,6 +273,8 @@ async fn checkpoints(store: Store, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Applies seed 000's receipt rules: TTL days, then a MAX count, oldest
+/// first; at start-up and every minute.
 async fn prune_receipts(
     store: Store,
     clock: Arc<dyn Clock>,
@@ -296,7 +296,7 @@ async fn prune_receipts(
             Err(e) => warn!(error = %e, "receipt pruning failed; will retry"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => return,
         }
     }

@@ -568,8 +568,13 @@ fn validate(
             "must start with sqlite: (e.g. sqlite://firstline.db) or postgres://".into(),
         );
     }
-    if settings.store.max_connections == 0 {
-        err("store.max_connections", "must be at least 1".into());
+    // The writer holds one connection for good; readers (API, dispatchers,
+    // checkpoints) need at least one more.
+    if settings.store.max_connections < 2 {
+        err(
+            "store.max_connections",
+            "must be at least 2 (the writer keeps one; the API and delivery need another)".into(),
+        );
     }
     if settings.store.batch_max == 0 {
         err("store.batch_max", "must be at least 1".into());

@@ -45,6 +45,22 @@ fn check_config_names_every_bad_key_with_its_line_and_fails() {
 }
 
 #[test]
+fn check_config_refuses_a_pool_too_small_for_the_writer_and_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("small.toml"),
+        "[store]\nmax_connections = 1\n",
+    )
+    .unwrap();
+    let (code, _, err) = firstline(dir.path(), &["check-config", "--config", "small.toml"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("store.max_connections (line 2): must be at least 2"),
+        "{err}"
+    );
+}
+
+#[test]
 fn incident_commands_on_a_fresh_directory_say_there_is_no_database_yet() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = firstline(dir.path(), &["incident", "list"]);

@@ -500,3 +500,58 @@ async fn futures_join_all<F: std::future::Future>(
     }
     out
 }
+
+#[tokio::test]
+async fn alerts_are_still_stored_after_postgres_drops_every_connection() {
+    let Some(app) = spawn_app_on(Backend::Postgres, &[]).await else {
+        return;
+    };
+    let first = am_payload(
+        "g",
+        &[(
+            "Before",
+            "api",
+            "warning",
+            "a:1",
+            "firing",
+            "2026-11-23T00:00:00Z",
+        )],
+    );
+    let (status, body) = app.post_hook("alertmanager", first).await;
+    assert_eq!(status, 200, "{body}");
+
+    // What a PostgreSQL restart or failover does to a running bot: every
+    // connection it holds, the writer's included, is cut.
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db_url)
+        .await
+        .unwrap();
+    let cut: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!cut.is_empty(), "the bot held connections to cut");
+
+    let second = am_payload(
+        "g",
+        &[(
+            "After",
+            "web",
+            "critical",
+            "b:1",
+            "firing",
+            "2026-11-23T00:01:00Z",
+        )],
+    );
+    let (status, body) = app.post_hook("alertmanager", second).await;
+    assert_eq!(
+        status, 200,
+        "the writer takes a fresh connection instead of failing the sender: {body}"
+    );
+    assert_eq!(body["status"], "accepted");
+    assert_eq!(body["opened"], serde_json::json!(["INC-2"]));
+    let (status, inc) = app.get_json("/api/incidents/INC-2").await;
+    assert_eq!(status, 200, "{inc}");
+}

@@ -170,7 +170,7 @@ pub(super) fn prefetch_for<'a>(
 }
 
 pub(super) async fn ingest(
-    tx: &mut Batch,
+    tx: &mut Batch<'_>,
     rules: &Rules,
     now: Millis,
     source: Source,
@@ -324,7 +324,7 @@ pub(super) async fn ingest(
 
 /// The open incident of the alert's group, or a new one (`true`).
 async fn incident_for(
-    tx: &mut Batch,
+    tx: &mut Batch<'_>,
     rules: &Rules,
     now: Millis,
     alert: &IncomingAlert,
@@ -435,7 +435,7 @@ async fn incident_for(
 }
 
 async fn insert_alert(
-    tx: &mut Batch,
+    tx: &mut Batch<'_>,
     now: Millis,
     a: &IncomingAlert,
     incident_id: Option<i64>,
@@ -458,7 +458,7 @@ async fn insert_alert(
 }
 
 async fn alert_joined(
-    tx: &mut Batch,
+    tx: &mut Batch<'_>,
     _rules: &Rules,
     now: Millis,
     id: i64,
@@ -478,7 +478,7 @@ async fn alert_joined(
 }
 
 async fn refired(
-    tx: &mut Batch,
+    tx: &mut Batch<'_>,
     rules: &Rules,
     now: Millis,
     id: i64,
@@ -506,7 +506,7 @@ async fn refired(
 }
 
 async fn alert_resolved(
-    tx: &mut Batch,
+    tx: &mut Batch<'_>,
     rules: &Rules,
     now: Millis,
     id: i64,
@@ -578,7 +578,7 @@ fn set_state(inc: &mut Incident, to: State, now: Millis) {
 }
 
 pub(super) async fn change(
-    tx: &mut Batch,
+    tx: &mut Batch<'_>,
     rules: &Rules,
     now: Millis,
     actor: &str,
@@ -825,7 +825,7 @@ pub(super) async fn change(
 /// When mitigation starts (the incident is acknowledged) and its runbook
 /// has recovery criteria, the first recovery sample is scheduled.
 async fn start_recovery_watch(
-    tx: &mut Batch,
+    tx: &mut Batch<'_>,
     rules: &Rules,
     now: Millis,
     inc: &Incident,
@@ -848,7 +848,7 @@ async fn start_recovery_watch(
     Ok(())
 }
 
-async fn load(tx: &mut Batch, id: i64) -> Result<Incident, LedgerError> {
+async fn load(tx: &mut Batch<'_>, id: i64) -> Result<Incident, LedgerError> {
     tx.incident(id)
         .await?
         .ok_or_else(|| LedgerError::NotFound(human_id(id)))
@@ -856,7 +856,7 @@ async fn load(tx: &mut Batch, id: i64) -> Result<Incident, LedgerError> {
 
 #[allow(clippy::too_many_arguments)]
 async fn event(
-    tx: &mut Batch,
+    tx: &mut Batch<'_>,
     inc: &Incident,
     now: Millis,
     actor: &str,
@@ -878,7 +878,7 @@ async fn event(
 
 /// Writes a chat post intent for the incident's thread.
 async fn post(
-    tx: &mut Batch,
+    tx: &mut Batch<'_>,
     rules: &Rules,
     now: Millis,
     inc: &Incident,

@@ -15,7 +15,7 @@ use super::apply::{
 };
 use crate::domain::alert::{ParsedWebhook, Source};
 use crate::domain::time::Clock;
-use crate::store::{Batch, Store};
+use crate::store::{Batch, Store, WriterConn};
 
 enum Job {
     Ingest {
@@ -60,6 +60,7 @@ impl Ledger {
             clock,
             wakes,
             batch_max,
+            conn: None,
         };
         let handle = tokio::spawn(writer.run(rx));
         (Ledger { jobs: tx }, handle)
@@ -110,12 +111,25 @@ struct Writer {
     /// Woken after a commit that wrote outbox intents (one per dispatcher).
     wakes: Vec<Arc<Notify>>,
     batch_max: usize,
+    /// Held across batches; dropped (closed) after a store error and taken
+    /// afresh for the next batch.
+    conn: Option<WriterConn>,
 }
 
 impl Writer {
-    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut batch = Vec::with_capacity(self.batch_max);
-        while let Some(first) = rx.recv().await {
+        loop {
+            // `Store::close` waits for every connection to come back: give
+            // the held one up as soon as the pool starts closing.
+            let next = tokio::select! {
+                job = rx.recv() => job,
+                _ = self.store.closing(), if self.conn.is_some() => {
+                    self.conn = None;
+                    continue;
+                }
+            };
+            let Some(first) = next else { break };
             batch.push(first);
             while batch.len() < self.batch_max {
                 match rx.try_recv() {
@@ -127,7 +141,7 @@ impl Writer {
         }
     }
 
-    async fn apply_batch(&self, batch: Vec<Job>) {
+    async fn apply_batch(&mut self, batch: Vec<Job>) {
         let many = batch.len() > 1;
         match self.try_apply(&batch).await {
             Ok((outcomes, effects)) => {
@@ -165,55 +179,96 @@ impl Writer {
     /// incident, forbidden transition) are per-job results and change
     /// nothing; a store error aborts the whole transaction.
     async fn try_apply(
-        &self,
+        &mut self,
         batch: &[Job],
     ) -> Result<(Vec<Result<Outcome, LedgerError>>, Effects), LedgerError> {
-        let now = self.clock.now();
-        let mut tx = Batch::new(self.store.begin().await.map_err(store_err)?);
-        let deliveries = batch.iter().filter_map(|job| match job {
-            Job::Ingest {
-                source, webhook, ..
-            } => Some((*source, webhook)),
-            Job::Change { .. } => None,
-        });
-        tx.prefetch(&apply::prefetch_for(&self.rules, deliveries), now)
-            .await
-            .map_err(store_err)?;
-        let mut effects = Effects::default();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for job in batch {
-            let outcome = match job {
-                Job::Ingest {
-                    source,
-                    webhook,
-                    idempotency,
-                    ..
-                } => apply::ingest(
-                    &mut tx,
-                    &self.rules,
-                    now,
-                    *source,
-                    webhook,
-                    idempotency.as_ref(),
-                    &mut effects,
-                )
-                .await
-                .map(Outcome::Ingest),
-                Job::Change { actor, change, .. } => {
-                    apply::change(&mut tx, &self.rules, now, actor, change, &mut effects)
-                        .await
-                        .map(Outcome::Change)
-                }
-            };
-            match outcome {
-                Err(LedgerError::Store(e)) => return Err(LedgerError::Store(e)),
-                other => outcomes.push(other),
-            }
+        // A connection held since an earlier batch may have died in
+        // between (a PostgreSQL restart, an idle timeout): a failure on it
+        // is retried once on a fresh one before any sender hears of it.
+        // Nothing of the failed attempt was committed.
+        let held = self.conn.is_some();
+        let result = self.apply_on_conn(batch).await;
+        if result.is_err() && held {
+            return self.apply_on_conn(batch).await;
         }
-        tx.commit().await.map_err(store_err)?;
-        Ok((outcomes, effects))
+        result
     }
 
+    /// One attempt on the held connection (taken first if there is none);
+    /// after a failure the connection is closed, never reused.
+    async fn apply_on_conn(
+        &mut self,
+        batch: &[Job],
+    ) -> Result<(Vec<Result<Outcome, LedgerError>>, Effects), LedgerError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => self
+                .conn
+                .insert(self.store.writer_conn().await.map_err(store_err)?),
+        };
+        let result = apply_jobs(conn, &self.rules, self.clock.now(), batch).await;
+        if result.is_err()
+            && let Some(conn) = self.conn.take()
+        {
+            conn.discard();
+        }
+        result
+    }
+}
+
+/// The body of [`Writer::try_apply`] on the writer's connection.
+async fn apply_jobs(
+    conn: &mut WriterConn,
+    rules: &Rules,
+    now: crate::domain::time::Millis,
+    batch: &[Job],
+) -> Result<(Vec<Result<Outcome, LedgerError>>, Effects), LedgerError> {
+    let mut tx = Batch::new(conn.begin().await.map_err(store_err)?);
+    let deliveries = batch.iter().filter_map(|job| match job {
+        Job::Ingest {
+            source, webhook, ..
+        } => Some((*source, webhook)),
+        Job::Change { .. } => None,
+    });
+    tx.prefetch(&apply::prefetch_for(rules, deliveries), now)
+        .await
+        .map_err(store_err)?;
+    let mut effects = Effects::default();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        let outcome = match job {
+            Job::Ingest {
+                source,
+                webhook,
+                idempotency,
+                ..
+            } => apply::ingest(
+                &mut tx,
+                rules,
+                now,
+                *source,
+                webhook,
+                idempotency.as_ref(),
+                &mut effects,
+            )
+            .await
+            .map(Outcome::Ingest),
+            Job::Change { actor, change, .. } => {
+                apply::change(&mut tx, rules, now, actor, change, &mut effects)
+                    .await
+                    .map(Outcome::Change)
+            }
+        };
+        match outcome {
+            Err(LedgerError::Store(e)) => return Err(LedgerError::Store(e)),
+            other => outcomes.push(other),
+        }
+    }
+    tx.commit().await.map_err(store_err)?;
+    Ok((outcomes, effects))
+}
+
+impl Writer {
     fn after_commit(&self, effects: &Effects) {
         if effects.enqueued > 0 {
             for wake in &self.wakes {

@@ -75,8 +75,8 @@ struct PendingEvent {
 }
 
 /// A writer transaction with the batch's lookups in memory.
-pub struct Batch {
-    tx: StoreTx,
+pub struct Batch<'c> {
+    tx: StoreTx<'c>,
     /// Prefetched receipt outcomes; `None` once the first job used it.
     receipts: HashMap<(String, String), Option<ReceiptOutcome>>,
     /// Receipts seen again within the batch: their counter bump.
@@ -89,8 +89,8 @@ pub struct Batch {
     pending_events: Vec<PendingEvent>,
 }
 
-impl Batch {
-    pub fn new(tx: StoreTx) -> Batch {
+impl<'c> Batch<'c> {
+    pub fn new(tx: StoreTx<'c>) -> Batch<'c> {
         Batch {
             tx,
             receipts: HashMap::new(),
@@ -105,7 +105,7 @@ impl Batch {
 
     fn chunk(&self) -> usize {
         match self.tx {
-            StoreTx::Sqlite(_) => SQLITE_CHUNK,
+            StoreTx::Sqlite(..) => SQLITE_CHUNK,
             StoreTx::Postgres(_) => POSTGRES_CHUNK,
         }
     }
@@ -114,7 +114,7 @@ impl Batch {
     /// order, no name lookup), `$N` on PostgreSQL.
     fn params(&self, first: usize, count: usize) -> Vec<String> {
         match self.tx {
-            StoreTx::Sqlite(_) => vec!["?".to_string(); count],
+            StoreTx::Sqlite(..) => vec!["?".to_string(); count],
             StoreTx::Postgres(_) => (first..first + count).map(|n| format!("${n}")).collect(),
         }
     }

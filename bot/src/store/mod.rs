@@ -14,13 +14,15 @@
 mod rows;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Postgres, Sqlite, Transaction};
+use sqlx::{Connection, Postgres, Sqlite, Transaction};
 
 use crate::domain::incident::{Incident, StoredAlert, TimelineEvent};
 use crate::domain::time::Millis;
@@ -44,22 +46,74 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// A connection pool on one of the two backends.
 #[derive(Debug, Clone)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    Sqlite(SqliteStore),
     Postgres(PgPool),
 }
 
+/// The SQLite pool and its write gate. SQLite has one write lock per file;
+/// a connection that finds it taken sleeps in its busy handler (1, 2, 5 …
+/// up to 100 ms a try) rather than queueing. With the single writer
+/// holding the lock almost continuously under load, the dispatchers' small
+/// writes waited seconds, and the writer then slept behind them. Every
+/// write on this process takes the gate first, a fair FIFO queue, so each
+/// waits for at most the write in front of it.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Held for the length of one write on SQLite; nothing on PostgreSQL,
+/// whose row locks need no gate.
+type WriteGuard = Option<tokio::sync::OwnedMutexGuard<()>>;
+
 /// An open transaction on either backend. Dropped without `commit`, it
 /// rolls back.
-pub enum StoreTx {
-    Sqlite(Transaction<'static, Sqlite>),
-    Postgres(Transaction<'static, Postgres>),
+pub enum StoreTx<'c> {
+    /// The transaction and the write gate it holds until it ends.
+    Sqlite(Transaction<'c, Sqlite>, WriteGuard),
+    Postgres(Transaction<'c, Postgres>),
+}
+
+/// A connection the single writer keeps across its batches. Taking one
+/// from the pool per batch cost a pool round trip (and, on release, a
+/// spawned task) on the hottest path; this one is held until it fails.
+pub enum WriterConn {
+    Sqlite(PoolConnection<Sqlite>, Arc<tokio::sync::Mutex<()>>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl WriterConn {
+    /// Opens a transaction on the held connection (on SQLite, `BEGIN
+    /// IMMEDIATE`, as [`Store::begin`]).
+    pub async fn begin(&mut self) -> Result<StoreTx<'_>> {
+        Ok(match self {
+            WriterConn::Sqlite(c, gate) => {
+                let guard = gate.clone().lock_owned().await;
+                StoreTx::Sqlite(c.begin_with("BEGIN IMMEDIATE").await?, Some(guard))
+            }
+            WriterConn::Postgres(c) => StoreTx::Postgres(c.begin().await?),
+        })
+    }
+
+    /// Gives the connection up after an error: it is closed rather than
+    /// returned, so a broken connection is never reused.
+    pub fn discard(self) {
+        match self {
+            WriterConn::Sqlite(mut c, _) => c.close_on_drop(),
+            WriterConn::Postgres(mut c) => c.close_on_drop(),
+        }
+    }
 }
 
 /// Runs `$body` with `$p` bound to the backend's pool.
 macro_rules! on_pool {
     ($store:expr, $p:ident => $body:expr) => {
         match $store {
-            Store::Sqlite($p) => $body,
+            Store::Sqlite(s) => {
+                let $p = &s.pool;
+                $body
+            }
             Store::Postgres($p) => $body,
         }
     };
@@ -69,7 +123,7 @@ macro_rules! on_pool {
 macro_rules! on_tx {
     ($tx:expr, $c:ident => $body:expr) => {
         match $tx {
-            StoreTx::Sqlite(t) => {
+            StoreTx::Sqlite(t, _) => {
                 let $c: &mut sqlx::SqliteConnection = &mut **t;
                 $body
             }
@@ -175,13 +229,17 @@ impl Store {
                 // Checkpoints run from a background task (Store::checkpoint)
                 // so the writer's commits do not stall on them; this high
                 // threshold is the safety net if that task stops.
-                .pragma("wal_autocheckpoint", "20000");
+                .pragma("wal_autocheckpoint", "20000")
+                .pragma("cache_size", "-16384");
             let pool = SqlitePoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(connect)
                 .await?;
-            Store::Sqlite(pool)
+            Store::Sqlite(SqliteStore {
+                pool,
+                gate: Arc::new(tokio::sync::Mutex::new(())),
+            })
         } else {
             // sqlx prepares every statement; after five runs PostgreSQL may
             // switch a statement to a generic plan made while the tables were
@@ -202,7 +260,7 @@ impl Store {
     /// Applies the backend's migrations (idempotent).
     pub async fn migrate(&self) -> Result<()> {
         match self {
-            Store::Sqlite(p) => sqlx::migrate!("../migrations/sqlite").run(p).await?,
+            Store::Sqlite(s) => sqlx::migrate!("../migrations/sqlite").run(&s.pool).await?,
             Store::Postgres(p) => sqlx::migrate!("../migrations/postgres").run(p).await?,
         }
         Ok(())
@@ -216,23 +274,42 @@ impl Store {
         }
     }
 
-    pub async fn begin(&self) -> Result<StoreTx> {
+    pub async fn begin(&self) -> Result<StoreTx<'static>> {
         Ok(match self {
             // IMMEDIATE takes SQLite's write lock up front: a deferred
             // transaction that reads first and then writes fails at once
             // with SQLITE_BUSY when another connection wrote in between,
             // where IMMEDIATE simply waits for the busy timeout.
-            Store::Sqlite(p) => StoreTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Store::Sqlite(s) => {
+                let guard = s.gate.clone().lock_owned().await;
+                StoreTx::Sqlite(s.pool.begin_with("BEGIN IMMEDIATE").await?, Some(guard))
+            }
             Store::Postgres(p) => StoreTx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// Takes the write gate (SQLite) for a write outside a transaction.
+    async fn write_gate(&self) -> WriteGuard {
+        match self {
+            Store::Sqlite(s) => Some(s.gate.clone().lock_owned().await),
+            Store::Postgres(_) => None,
+        }
+    }
+
+    /// A connection for the single writer to hold (see [`WriterConn`]).
+    pub async fn writer_conn(&self) -> Result<WriterConn> {
+        Ok(match self {
+            Store::Sqlite(s) => WriterConn::Sqlite(s.pool.acquire().await?, s.gate.clone()),
+            Store::Postgres(p) => WriterConn::Postgres(p.acquire().await?),
         })
     }
 
     /// SQLite: copies the WAL back into the database without blocking the
     /// writer (a PASSIVE checkpoint). PostgreSQL: nothing to do.
     pub async fn checkpoint(&self) -> Result<()> {
-        if let Store::Sqlite(p) = self {
+        if let Store::Sqlite(s) = self {
             sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(p)
+                .execute(&s.pool)
                 .await?;
         }
         Ok(())
@@ -242,6 +319,11 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?);
         Ok(())
+    }
+
+    /// Resolves once [`Store::close`] has been called (at once if it was).
+    pub async fn closing(&self) {
+        on_pool!(self, p => p.close_event().await)
     }
 
     pub async fn close(&self) {
@@ -295,6 +377,7 @@ impl Store {
     /// `false` if that item had already been posted (a redelivery after a
     /// crash), so the platform does not show it twice.
     pub async fn record_post(&self, post: &ChatPost) -> Result<bool> {
+        let _gate = self.write_gate().await;
         let id: Option<i64> = on_pool!(self, p => sqlx::query_scalar(
             "INSERT INTO chat_posts (outbox_id, platform, channel, thread, message_ref, incident_id, text, posted_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (outbox_id) DO NOTHING RETURNING id")
@@ -320,6 +403,7 @@ impl Store {
 
     /// Remembers the incident's thread; the first post's reference wins.
     pub async fn set_chat_thread(&self, incident_id: i64, thread: &str) -> Result<()> {
+        let _gate = self.write_gate().await;
         on_pool!(self, p => sqlx::query("UPDATE incidents SET chat_thread = $1 WHERE id = $2 AND chat_thread IS NULL")
             .bind(thread).bind(incident_id).execute(p).await.map(|_| ())?);
         Ok(())
@@ -341,6 +425,7 @@ impl Store {
     }
 
     pub async fn outbox_delivered(&self, id: i64, now: Millis) -> Result<()> {
+        let _gate = self.write_gate().await;
         on_pool!(self, p => sqlx::query(
             "UPDATE outbox SET status = 'delivered', delivered_ms = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2")
             .bind(now.0).bind(id).execute(p).await.map(|_| ())?);
@@ -355,6 +440,7 @@ impl Store {
         error: &str,
         dead: bool,
     ) -> Result<()> {
+        let _gate = self.write_gate().await;
         on_pool!(self, p => sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = $1, last_error = $2, status = $3 WHERE id = $4")
             .bind(next.0).bind(error).bind(if dead { "dead" } else { "pending" }).bind(id).execute(p).await.map(|_| ())?);
@@ -371,6 +457,7 @@ impl Store {
     /// Drops receipts older than `older_than`, then the oldest beyond `max`
     /// (seed 000: TTL days and a MAX count). Returns how many went.
     pub async fn prune_receipts(&self, older_than: Millis, max: i64) -> Result<u64> {
+        let _gate = self.write_gate().await;
         let by_age = on_pool!(self, p => sqlx::query("DELETE FROM receipts WHERE received_ms < $1")
             .bind(older_than.0).execute(p).await?.rows_affected());
         let by_count = on_pool!(self, p => sqlx::query(
@@ -401,10 +488,10 @@ impl Store {
     }
 }
 
-impl StoreTx {
+impl StoreTx<'_> {
     pub async fn commit(self) -> Result<()> {
         match self {
-            StoreTx::Sqlite(t) => t.commit().await?,
+            StoreTx::Sqlite(t, _gate) => t.commit().await?,
             StoreTx::Postgres(t) => t.commit().await?,
         }
         Ok(())
