@@ -185,7 +185,9 @@ impl Writer {
         // A connection held since an earlier batch may have died in
         // between (a PostgreSQL restart, an idle timeout): a failure on it
         // is retried once on a fresh one before any sender hears of it.
-        // Nothing of the failed attempt was committed.
+        // The failed attempt committed nothing, or, if only its COMMIT's
+        // answer was lost, the retry finds its receipts and answers
+        // `duplicate`: the alerts are stored once either way.
         let held = self.conn.is_some();
         let result = self.apply_on_conn(batch).await;
         if result.is_err() && held {

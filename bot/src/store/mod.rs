@@ -77,7 +77,8 @@ pub enum StoreTx<'c> {
 
 /// A connection the single writer keeps across its batches. Taking one
 /// from the pool per batch cost a pool round trip (and, on release, a
-/// spawned task) on the hottest path; this one is held until it fails.
+/// spawned task) on the hottest path; this one is held until it fails or
+/// the pool starts closing.
 pub enum WriterConn {
     Sqlite(PoolConnection<Sqlite>, Arc<tokio::sync::Mutex<()>>),
     Postgres(PoolConnection<Postgres>),
@@ -279,7 +280,8 @@ impl Store {
             // IMMEDIATE takes SQLite's write lock up front: a deferred
             // transaction that reads first and then writes fails at once
             // with SQLITE_BUSY when another connection wrote in between,
-            // where IMMEDIATE simply waits for the busy timeout.
+            // where IMMEDIATE simply waits. Within this process the write
+            // gate orders writers first (see `SqliteStore`).
             Store::Sqlite(s) => {
                 let guard = s.gate.clone().lock_owned().await;
                 StoreTx::Sqlite(s.pool.begin_with("BEGIN IMMEDIATE").await?, Some(guard))
