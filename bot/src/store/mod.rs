@@ -308,8 +308,22 @@ impl Store {
 
     /// SQLite: copies the WAL back into the database without blocking the
     /// writer (a PASSIVE checkpoint). PostgreSQL: nothing to do.
+    ///
+    /// It runs twice. The first pass copies the bulk while the writer goes
+    /// on. The second runs under the write gate, so no commit lands while
+    /// it copies what was committed meanwhile; it ends with the whole WAL
+    /// copied, and the next commit starts the WAL again from its
+    /// beginning. Without the second pass a checkpoint under steady load
+    /// never caught up, and SQLite only restarts a WAL that was copied in
+    /// full: the file grew for as long as the load lasted (80 MB in 30 s),
+    /// each commit appended to it, and an fsync that must also record a
+    /// file's new size costs about twice one that overwrites.
     pub async fn checkpoint(&self) -> Result<()> {
         if let Store::Sqlite(s) = self {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&s.pool)
+                .await?;
+            let _gate = s.gate.clone().lock_owned().await;
             sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                 .execute(&s.pool)
                 .await?;
