@@ -256,8 +256,8 @@ impl App {
     }
 }
 
-/// Keeps SQLite's WAL short with PASSIVE checkpoints every second, off the
-/// writer's path.
+/// Keeps SQLite's WAL short with a checkpoint every second (see
+/// `Store::checkpoint`), off the writer's path but for its short second pass.
 async fn checkpoints(store: Store, mut stop: watch::Receiver<bool>) {
     if store.backend() != "sqlite" {
         return;

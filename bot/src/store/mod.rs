@@ -306,8 +306,9 @@ impl Store {
         })
     }
 
-    /// SQLite: copies the WAL back into the database without blocking the
-    /// writer (a PASSIVE checkpoint). PostgreSQL: nothing to do.
+    /// SQLite: copies the WAL back into the database, holding the writer
+    /// up only for the short second pass (PASSIVE checkpoints). PostgreSQL:
+    /// nothing to do.
     ///
     /// It runs twice. The first pass copies the bulk while the writer goes
     /// on. The second runs under the write gate, so no commit lands while
