@@ -324,7 +324,7 @@ impl Store {
             sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                 .execute(&s.pool)
                 .await?;
-            let _gate = s.gate.clone().lock_owned().await;
+            let _gate = self.write_gate().await;
             sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                 .execute(&s.pool)
                 .await?;
