@@ -323,6 +323,7 @@ async fn bench_backend(
             closed_loop(&server.base_url, CONNECTIONS, alerts, maker, duration).await?;
         result.name = name;
         result.cpu = cpu.stop();
+        result.drain = wait_applied(&server.base_url).await;
         println!("{backend}: {}", result.summary());
         scenarios.push(result);
         server.ensure_alive()?;
@@ -331,6 +332,7 @@ async fn bench_backend(
     let mut result = paced(&server.base_url, PACED_RATE, maker, duration).await?;
     result.name = format!("paced {PACED_RATE}/s");
     result.cpu = cpu.stop();
+    result.drain = wait_applied(&server.base_url).await;
     println!("{backend}: {}", result.summary());
     scenarios.push(result);
     server.ensure_alive()?;
@@ -1146,6 +1148,32 @@ struct ScenarioResult {
     sorted_us: Vec<u64>,
     cpu: CpuUse,
     notes: Vec<String>,
+    /// How long after the last answer the incidents caught up with what
+    /// was accepted (the intake journal's backlog reached 0).
+    drain: Option<Duration>,
+}
+
+/// Waits until the server has applied every accepted alert to incidents
+/// (`firstline_intake_backlog` is 0) and says how long that took; `None`
+/// if it did not within two minutes.
+async fn wait_applied(base_url: &str) -> Option<Duration> {
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(120) {
+        let text = match client.get(format!("{base_url}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let backlog = text
+            .lines()
+            .find_map(|l| l.strip_prefix("firstline_intake_backlog "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if backlog == Some(0.0) {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
 }
 
 impl ScenarioResult {
@@ -1162,6 +1190,7 @@ impl ScenarioResult {
             sorted_us,
             cpu: CpuUse::default(),
             notes,
+            drain: None,
         }
     }
 
@@ -1179,9 +1208,26 @@ impl ScenarioResult {
         Some(self.sorted_us[rank - 1])
     }
 
+    /// Alerts applied to incidents per second, counting the catch-up
+    /// after the load (approximate: the warm-up's alerts are applied too).
+    fn applied_per_sec(&self) -> Option<f64> {
+        let secs = (self.elapsed + self.drain?).as_secs_f64();
+        (secs > 0.0).then(|| self.tally.accepted as f64 / secs)
+    }
+
+    fn drain_text(&self) -> String {
+        match (self.drain, self.applied_per_sec()) {
+            (Some(d), Some(rate)) => format!(
+                "incidents caught up {:.1} s after the load ({rate:.0} alerts/s applied)",
+                d.as_secs_f64()
+            ),
+            _ => "incidents did not catch up within 120 s".into(),
+        }
+    }
+
     fn summary(&self) -> String {
         format!(
-            "{}: {:.0} req/s, {:.0} alerts/s, p50 {}, p90 {}, p99 {}, max {}, {} errors ({} requests in {:.1} s)",
+            "{}: {:.0} req/s, {:.0} alerts/s, p50 {}, p90 {}, p99 {}, max {}, {} errors ({} requests in {:.1} s); {}",
             self.name,
             self.per_sec(self.tally.answered),
             self.per_sec(self.tally.accepted),
@@ -1191,7 +1237,8 @@ impl ScenarioResult {
             ms(self.percentile(100.0)),
             self.tally.error_count(),
             self.sorted_us.len(),
-            self.elapsed.as_secs_f64()
+            self.elapsed.as_secs_f64(),
+            self.drain_text()
         )
     }
 }
@@ -1387,11 +1434,12 @@ fn print_table(reports: &[BackendReport]) {
         return;
     }
     println!(
-        "{:<9} {:<18} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}  {:>5} {:>5} {:>5} {:>5}",
+        "{:<9} {:<18} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}  {:>5} {:>5} {:>5} {:>5}",
         "backend",
         "scenario",
         "reqs/s",
         "alerts/s",
+        "applied/s",
         "p50",
         "p90",
         "p99",
@@ -1405,11 +1453,13 @@ fn print_table(reports: &[BackendReport]) {
     for report in reports {
         for s in &report.scenarios {
             println!(
-                "{:<9} {:<18} {:>9.1} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>7}  {:>5} {:>5} {:>5} {:>5}",
+                "{:<9} {:<18} {:>9.1} {:>10.1} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}  {:>5} {:>5} {:>5} {:>5}",
                 report.backend,
                 s.name,
                 s.per_sec(s.tally.answered),
                 s.per_sec(s.tally.accepted),
+                s.applied_per_sec()
+                    .map_or("-".into(), |r| format!("{r:.1}")),
                 ms(s.percentile(50.0)),
                 ms(s.percentile(90.0)),
                 ms(s.percentile(99.0)),

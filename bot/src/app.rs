@@ -19,11 +19,12 @@ use crate::domain::State;
 use crate::domain::time::{Clock, Millis, SystemClock};
 use crate::http::{self, AppState};
 use crate::incident::{Change, Ledger, Rules};
+use crate::intake::journal::{Journal, JournalSettings, JournalTasks};
 use crate::outbox::{ChatPoster, Dispatcher};
 use crate::runbook::load::Catalog;
 use crate::runbook::recovery::RecoveryWatcher;
 use crate::runbook::worker::RunbookRunner;
-use crate::store::{ConnectOptions, Store};
+use crate::store::{ConnectOptions, JournalStore, Store};
 use crate::telemetry;
 
 /// A built, not yet running, firstline.
@@ -38,18 +39,26 @@ pub struct App {
     config: Config,
     clock: Arc<dyn Clock>,
     writer: tokio::task::JoinHandle<()>,
+    journal: JournalStore,
+    journal_tasks: JournalTasks,
+    stop: watch::Sender<bool>,
+}
+
+fn connect_options(config: &Config) -> ConnectOptions {
+    let s = &config.settings.store;
+    ConnectOptions {
+        url: s.url.clone(),
+        max_connections: s.max_connections,
+        sqlite_full_sync: s.sqlite_synchronous == "full",
+    }
 }
 
 /// Connects to the configured store and applies its migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let s = &config.settings.store;
-    let store = Store::connect(&ConnectOptions {
-        url: s.url.clone(),
-        max_connections: s.max_connections,
-        sqlite_full_sync: s.sqlite_synchronous == "full",
-    })
-    .await
-    .with_context(|| format!("cannot open the store at {}", redact_url(&s.url)))?;
+    let store = Store::connect(&connect_options(config))
+        .await
+        .with_context(|| format!("cannot open the store at {}", redact_url(&s.url)))?;
     store.migrate().await.context("cannot apply migrations")?;
     Ok(store)
 }
@@ -131,6 +140,25 @@ impl App {
             config.settings.intake.queue_capacity,
             config.settings.store.batch_max,
         );
+        let (stop, stop_rx) = watch::channel(false);
+        let journal_store = store
+            .open_journal(&connect_options(&config))
+            .await
+            .context("cannot open the intake journal")?;
+        let (journal, journal_tasks) = Journal::start(
+            store.clone(),
+            journal_store.clone(),
+            ledger.clone(),
+            clock.clone(),
+            JournalSettings {
+                queue_capacity: config.settings.intake.queue_capacity,
+                batch_max: config.settings.store.batch_max,
+                max_backlog: config.settings.intake.max_backlog as i64,
+            },
+            stop_rx,
+        )
+        .await
+        .context("cannot read the intake journal")?;
         let console = Arc::new(Console::new(store.clone(), clock.clone(), sink));
         let dispatcher = Dispatcher::new(
             store.clone(),
@@ -166,6 +194,7 @@ impl App {
         );
         let commands = CommandContext {
             ledger: ledger.clone(),
+            progress: journal.progress().clone(),
             store: store.clone(),
             messages: messages.clone(),
             catalog: catalog.clone(),
@@ -175,6 +204,7 @@ impl App {
         let state = AppState {
             store: store.clone(),
             ledger,
+            journal,
             messages,
             tokens: Arc::new(config.tokens.clone()),
             max_body_bytes: config.settings.server.max_body_bytes,
@@ -195,6 +225,9 @@ impl App {
             config,
             clock,
             writer,
+            journal: journal_store,
+            journal_tasks,
+            stop,
         })
     }
 
@@ -222,8 +255,11 @@ impl App {
             config,
             clock,
             writer,
+            journal,
+            journal_tasks,
+            stop: stop_tx,
         } = self;
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_rx = stop_tx.subscribe();
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx.clone()));
         let runner = tokio::spawn(runner.run(stop_rx.clone()));
         let recovery = tokio::spawn(recovery.run(stop_rx.clone()));
@@ -249,8 +285,13 @@ impl App {
         let _ = recovery.await;
         let _ = janitor.await;
         let _ = checkpointer.await;
+        // What is journaled and not yet applied is applied at the next
+        // start; nothing accepted is lost by stopping here.
+        let _ = journal_tasks.applier.await;
+        journal_tasks.writer.abort();
         drop(commands);
         writer.abort();
+        journal.close().await;
         store.close().await;
         Ok(())
     }

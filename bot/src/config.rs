@@ -136,8 +136,13 @@ pub struct IntakeSettings {
     /// At most this many receipts are kept, oldest pruned first (seed 000:
     /// 1000; size it as daily alerts × TTL days × 1.2–1.5).
     pub max_receipts: u32,
-    /// Jobs waiting for the writer before intake sheds load with 503.
+    /// Deliveries waiting for the journal writer before intake sheds load
+    /// with 503.
     pub queue_capacity: usize,
+    /// Deliveries accepted (journaled) but not yet applied to incidents
+    /// before intake sheds load with 503; bounds the journal on disk and
+    /// its dedup index in memory.
+    pub max_backlog: u32,
     /// Optional bearer token per source (`alertmanager`, `grafana`,
     /// `generic`), as a secret reference.
     pub tokens: BTreeMap<String, SecretRef>,
@@ -149,6 +154,7 @@ impl Default for IntakeSettings {
             receipt_ttl_days: 90,
             max_receipts: 1000,
             queue_capacity: 10_000,
+            max_backlog: 50_000,
             tokens: BTreeMap::new(),
         }
     }
@@ -608,6 +614,9 @@ fn validate(
     }
     if settings.intake.queue_capacity == 0 {
         err("intake.queue_capacity", "must be at least 1".into());
+    }
+    if settings.intake.max_backlog == 0 {
+        err("intake.max_backlog", "must be at least 1".into());
     }
     let mut tokens = BTreeMap::new();
     for (source, secret) in &settings.intake.tokens {

@@ -196,6 +196,30 @@ impl TestApp {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Human ids of every incident, oldest first (`INC-1`, …). Intake
+    /// answers before incidents are made; the API waits for them.
+    pub async fn incident_ids(&self) -> Vec<String> {
+        let (_, list) = self.get_json("/api/incidents?state=all").await;
+        let mut ids: Vec<(i64, String)> = list["incidents"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|i| {
+                        (
+                            i["incident"]["id"].as_i64().unwrap_or_default(),
+                            i["incident"]["human_id"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids.into_iter().map(|(_, h)| h).collect()
+    }
+
     pub async fn get_text(&self, path: &str) -> (u16, String) {
         let r = self.get(path).await;
         (r.status().as_u16(), r.text().await.unwrap_or_default())
@@ -267,4 +291,20 @@ pub fn am_payload(group: &str, alerts: &[(&str, &str, &str, &str, &str, &str)]) 
         "alerts": alerts,
     })
     .to_string()
+}
+
+/// Group `g{i}`: one critical `Down` alert of service `svc-{i}`, firing
+/// since 2026-11-23T00:00:00Z; each `i` opens its own incident.
+pub fn down_group(i: usize) -> String {
+    am_payload(
+        &format!("g{i}"),
+        &[(
+            "Down",
+            &format!("svc-{i}"),
+            "critical",
+            "a:1",
+            "firing",
+            "2026-11-23T00:00:00Z",
+        )],
+    )
 }

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Backend, am_payload, fixture, spawn_app, spawn_app_on};
+use crate::helpers::{Backend, am_payload, down_group, fixture, spawn_app, spawn_app_on};
 
 #[tokio::test]
 async fn an_alertmanager_group_opens_one_incident_holding_both_alerts() {
@@ -15,7 +15,11 @@ async fn an_alertmanager_group_opens_one_incident_holding_both_alerts() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "accepted");
     assert_eq!(body["accepted"], 2);
-    assert_eq!(body["opened"], serde_json::json!(["INC-1"]));
+    assert!(
+        body.get("opened").is_none(),
+        "incidents are made after the answer: {body}"
+    );
+    assert_eq!(app.incident_ids().await, ["INC-1"]);
     let (_, inc) = app.get_json("/api/incidents/INC-1").await;
     assert_eq!(
         inc["incident"]["severity"], "P1",
@@ -69,9 +73,9 @@ async fn resolved_alerts_update_their_incident_and_never_open_a_new_one() {
         .post_hook("alertmanager", fixture("alertmanager_resolved.json"))
         .await;
 
-    assert_eq!(status, 200);
-    assert_eq!(body["incidents"], serde_json::json!(["INC-1"]));
-    assert_eq!(body["opened"], serde_json::json!([]));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 2);
+    assert_eq!(app.incident_ids().await, ["INC-1"], "it opened nothing");
     let (_, inc) = app.get_json("/api/incidents/INC-1").await;
     assert_eq!(
         inc["incident"]["state"], "mitigated",
@@ -147,18 +151,16 @@ async fn grafana_alerts_open_and_resolve_incidents() {
         .post_hook("grafana", fixture("grafana_firing.json"))
         .await;
     assert_eq!(status, 200, "{body}");
-    let opened = body["opened"].as_array().cloned().unwrap_or_default();
+    let opened = app.incident_ids().await;
     assert!(!opened.is_empty());
     let (status, body) = app
         .post_hook("grafana", fixture("grafana_resolved.json"))
         .await;
 
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["opened"], serde_json::json!([]));
+    assert_eq!(app.incident_ids().await, opened, "it opened nothing");
     for id in opened {
-        let (_, inc) = app
-            .get_json(&format!("/api/incidents/{}", id.as_str().unwrap()))
-            .await;
+        let (_, inc) = app.get_json(&format!("/api/incidents/{id}")).await;
         assert_eq!(inc["incident"]["state"], "mitigated");
     }
 }
@@ -187,10 +189,12 @@ async fn a_generic_alert_with_an_idempotency_key_is_stored_once_and_replayed() {
 
     assert_eq!(first["status"], "accepted");
     assert_eq!(again["status"], "duplicate");
+    assert_eq!(first["accepted"], 1, "{first}");
     assert_eq!(
-        again["incidents"], first["incidents"],
-        "the replay answers with the original incidents"
+        again["duplicates"], 1,
+        "the replay counts what was stored: {again}"
     );
+    assert_eq!(again["replay_of"], "evt-1");
     assert_eq!(reused.status(), 422);
     let reused: Value = reused.json().await.unwrap();
     assert_eq!(reused["field"], "Idempotency-Key");
@@ -352,9 +356,10 @@ async fn a_higher_severity_alert_joining_an_incident_raises_its_severity() {
     let (_, body) = app.post_hook("alertmanager", crit).await;
 
     assert_eq!(before["incident"]["severity"], "P2");
+    assert_eq!(body["accepted"], 1, "{body}");
     assert_eq!(
-        body["incidents"],
-        serde_json::json!(["INC-1"]),
+        app.incident_ids().await,
+        ["INC-1"],
         "same alertname+service: same incident"
     );
     let (_, after) = app.get_json("/api/incidents/INC-1").await;
@@ -551,7 +556,34 @@ async fn alerts_are_still_stored_after_postgres_drops_every_connection() {
         "the writer takes a fresh connection instead of failing the sender: {body}"
     );
     assert_eq!(body["status"], "accepted");
-    assert_eq!(body["opened"], serde_json::json!(["INC-2"]));
     let (status, inc) = app.get_json("/api/incidents/INC-2").await;
     assert_eq!(status, 200, "{inc}");
+}
+
+#[tokio::test]
+async fn intake_sheds_load_with_503_once_the_unapplied_backlog_is_full_and_recovers() {
+    use sqlx::Connection;
+    let app = spawn_app_on(Backend::Sqlite, &[("FIRSTLINE_INTAKE__MAX_BACKLOG", "2")])
+        .await
+        .expect("sqlite is always available");
+    // Another program's long write transaction: incidents cannot be made.
+    let mut lock = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+
+    let (first, _) = app.post_hook("alertmanager", down_group(0)).await;
+    let (second, _) = app.post_hook("alertmanager", down_group(1)).await;
+    let (third, shed) = app.post_hook("alertmanager", down_group(2)).await;
+    drop(lock);
+
+    assert_eq!((first, second), (200, 200), "the backlog holds two");
+    assert_eq!(third, 503, "{shed}");
+    assert_eq!(shed["reason_class"], "infra");
+    assert_eq!(shed["retry_advice"], "retry_with_backoff");
+    assert_eq!(app.incident_ids().await, ["INC-1", "INC-2"]);
+    let (retried, body) = app.post_hook("alertmanager", down_group(2)).await;
+    assert_eq!(retried, 200, "once applied, the retry is accepted: {body}");
+    assert_eq!(app.incident_ids().await, ["INC-1", "INC-2", "INC-3"]);
 }

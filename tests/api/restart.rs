@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::am_payload;
+use crate::helpers::{am_payload, down_group};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -30,6 +30,41 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
         .expect("start firstline")
 }
 
+/// A client for the child server; installs the TLS provider reqwest needs
+/// (in-process tests get it from `App::build`, these may run first).
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// Starts the server on a free port in `dir` and waits until it is ready.
+async fn serve(dir: &std::path::Path, client: &reqwest::Client) -> (Child, String) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let child = start(dir, port);
+    wait_ready(client, &base).await;
+    (child, base)
+}
+
+/// POSTs an Alertmanager body: (HTTP status, answer text).
+async fn post_alerts(client: &reqwest::Client, base: &str, body: String) -> (u16, String) {
+    let r = client
+        .post(format!("{base}/hooks/alertmanager"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 async fn wait_ready(client: &reqwest::Client, base: &str) {
     for _ in 0..200 {
         if let Ok(r) = client.get(format!("{base}/readyz")).send().await
@@ -45,35 +80,15 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
 #[tokio::test]
 async fn a_killed_server_restarts_with_everything_it_accepted_and_no_duplicate_posts() {
     let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut first = start(dir.path(), port);
-    wait_ready(&client, &base).await;
+    let client = client();
+    let (mut first, base) = serve(dir.path(), &client).await;
 
     // 20 groups -> 20 incidents -> 20 posts, then an unclean kill, likely
     // while some posts are still in the outbox.
     let mut accepted = 0;
     for i in 0..20 {
-        let service = format!("svc-{i}");
-        let body = am_payload(
-            &format!("g{i}"),
-            &[(
-                "Down",
-                &service,
-                "critical",
-                "a:1",
-                "firing",
-                "2026-11-23T00:00:00Z",
-            )],
-        );
-        let r = client
-            .post(format!("{base}/hooks/alertmanager"))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 200 {
+        let (status, _) = post_alerts(&client, &base, down_group(i)).await;
+        if status == 200 {
             accepted += 1;
         }
     }
@@ -81,10 +96,7 @@ async fn a_killed_server_restarts_with_everything_it_accepted_and_no_duplicate_p
     let _ = first.wait();
     assert_eq!(accepted, 20);
 
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut second = start(dir.path(), port);
-    wait_ready(&client, &base).await;
+    let (mut second, base) = serve(dir.path(), &client).await;
     // Redelivery of everything (Alertmanager re-sends whole groups) is
     // recognised, not doubled.
     let body = am_payload(
@@ -110,36 +122,15 @@ async fn a_killed_server_restarts_with_everything_it_accepted_and_no_duplicate_p
 
     let mut posts = Vec::new();
     for _ in 0..200 {
-        let body: Value = client
-            .get(format!("{base}/console/posts?limit=1000"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Value = get_json(&client, &format!("{base}/console/posts?limit=1000")).await;
         posts = body["posts"].as_array().cloned().unwrap_or_default();
         if posts.len() >= 20 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let incidents: Value = client
-        .get(format!("{base}/api/incidents?state=all"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let incidents: Value = get_json(&client, &format!("{base}/api/incidents?state=all")).await;
+    let metrics = get_text(&client, &format!("{base}/metrics")).await;
     second.kill().expect("stop");
     let _ = second.wait();
 
@@ -163,5 +154,57 @@ async fn a_killed_server_restarts_with_everything_it_accepted_and_no_duplicate_p
     assert!(
         metrics.contains("firstline_outbox_pending 0"),
         "the outbox drained after the restart:\n{metrics}"
+    );
+}
+
+/// Holds SQLite's write lock on the server's database, as a long
+/// transaction of another program would: incident-making stops, intake
+/// (which appends to its own journal file) does not.
+async fn hold_write_lock(db: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the database");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut conn)
+        .await
+        .expect("take the write lock");
+    conn
+}
+
+#[tokio::test]
+async fn alerts_accepted_while_incidents_cannot_be_written_survive_a_crash_and_are_applied_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let (mut first, base) = serve(dir.path(), &client).await;
+    let lock = hold_write_lock(&dir.path().join("firstline.db")).await;
+
+    let mut answers = Vec::new();
+    for i in 0..5 {
+        answers.push(post_alerts(&client, &base, down_group(i)).await);
+    }
+    let metrics = get_text(&client, &format!("{base}/metrics")).await;
+    first.kill().expect("kill -9");
+    let _ = first.wait();
+    drop(lock);
+
+    assert!(
+        answers.iter().all(|(s, _)| *s == 200),
+        "intake answers while the incident tables are locked: {answers:?}"
+    );
+    assert!(
+        metrics.contains("firstline_intake_backlog 5"),
+        "all five were accepted and none applied yet:\n{metrics}"
+    );
+
+    let (mut second, base) = serve(dir.path(), &client).await;
+    let incidents: Value = get_json(&client, &format!("{base}/api/incidents?state=all")).await;
+    second.kill().expect("stop");
+    let _ = second.wait();
+
+    assert_eq!(
+        incidents["incidents"].as_array().map(Vec::len),
+        Some(5),
+        "the journal was applied after the restart: {incidents}"
     );
 }

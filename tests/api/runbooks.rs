@@ -401,7 +401,8 @@ async fn an_alert_joining_an_incident_without_a_runbook_brings_its_runbook() {
     let posts = app.wait_posts("INC-1", 2).await;
 
     assert!(before["incident"]["runbook_id"].is_null());
-    assert_eq!(joined["incidents"], json!(["INC-1"]));
+    assert_eq!(joined["accepted"], 1, "{joined}");
+    assert_eq!(app.incident_ids().await, ["INC-1"]);
     let (_, after) = app.get_json("/api/incidents/INC-1").await;
     assert_eq!(after["incident"]["runbook_id"], "backlog");
     assert!(

@@ -27,7 +27,8 @@ async fn contract(app: TestApp) {
         )],
     );
     let (_, body) = app.post_hook("alertmanager", other).await;
-    assert_eq!(body["opened"], serde_json::json!(["INC-2"]));
+    assert_eq!(body["accepted"], 1, "{body}");
+    assert_eq!(app.incident_ids().await, ["INC-1", "INC-2"]);
 
     // Commands and state.
     let (s, _) = app.command("sam", "/incident ack INC-1").await;
@@ -35,7 +36,12 @@ async fn contract(app: TestApp) {
     let (_, resolved) = app
         .post_hook("alertmanager", fixture("alertmanager_resolved.json"))
         .await;
-    assert_eq!(resolved["incidents"], serde_json::json!(["INC-1"]));
+    assert_eq!(resolved["accepted"], 2, "{resolved}");
+    assert_eq!(
+        app.incident_ids().await,
+        ["INC-1", "INC-2"],
+        "a resolution opens nothing"
+    );
     let (s, _) = app.command("sam", "/incident resolve INC-1").await;
     assert_eq!(s, 200);
 

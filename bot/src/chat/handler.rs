@@ -10,6 +10,7 @@ use commands::{Command, ExportFormat, IncidentCmd, IncidentRef, RunbookCmd, Stat
 use super::messages::{Messages, response_times_line, severity_icon, state_icon};
 use crate::domain::incident::format_duration;
 use crate::incident::{Change, Ledger, LedgerError};
+use crate::intake::journal::{self, Progress};
 use crate::postmortem;
 use crate::runbook::load::Catalog;
 use crate::runbook::run::{self, RunContext, Targets};
@@ -19,6 +20,9 @@ use crate::store::{IncidentFilter, Store};
 #[derive(Clone)]
 pub struct CommandContext {
     pub ledger: Ledger,
+    /// Commands wait for accepted alerts to be applied, so `/incident ack
+    /// INC-1` right after an alert finds INC-1.
+    pub progress: Progress,
     pub store: Store,
     pub messages: Messages,
     pub catalog: Arc<Catalog>,
@@ -63,6 +67,7 @@ pub async fn handle(
         Ok(c) => c,
         Err(e) => return Reply::err(e.to_string()),
     };
+    ctx.progress.caught_up(journal::READ_WAIT).await;
     match command {
         Command::Incident(cmd) => incident(ctx, user, cmd, thread_incident).await,
         Command::Help { topic } => Reply::ok(commands::help(topic.as_deref())),

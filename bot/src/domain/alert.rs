@@ -126,8 +126,9 @@ impl IncomingAlert {
     }
 }
 
-/// What a parser returns for one webhook delivery.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// What a parser returns for one webhook delivery (also the journal's
+/// record of it, hence serde).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ParsedWebhook {
     pub alerts: Vec<IncomingAlert>,
     /// Alerts the sender dropped because of its `max_alerts` limit

@@ -51,6 +51,7 @@ async fn list(
     let Query(q) = query.map_err(|_| {
         ApiError::BadRequest("query parameters are state=open|all and limit=N".into())
     })?;
+    state.caught_up().await;
     let filter = match q.state.as_deref() {
         None | Some("open") => IncidentFilter::Open,
         Some("all") => IncidentFilter::All,
@@ -73,6 +74,7 @@ async fn list(
 
 async fn show(State(state): State<AppState>, Path(raw): Path<String>) -> Answer {
     let id = parse_id(&raw)?;
+    state.caught_up().await;
     let incident = state
         .store
         .incident(id)
@@ -89,6 +91,7 @@ async fn show(State(state): State<AppState>, Path(raw): Path<String>) -> Answer 
 
 async fn timeline(State(state): State<AppState>, Path(raw): Path<String>) -> Answer {
     let id = parse_id(&raw)?;
+    state.caught_up().await;
     let incident = state
         .store
         .incident(id)
@@ -100,6 +103,7 @@ async fn timeline(State(state): State<AppState>, Path(raw): Path<String>) -> Ans
 
 async fn posts(State(state): State<AppState>, Path(raw): Path<String>) -> Answer {
     let id = parse_id(&raw)?;
+    state.caught_up().await;
     let incident = state
         .store
         .incident(id)
@@ -132,6 +136,7 @@ async fn export(
             )));
         }
     };
+    state.caught_up().await;
     let doc = postmortem::build(&state.store, id)
         .await?
         .ok_or_else(|| not_found(id))?;

@@ -91,6 +91,7 @@ async fn reaction(
             "user and emoji must not be empty".into(),
         ));
     }
+    state.caught_up().await;
     let post = state
         .store
         .post_by_ref("console", &body.message_ref)
@@ -117,6 +118,7 @@ struct PostsQuery {
 }
 
 async fn posts(State(state): State<AppState>, Query(q): Query<PostsQuery>) -> Answer {
+    state.caught_up().await;
     let posts = state
         .store
         .chat_posts(None, q.limit.unwrap_or(200).clamp(1, 5000))

@@ -45,6 +45,8 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: store gauges unavailable"),
     }
+    // Accepted deliveries not yet applied to incidents (see intake::journal).
+    metrics::gauge!("firstline_intake_backlog").set(state.journal.progress().backlog() as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -1,4 +1,5 @@
-//! Alert webhooks. A 2xx is sent only after the alerts are durable.
+//! Alert webhooks. A 2xx is sent only after the alerts are durable (in
+//! the intake journal, see `intake::journal`).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -8,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::{ApiError, AppState};
 use crate::domain::alert::Source;
@@ -32,12 +33,7 @@ async fn receive(
         .into_response();
     };
     let (code, answer) = match accept(&state, source, &headers, body).await {
-        Ok(outcome) => {
-            if !outcome.opened.is_empty() {
-                info!(source = source.as_str(), incidents = ?outcome.opened, "incident opened");
-            }
-            Answer::from_outcome(outcome)
-        }
+        Ok(outcome) => Answer::from_outcome(outcome),
         Err(refusal) => {
             let (code, answer) = Answer::from_refusal(refusal);
             warn!(
@@ -96,37 +92,6 @@ async fn accept(
                     ))
                 })?;
             let request_hash = hex::encode(Sha256::digest(&body));
-            // A replay of a key already stored gets the original answer.
-            match state
-                .store
-                .receipt(source.as_str(), &format!("idem:{key}"))
-                .await
-            {
-                Ok(Some(receipt))
-                    if receipt.request_hash.as_deref() != Some(request_hash.as_str()) =>
-                {
-                    return Err(Refusal::KeyReused(key.to_string()));
-                }
-                Ok(Some(receipt)) => {
-                    let mut original: crate::incident::IngestOutcome = receipt
-                        .response
-                        .as_deref()
-                        .and_then(|r| serde_json::from_str(r).ok())
-                        .unwrap_or_default();
-                    original.duplicates += original.accepted;
-                    original.accepted = 0;
-                    original.replay_of = Some(key.to_string());
-                    metrics::counter!("firstline_alerts_total", "source" => source.as_str(), "status" => "duplicate")
-                        .increment(webhook.alerts.len() as u64);
-                    return Ok(original);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(Refusal::Infra(format!(
-                        "could not check the idempotency key: {e}"
-                    )));
-                }
-            }
             Some(Idempotency {
                 key: key.to_string(),
                 request_hash,
@@ -135,8 +100,8 @@ async fn accept(
     };
 
     state
-        .ledger
-        .ingest(source, webhook, idempotency)
+        .journal
+        .accept(source, webhook, idempotency)
         .await
         .map_err(|e| match e {
             LedgerError::KeyReused(k) => Refusal::KeyReused(k),

@@ -24,6 +24,7 @@ use secrecy::SecretString;
 use crate::chat::handler::CommandContext;
 use crate::chat::messages::Messages;
 use crate::incident::Ledger;
+use crate::intake::journal::{self, Journal};
 use crate::store::Store;
 
 /// Shared state of every handler.
@@ -31,6 +32,7 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub ledger: Ledger,
+    pub journal: Journal,
     pub messages: Messages,
     /// Bearer token per intake source.
     pub tokens: Arc<BTreeMap<String, SecretString>>,
@@ -40,6 +42,14 @@ pub struct AppState {
 }
 
 pub use error::ApiError;
+
+impl AppState {
+    /// Waits (briefly) until every alert accepted so far is applied, so a
+    /// read right after a delivery sees its incident.
+    pub async fn caught_up(&self) {
+        self.journal.progress().caught_up(journal::READ_WAIT).await;
+    }
+}
 
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;

@@ -37,7 +37,7 @@ pub struct Rules {
 
 /// An idempotency key sent with a generic delivery, and the hash of the
 /// body it came with (a reused key with another body is refused).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Idempotency {
     pub key: String,
     pub request_hash: String,
@@ -52,9 +52,12 @@ pub struct IngestOutcome {
     /// Alerts that had been delivered before (same group, fingerprint,
     /// start and status) and changed nothing.
     pub duplicates: u32,
-    /// Incidents the delivery opened or updated, e.g. `INC-7`.
+    /// Incidents the delivery opened or updated, e.g. `INC-7` (known once
+    /// the journal is applied, so never in an intake answer).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub incidents: Vec<String>,
     /// Of those, the ones it opened.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub opened: Vec<String>,
     /// Set when the whole delivery replays an earlier idempotency key.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -145,8 +148,6 @@ impl From<StoreError> for LedgerError {
 #[derive(Debug, Default)]
 pub(super) struct Effects {
     pub enqueued: usize,
-    /// (source, status, count) for `firstline_alerts_total`.
-    pub alert_counts: Vec<(&'static str, &'static str, u64)>,
 }
 
 /// What the ingest jobs of a batch will look up, so the batch can fetch it
@@ -187,9 +188,6 @@ pub(super) async fn ingest(
             == ReceiptOutcome::Duplicate
         {
             // Raced with the same key in this batch or since the HTTP check.
-            effects
-                .alert_counts
-                .push((src, "duplicate", webhook.alerts.len() as u64));
             return Ok(IngestOutcome {
                 duplicates: webhook.alerts.len() as u32,
                 replay_of: Some(idem.key.clone()),
@@ -304,21 +302,6 @@ pub(super) async fn ingest(
 
     out.incidents = touched.iter().map(|id| human_id(*id)).collect();
     out.opened = opened.iter().map(|id| human_id(*id)).collect();
-    if out.accepted > 0 {
-        effects
-            .alert_counts
-            .push((src, "accepted", out.accepted as u64));
-    }
-    if out.duplicates > 0 {
-        effects
-            .alert_counts
-            .push((src, "duplicate", out.duplicates as u64));
-    }
-    if let Some(idem) = idempotency {
-        let response = serde_json::to_string(&out).unwrap_or_default();
-        tx.set_receipt_response(src, &format!("idem:{}", idem.key), "accepted", &response)
-            .await?;
-    }
     Ok(out)
 }
 

@@ -1,28 +1,48 @@
-//! The writer task and its handle. One task owns all writes so that
-//! concurrent senders share transactions (group commit): it takes every job
-//! queued while the previous commit was in flight, applies them in one
-//! transaction and answers each sender only after that commit. A job that
-//! breaks a batch is retried alone, so one bad job never fails its
+//! The writer task and its handle. One task owns all writes to incidents
+//! so that concurrent callers share transactions (group commit): it takes
+//! every job queued while the previous commit was in flight, applies them
+//! in one transaction and answers each caller only after that commit. A job
+//! that breaks a batch is retried alone, so one bad job never fails its
 //! neighbours.
+//!
+//! Alerts reach it from the intake journal (`intake::journal`), already
+//! durable and answered: the journal's applier hands over a run of
+//! deliveries, and the writer records how far it got in the same
+//! transaction as what they changed.
 
 use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, oneshot};
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use super::apply::{
     self, Change, ChangeOutcome, Effects, Idempotency, IngestOutcome, LedgerError, Rules,
 };
 use crate::domain::alert::{ParsedWebhook, Source};
 use crate::domain::time::Clock;
+use crate::domain::time::Millis;
 use crate::store::{Batch, Store, WriterConn};
 
+/// A journaled delivery, as the writer applies it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub seq: i64,
+    /// When intake accepted it: the "now" of everything it changes, so an
+    /// incident's detection time is its arrival, however late it is applied.
+    pub received: Millis,
+    pub source: Source,
+    pub webhook: ParsedWebhook,
+    pub idempotency: Option<Idempotency>,
+    /// The answer its sender got; an idempotency key replays it.
+    pub answer: IngestOutcome,
+}
+
 enum Job {
-    Ingest {
-        source: Source,
-        webhook: ParsedWebhook,
-        idempotency: Option<Idempotency>,
-        reply: oneshot::Sender<Result<IngestOutcome, LedgerError>>,
+    Apply {
+        deliveries: Vec<Delivery>,
+        /// The journal position this run ends at.
+        upto: i64,
+        reply: oneshot::Sender<Result<(), LedgerError>>,
     },
     Change {
         actor: String,
@@ -32,8 +52,8 @@ enum Job {
 }
 
 enum Outcome {
-    Ingest(IngestOutcome),
-    Change(ChangeOutcome),
+    Applied,
+    Change(Box<ChangeOutcome>),
 }
 
 /// Handle to the writer. Cheap to clone.
@@ -66,26 +86,22 @@ impl Ledger {
         (Ledger { jobs: tx }, handle)
     }
 
-    /// Stores the alerts of one delivery. Answers once they are durable;
-    /// [`LedgerError::Overloaded`] at once if the queue is full.
-    pub async fn ingest(
+    /// Applies a run of journaled deliveries, and records `upto` as the
+    /// journal position reached, in one transaction.
+    pub async fn apply_journal(
         &self,
-        source: Source,
-        webhook: ParsedWebhook,
-        idempotency: Option<Idempotency>,
-    ) -> Result<IngestOutcome, LedgerError> {
+        deliveries: Vec<Delivery>,
+        upto: i64,
+    ) -> Result<(), LedgerError> {
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .try_send(Job::Ingest {
-                source,
-                webhook,
-                idempotency,
+            .send(Job::Apply {
+                deliveries,
+                upto,
                 reply,
             })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => LedgerError::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => LedgerError::Stopped,
-            })?;
+            .await
+            .map_err(|_| LedgerError::Stopped)?;
         rx.await.map_err(|_| LedgerError::Stopped)?
     }
 
@@ -226,12 +242,11 @@ async fn apply_jobs(
     batch: &[Job],
 ) -> Result<(Vec<Result<Outcome, LedgerError>>, Effects), LedgerError> {
     let mut tx = Batch::new(conn.begin().await.map_err(store_err)?);
-    let deliveries = batch.iter().filter_map(|job| match job {
-        Job::Ingest {
-            source, webhook, ..
-        } => Some((*source, webhook)),
-        Job::Change { .. } => None,
+    let deliveries = batch.iter().flat_map(|job| match job {
+        Job::Apply { deliveries, .. } => deliveries.as_slice(),
+        Job::Change { .. } => &[],
     });
+    let deliveries = deliveries.map(|d| (d.source, &d.webhook));
     tx.prefetch(&apply::prefetch_for(rules, deliveries), now)
         .await
         .map_err(store_err)?;
@@ -239,26 +254,17 @@ async fn apply_jobs(
     let mut outcomes = Vec::with_capacity(batch.len());
     for job in batch {
         let outcome = match job {
-            Job::Ingest {
-                source,
-                webhook,
-                idempotency,
-                ..
-            } => apply::ingest(
-                &mut tx,
-                rules,
-                now,
-                *source,
-                webhook,
-                idempotency.as_ref(),
-                &mut effects,
-            )
-            .await
-            .map(Outcome::Ingest),
+            Job::Apply {
+                deliveries, upto, ..
+            } => {
+                apply_deliveries(&mut tx, rules, deliveries, &mut effects).await?;
+                tx.set_applied(*upto).await.map_err(store_err)?;
+                Ok(Outcome::Applied)
+            }
             Job::Change { actor, change, .. } => {
                 apply::change(&mut tx, rules, now, actor, change, &mut effects)
                     .await
-                    .map(Outcome::Change)
+                    .map(|o| Outcome::Change(Box::new(o)))
             }
         };
         match outcome {
@@ -270,16 +276,62 @@ async fn apply_jobs(
     Ok((outcomes, effects))
 }
 
+/// Applies each delivery at its own arrival time. A delivery the rules
+/// refuse (an idempotency key reused with another body, which intake
+/// normally refuses first) changes nothing and is logged; a store error
+/// fails the whole run, to be retried.
+async fn apply_deliveries(
+    tx: &mut Batch<'_>,
+    rules: &Rules,
+    deliveries: &[Delivery],
+    effects: &mut Effects,
+) -> Result<(), LedgerError> {
+    for d in deliveries {
+        let outcome = apply::ingest(
+            tx,
+            rules,
+            d.received,
+            d.source,
+            &d.webhook,
+            d.idempotency.as_ref(),
+            effects,
+        )
+        .await;
+        match outcome {
+            Ok(outcome) => {
+                if !outcome.opened.is_empty() {
+                    info!(source = d.source.as_str(), seq = d.seq, incidents = ?outcome.opened, "incident opened");
+                }
+                if let Some(idem) = &d.idempotency
+                    && outcome.replay_of.is_none()
+                {
+                    // A replay gets the answer the sender got.
+                    let response = serde_json::to_string(&d.answer).unwrap_or_default();
+                    tx.set_receipt_response(
+                        d.source.as_str(),
+                        &format!("idem:{}", idem.key),
+                        "accepted",
+                        &response,
+                    )
+                    .await
+                    .map_err(store_err)?;
+                }
+            }
+            Err(LedgerError::Store(e)) => return Err(LedgerError::Store(e)),
+            Err(e) => {
+                warn!(source = d.source.as_str(), seq = d.seq, error = %e, "journaled delivery changed nothing");
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Writer {
     fn after_commit(&self, effects: &Effects) {
         if effects.enqueued > 0 {
             for wake in &self.wakes {
                 wake.notify_one();
             }
-        }
-        for (source, status, n) in &effects.alert_counts {
-            metrics::counter!("firstline_alerts_total", "source" => *source, "status" => *status)
-                .increment(*n);
         }
     }
 }
@@ -292,11 +344,11 @@ fn answer(job: Job, outcome: Result<Outcome, LedgerError>) {
     // A sender that gave up (timeout, disconnect) no longer listens; its job
     // is stored all the same, which is what it will find when it retries.
     match (job, outcome) {
-        (Job::Ingest { reply, .. }, Ok(Outcome::Ingest(o))) => {
-            let _ = reply.send(Ok(o));
+        (Job::Apply { reply, .. }, Ok(Outcome::Applied)) => {
+            let _ = reply.send(Ok(()));
         }
         (Job::Change { reply, .. }, Ok(Outcome::Change(o))) => {
-            let _ = reply.send(Ok(o));
+            let _ = reply.send(Ok(*o));
         }
         (job, Err(e)) => fail(job, e),
         (job, Ok(_)) => {
@@ -308,7 +360,7 @@ fn answer(job: Job, outcome: Result<Outcome, LedgerError>) {
 
 fn fail(job: Job, e: LedgerError) {
     match job {
-        Job::Ingest { reply, .. } => {
+        Job::Apply { reply, .. } => {
             let _ = reply.send(Err(e));
         }
         Job::Change { reply, .. } => {

@@ -9,4 +9,4 @@ mod apply;
 mod ledger;
 
 pub use apply::{Change, ChangeOutcome, Idempotency, IngestOutcome, LedgerError, Rules};
-pub use ledger::Ledger;
+pub use ledger::{Delivery, Ledger};

@@ -12,6 +12,7 @@
 pub mod alertmanager;
 pub mod generic;
 pub mod grafana;
+pub mod journal;
 pub mod parse_error;
 
 use axum::http::StatusCode;

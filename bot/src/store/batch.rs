@@ -449,11 +449,12 @@ impl<'c> Batch<'c> {
         for entries in self.alerts.values_mut() {
             entries.retain(|e| e.id > 0);
         }
-        self.fetched_fingerprints.retain(|k| {
-            !pending
-                .iter()
-                .any(|p| p.source == k.0 && p.fingerprint == k.1)
-        });
+        let written: HashSet<(&str, &str)> = pending
+            .iter()
+            .map(|p| (p.source.as_str(), p.fingerprint.as_str()))
+            .collect();
+        self.fetched_fingerprints
+            .retain(|k| !written.contains(&(k.0.as_str(), k.1.as_str())));
         Ok(())
     }
 
@@ -473,6 +474,11 @@ impl<'c> Batch<'c> {
             });
         }
         Ok(())
+    }
+
+    /// Records how far the intake journal is applied (see `journal`).
+    pub async fn set_applied(&mut self, seq: i64) -> Result<()> {
+        self.tx.set_applied(seq).await
     }
 
     /// Writes the buffers and commits.

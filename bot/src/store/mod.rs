@@ -137,6 +137,9 @@ macro_rules! on_tx {
 }
 
 mod batch;
+mod journal;
+
+pub use journal::{JournalRecord, JournalStore, sqlite_journal_path};
 
 /// Options for [`Store::connect`].
 #[derive(Debug, Clone)]

@@ -1,0 +1,654 @@
+//! The intake journal's two tasks: the **journal writer**, which decides
+//! what is new, appends it durably and answers the senders, and the
+//! **applier**, which hands what was appended to the incident writer.
+//!
+//! ```text
+//! hooks ─► Journal::accept ─► writer: dedup ─► append (group commit) ─► 2xx
+//!                                                   │
+//!              applier: read_after(applied) ◄───────┘
+//!                 └─► Ledger::apply_journal ─► incidents, timeline, outbox
+//!                                              + intake_applied, one transaction
+//! ```
+//!
+//! A sender waits for the append only (~1 KB a delivery, sequential),
+//! never for the incident work (~20 KB of index pages an alert): that is
+//! what lets intake keep up with a storm while incidents follow a few
+//! milliseconds behind. Reads that must see every accepted alert (the
+//! incident API, chat commands) wait for the applier first
+//! ([`Progress::caught_up`]).
+//!
+//! Dedup is decided here, before the answer: an alert is a duplicate when
+//! its delivery key (groupKey, fingerprint, startsAt, status) has a receipt,
+//! or the alert with that fingerprint and start is already stored with the
+//! same status; "stored" covers both the database and what is journaled
+//! but not yet applied, which this task keeps in memory (bounded by
+//! `intake.max_backlog`). The incident writer applies the same rules
+//! again, so a race between the two can cost an inexact count in an
+//! answer, never a second incident.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tracing::{error, info, warn};
+
+use crate::domain::alert::{AlertStatus, ParsedWebhook, Source};
+use crate::domain::time::{Clock, Millis};
+use crate::incident::{Delivery, Idempotency, IngestOutcome, Ledger, LedgerError};
+use crate::store::{JournalRecord, JournalStore, Receipt, Store, StoreError};
+
+/// What is stored per delivery (the `payload` column).
+#[derive(Debug, Serialize, Deserialize)]
+struct Payload {
+    webhook: ParsedWebhook,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    idempotency: Option<Idempotency>,
+    answer: IngestOutcome,
+}
+
+/// [`Payload`] by reference, for writing.
+#[derive(Serialize)]
+struct PayloadRef<'a> {
+    webhook: &'a ParsedWebhook,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idempotency: Option<&'a Idempotency>,
+    answer: &'a IngestOutcome,
+}
+
+/// How far intake and the incident writer have got; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    applied: watch::Receiver<i64>,
+    head: Arc<AtomicI64>,
+}
+
+impl Progress {
+    /// Waits until everything accepted before this call has been applied
+    /// to incidents, for at most `limit`. `false` if the limit passed (the
+    /// caller then reads what is there; the rest follows shortly).
+    pub async fn caught_up(&self, limit: Duration) -> bool {
+        let target = self.head.load(Ordering::Acquire);
+        let mut applied = self.applied.clone();
+        matches!(
+            tokio::time::timeout(limit, applied.wait_for(|a| *a >= target)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Deliveries accepted and not yet applied.
+    pub fn backlog(&self) -> i64 {
+        (self.head.load(Ordering::Acquire) - *self.applied.borrow()).max(0)
+    }
+}
+
+/// How long a read waits for the applier before answering with what is
+/// there.
+pub const READ_WAIT: Duration = Duration::from_secs(5);
+
+/// Handle to the journal writer. Cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    jobs: mpsc::Sender<Entry>,
+    progress: Progress,
+}
+
+struct Entry {
+    source: Source,
+    webhook: ParsedWebhook,
+    idempotency: Option<Idempotency>,
+    reply: oneshot::Sender<Result<IngestOutcome, LedgerError>>,
+}
+
+/// Settings of the two tasks.
+#[derive(Debug, Clone)]
+pub struct JournalSettings {
+    pub queue_capacity: usize,
+    /// Deliveries per append; alerts per run handed to the incident writer.
+    pub batch_max: usize,
+    /// Deliveries accepted but not yet applied beyond which intake answers
+    /// 503 (the sender retries; nothing is lost).
+    pub max_backlog: i64,
+}
+
+/// The two running tasks.
+pub struct JournalTasks {
+    pub writer: tokio::task::JoinHandle<()>,
+    pub applier: tokio::task::JoinHandle<()>,
+}
+
+impl Journal {
+    /// Starts both tasks. Deliveries journaled before a restart and not
+    /// yet applied are applied first, and count as stored for dedup.
+    pub async fn start(
+        store: Store,
+        journal: JournalStore,
+        ledger: Ledger,
+        clock: Arc<dyn Clock>,
+        settings: JournalSettings,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(Journal, JournalTasks), StoreError> {
+        let applied = store.applied_seq().await?;
+        let last = journal.last_seq().await?.max(applied);
+        let mut pending = Pending::default();
+        let mut from = applied;
+        loop {
+            let records = journal.read_after(from, 1000).await?;
+            let Some(end) = records.last().map(|r| r.seq) else {
+                break;
+            };
+            for r in &records {
+                if let Some(d) = decode(r) {
+                    pending.remember(&d);
+                }
+            }
+            from = end;
+        }
+        if last > applied {
+            info!(
+                deliveries = last - applied,
+                "intake journal: applying deliveries accepted before the restart"
+            );
+        }
+        let (applied_tx, applied_rx) = watch::channel(applied);
+        let head = Arc::new(AtomicI64::new(last));
+        let progress = Progress {
+            applied: applied_rx.clone(),
+            head: head.clone(),
+        };
+        let wake = Arc::new(Notify::new());
+        let (tx, rx) = mpsc::channel(settings.queue_capacity);
+        let writer = Writer {
+            store,
+            journal: journal.clone(),
+            clock,
+            pending,
+            next_seq: last + 1,
+            head,
+            applied: applied_rx,
+            pruned: 0,
+            wake: wake.clone(),
+            settings: settings.clone(),
+        };
+        let writer = tokio::spawn(writer.run(rx));
+        let applier = tokio::spawn(apply_loop(
+            journal,
+            ledger,
+            applied_tx,
+            wake,
+            settings.batch_max as i64,
+            stop,
+        ));
+        Ok((
+            Journal { jobs: tx, progress },
+            JournalTasks { writer, applier },
+        ))
+    }
+
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// Stores one delivery: answers once it is durable (or was already
+    /// stored), [`LedgerError::Overloaded`] at once when the queue or the
+    /// backlog is full.
+    pub async fn accept(
+        &self,
+        source: Source,
+        webhook: ParsedWebhook,
+        idempotency: Option<Idempotency>,
+    ) -> Result<IngestOutcome, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .try_send(Entry {
+                source,
+                webhook,
+                idempotency,
+                reply,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => LedgerError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => LedgerError::Stopped,
+            })?;
+        rx.await.map_err(|_| LedgerError::Stopped)?
+    }
+}
+
+/// What is journaled and not yet applied, by the keys dedup asks about;
+/// each value carries the journal sequence it came in with. `order` lists
+/// each delivery's keys in sequence order, so forgetting what was applied
+/// costs what is forgotten, not what is kept.
+#[derive(Default)]
+struct Pending {
+    /// (source, delivery key).
+    receipts: HashMap<(Source, String), i64>,
+    /// (source, fingerprint, starts) -> latest status.
+    alerts: HashMap<(Source, String, i64), (AlertStatus, i64)>,
+    /// (source, idempotency key) -> (request hash, answer).
+    idem: HashMap<(Source, String), (String, IngestOutcome, i64)>,
+    order: VecDeque<(i64, Vec<PendingKey>)>,
+}
+
+enum PendingKey {
+    Receipt(Source, String),
+    Alert(Source, String, i64),
+    Idem(Source, String),
+}
+
+impl Pending {
+    fn remember(&mut self, d: &Delivery) {
+        let mut keys = Vec::with_capacity(d.webhook.alerts.len() * 2 + 1);
+        for a in &d.webhook.alerts {
+            let key = (d.source, a.dedup_key());
+            self.receipts.insert(key.clone(), d.seq);
+            keys.push(PendingKey::Receipt(key.0, key.1));
+            if let Some(s) = a.starts_at {
+                let key = (d.source, a.fingerprint.clone(), s.0);
+                self.alerts.insert(key.clone(), (a.status, d.seq));
+                keys.push(PendingKey::Alert(key.0, key.1, key.2));
+            }
+        }
+        if let Some(idem) = &d.idempotency {
+            self.idem.insert(
+                (d.source, idem.key.clone()),
+                (idem.request_hash.clone(), d.answer.clone(), d.seq),
+            );
+            keys.push(PendingKey::Idem(d.source, idem.key.clone()));
+        }
+        self.order.push_back((d.seq, keys));
+    }
+
+    /// Forgets the deliveries up to `seq` (applied: the database has them).
+    fn forget_through(&mut self, seq: i64) {
+        while self.order.front().is_some_and(|(s, _)| *s <= seq) {
+            if let Some((s, keys)) = self.order.pop_front() {
+                self.forget(s, keys);
+            }
+        }
+    }
+
+    /// Forgets the deliveries from `seq` on (their append failed).
+    fn forget_from(&mut self, seq: i64) {
+        while self.order.back().is_some_and(|(s, _)| *s >= seq) {
+            if let Some((s, keys)) = self.order.pop_back() {
+                self.forget(s, keys);
+            }
+        }
+    }
+
+    /// Removes `keys` where they still point at delivery `seq` (a later
+    /// delivery of the same key keeps its entry).
+    fn forget(&mut self, seq: i64, keys: Vec<PendingKey>) {
+        for key in keys {
+            match key {
+                PendingKey::Receipt(src, k) => {
+                    let k = (src, k);
+                    if self.receipts.get(&k) == Some(&seq) {
+                        self.receipts.remove(&k);
+                    }
+                }
+                PendingKey::Alert(src, fp, starts) => {
+                    let k = (src, fp, starts);
+                    if self.alerts.get(&k).is_some_and(|(_, s)| *s == seq) {
+                        self.alerts.remove(&k);
+                    }
+                }
+                PendingKey::Idem(src, k) => {
+                    let k = (src, k);
+                    if self.idem.get(&k).is_some_and(|(_, _, s)| *s == seq) {
+                        self.idem.remove(&k);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the database already holds about a batch's keys.
+#[derive(Default)]
+struct Known {
+    receipts: HashMap<(String, String), Receipt>,
+    /// (source, fingerprint, starts) -> status of the latest such alert.
+    alerts: HashMap<(String, String, i64), String>,
+}
+
+struct Writer {
+    store: Store,
+    journal: JournalStore,
+    clock: Arc<dyn Clock>,
+    pending: Pending,
+    next_seq: i64,
+    head: Arc<AtomicI64>,
+    applied: watch::Receiver<i64>,
+    /// Journal records up to here are deleted.
+    pruned: i64,
+    /// Wakes the applier after an append.
+    wake: Arc<Notify>,
+    settings: JournalSettings,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Entry>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(self.settings.batch_max);
+        loop {
+            let first = tokio::select! {
+                job = rx.recv() => job,
+                _ = tick.tick() => {
+                    self.prune().await;
+                    continue;
+                }
+            };
+            let Some(first) = first else { break };
+            batch.push(first);
+            while batch.len() < self.settings.batch_max {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.handle(std::mem::take(&mut batch)).await;
+        }
+    }
+
+    /// Deletes the records the incident writer has applied.
+    async fn prune(&mut self) {
+        let applied = *self.applied.borrow();
+        if applied <= self.pruned {
+            return;
+        }
+        match self.journal.prune_through(applied).await {
+            Ok(_) => self.pruned = applied,
+            Err(e) => {
+                warn!(error = %e, "intake journal: pruning applied records failed; will retry")
+            }
+        }
+    }
+
+    async fn handle(&mut self, batch: Vec<Entry>) {
+        let applied = *self.applied.borrow();
+        // Applied entries are in the database now: the lookups below see
+        // them there (they run after the commit that applied them).
+        self.pending.forget_through(applied);
+        if self.next_seq - 1 - applied >= self.settings.max_backlog {
+            warn!(
+                backlog = self.next_seq - 1 - applied,
+                "intake journal is full (intake.max_backlog): answering 503 until incidents catch up"
+            );
+            for e in batch {
+                let _ = e.reply.send(Err(LedgerError::Overloaded));
+            }
+            return;
+        }
+        let known = match self.lookup(&batch).await {
+            Ok(k) => k,
+            Err(e) => {
+                for entry in batch {
+                    let _ = entry.reply.send(Err(LedgerError::Store(e.to_string())));
+                }
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let first = self.next_seq;
+        let mut records = Vec::new();
+        let mut answers = Vec::with_capacity(batch.len());
+        for mut entry in batch {
+            let result = self.decide(&mut entry, now, &known, &mut records);
+            answers.push((entry, result));
+        }
+        if !records.is_empty() {
+            if let Err(e) = self.journal.append(&records).await {
+                // Nothing of this batch is stored: forget it, and fail
+                // every answer (a duplicate of something in this batch
+                // is no longer one).
+                error!(error = %e, "intake journal: append failed; answering 503");
+                self.pending.forget_from(first);
+                self.next_seq = first;
+                for (entry, _) in answers {
+                    let _ = entry
+                        .reply
+                        .send(Err(LedgerError::Store(format!("journal append: {e}"))));
+                }
+                return;
+            }
+            self.head.store(self.next_seq - 1, Ordering::Release);
+            self.wake.notify_one();
+        }
+        for (entry, result) in answers {
+            if let Ok(o) = &result {
+                let src = entry.source.as_str();
+                if o.accepted > 0 {
+                    metrics::counter!("firstline_alerts_total", "source" => src, "status" => "accepted")
+                        .increment(o.accepted as u64);
+                }
+                if o.duplicates > 0 {
+                    metrics::counter!("firstline_alerts_total", "source" => src, "status" => "duplicate")
+                        .increment(o.duplicates as u64);
+                }
+            }
+            let _ = entry.reply.send(result);
+        }
+    }
+
+    /// Reads what the database holds about the batch's keys.
+    async fn lookup(&self, batch: &[Entry]) -> Result<Known, StoreError> {
+        let mut receipt_keys = Vec::new();
+        let mut fingerprints = Vec::new();
+        for e in batch {
+            let src = e.source.as_str().to_string();
+            if let Some(idem) = &e.idempotency {
+                receipt_keys.push((src.clone(), format!("idem:{}", idem.key)));
+            }
+            for a in &e.webhook.alerts {
+                receipt_keys.push((src.clone(), a.dedup_key()));
+                fingerprints.push((src.clone(), a.fingerprint.clone()));
+            }
+        }
+        let mut known = Known::default();
+        for r in self.store.receipts_for(&receipt_keys).await? {
+            known.receipts.insert((r.source.clone(), r.key.clone()), r);
+        }
+        // Oldest first, so the latest alert with a start wins.
+        for (source, fp, starts, status) in self.store.alert_states(&fingerprints).await? {
+            known.alerts.insert((source, fp, starts), status);
+        }
+        Ok(known)
+    }
+
+    /// Decides one delivery: its answer, and the record to append (only its
+    /// new alerts). Remembers what it journals, so later deliveries of the
+    /// same batch see it.
+    fn decide(
+        &mut self,
+        entry: &mut Entry,
+        now: Millis,
+        known: &Known,
+        records: &mut Vec<JournalRecord>,
+    ) -> Result<IngestOutcome, LedgerError> {
+        let source = entry.source;
+        let src = source.as_str();
+        if let Some(idem) = &entry.idempotency {
+            let replay = match self.pending.idem.get(&(source, idem.key.clone())) {
+                Some((hash, answer, _)) => Some((Some(hash.clone()), Some(answer.clone()))),
+                None => known
+                    .receipts
+                    .get(&(src.to_string(), format!("idem:{}", idem.key)))
+                    .map(|r| {
+                        let answer = r
+                            .response
+                            .as_deref()
+                            .and_then(|r| serde_json::from_str(r).ok());
+                        (r.request_hash.clone(), answer)
+                    }),
+            };
+            if let Some((hash, answer)) = replay {
+                if hash.as_deref() != Some(idem.request_hash.as_str()) {
+                    return Err(LedgerError::KeyReused(idem.key.clone()));
+                }
+                // A replay of a stored key gets the original answer.
+                let mut original: IngestOutcome = answer.unwrap_or_default();
+                original.duplicates += original.accepted;
+                original.accepted = 0;
+                original.replay_of = Some(idem.key.clone());
+                return Ok(original);
+            }
+        }
+
+        let delivered = entry.webhook.alerts.len();
+        let mut fresh = Vec::new();
+        for a in std::mem::take(&mut entry.webhook.alerts) {
+            let key = a.dedup_key();
+            let seen = self.pending.receipts.contains_key(&(source, key.clone()))
+                || known.receipts.contains_key(&(src.to_string(), key));
+            let same_state = a.starts_at.is_some_and(|s| {
+                let stored = match self
+                    .pending
+                    .alerts
+                    .get(&(source, a.fingerprint.clone(), s.0))
+                {
+                    Some((status, _)) => Some(status.as_str()),
+                    None => known
+                        .alerts
+                        .get(&(src.to_string(), a.fingerprint.clone(), s.0))
+                        .map(String::as_str),
+                };
+                stored == Some(a.status.as_str())
+            });
+            if !seen && !same_state {
+                fresh.push(a);
+            }
+        }
+        let answer = IngestOutcome {
+            accepted: fresh.len() as u32,
+            duplicates: (delivered - fresh.len()) as u32,
+            ..Default::default()
+        };
+        if fresh.is_empty() && entry.idempotency.is_none() {
+            return Ok(answer);
+        }
+        let delivery = Delivery {
+            seq: self.next_seq,
+            received: now,
+            source,
+            webhook: ParsedWebhook {
+                alerts: fresh,
+                truncated_alerts: entry.webhook.truncated_alerts,
+                receiver: entry.webhook.receiver.clone(),
+            },
+            idempotency: entry.idempotency.clone(),
+            answer: answer.clone(),
+        };
+        let payload = serde_json::to_string(&PayloadRef {
+            webhook: &delivery.webhook,
+            idempotency: delivery.idempotency.as_ref(),
+            answer: &answer,
+        })
+        .map_err(|e| LedgerError::Store(format!("cannot encode the delivery: {e}")))?;
+        self.pending.remember(&delivery);
+        records.push(JournalRecord {
+            seq: delivery.seq,
+            received_ms: now.0,
+            source: src.to_string(),
+            payload,
+        });
+        self.next_seq += 1;
+        Ok(answer)
+    }
+}
+
+/// A record as the incident writer applies it; `None` (and an error in
+/// the log) for one that cannot be read back.
+fn decode(r: &JournalRecord) -> Option<Delivery> {
+    let Some(source) = Source::parse(&r.source) else {
+        error!(seq = r.seq, source = %r.source, "intake journal: record of an unknown source skipped");
+        return None;
+    };
+    match serde_json::from_str::<Payload>(&r.payload) {
+        Ok(p) => Some(Delivery {
+            seq: r.seq,
+            received: Millis(r.received_ms),
+            source,
+            webhook: p.webhook,
+            idempotency: p.idempotency,
+            answer: p.answer,
+        }),
+        Err(e) => {
+            error!(seq = r.seq, error = %e, "intake journal: unreadable record skipped");
+            None
+        }
+    }
+}
+
+/// Hands journaled deliveries to the incident writer, in order, until
+/// `stop`. A store error is retried (with backoff) rather than skipped:
+/// nothing accepted is dropped while the database is away.
+async fn apply_loop(
+    journal: JournalStore,
+    ledger: Ledger,
+    applied: watch::Sender<i64>,
+    wake: Arc<Notify>,
+    batch: i64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut alerts_per_delivery = 1;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let from = *applied.borrow();
+        // Read about as many deliveries as make `batch` alerts, going by
+        // the size of the last ones.
+        let limit = (batch / alerts_per_delivery.max(1)).clamp(1, batch);
+        let result = match journal.read_after(from, limit).await {
+            Ok(records) if records.is_empty() => {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+            Ok(records) => {
+                // At most `batch` alerts a run (at least one delivery): the
+                // writer's transaction stays short, so chat commands queued
+                // behind it wait little.
+                let mut deliveries = Vec::new();
+                let mut alerts = 0;
+                let mut upto = from;
+                for r in &records {
+                    if !deliveries.is_empty() && alerts >= batch {
+                        break;
+                    }
+                    upto = r.seq;
+                    if let Some(d) = decode(r) {
+                        alerts += d.webhook.alerts.len().max(1) as i64;
+                        deliveries.push(d);
+                    }
+                }
+                alerts_per_delivery = alerts / (deliveries.len().max(1) as i64);
+                ledger.apply_journal(deliveries, upto).await.map(|()| upto)
+            }
+            Err(e) => Err(LedgerError::Store(e.to_string())),
+        };
+        match result {
+            Ok(upto) => {
+                applied.send_replace(upto);
+                backoff = Duration::from_millis(100);
+            }
+            Err(LedgerError::Stopped) => return,
+            Err(e) => {
+                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "intake journal: applying to incidents failed; will retry");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
