@@ -90,8 +90,8 @@ pub struct StoreSettings {
     /// `sqlite://PATH` (created if missing) or `postgres://user@host/db`.
     pub url: String,
     pub max_connections: u32,
-    /// Most intake/command jobs committed together in one transaction
-    /// (group commit); each sender is answered once its job is durable.
+    /// Most deliveries per intake journal append (group commit), and most
+    /// alerts per run the incident writer applies in one transaction.
     pub batch_max: usize,
     /// SQLite `synchronous` pragma: `full` survives power loss, `normal`
     /// survives a process crash only.
