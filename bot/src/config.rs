@@ -139,9 +139,9 @@ pub struct IntakeSettings {
     /// Deliveries waiting for the journal writer before intake sheds load
     /// with 503.
     pub queue_capacity: usize,
-    /// Deliveries accepted (journaled) but not yet applied to incidents
-    /// before intake sheds load with 503; bounds the journal on disk and
-    /// its dedup index in memory.
+    /// Alerts accepted (journaled) but not yet applied to incidents before
+    /// intake sheds load with 503; bounds the journal on disk and its dedup
+    /// index in memory (~1 KB an alert).
     pub max_backlog: u32,
     /// Optional bearer token per source (`alertmanager`, `grafana`,
     /// `generic`), as a secret reference.
@@ -154,7 +154,7 @@ impl Default for IntakeSettings {
             receipt_ttl_days: 90,
             max_receipts: 1000,
             queue_capacity: 10_000,
-            max_backlog: 50_000,
+            max_backlog: 100_000,
             tokens: BTreeMap::new(),
         }
     }

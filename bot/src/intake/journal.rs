@@ -108,8 +108,9 @@ pub struct JournalSettings {
     pub queue_capacity: usize,
     /// Deliveries per append; alerts per run handed to the incident writer.
     pub batch_max: usize,
-    /// Deliveries accepted but not yet applied beyond which intake answers
-    /// 503 (the sender retries; nothing is lost).
+    /// Alerts (or deliveries, whichever is more) accepted but not yet
+    /// applied beyond which intake answers 503 (the sender retries; nothing
+    /// is lost). Bounds the dedup index in memory and the journal on disk.
     pub max_backlog: i64,
 }
 
@@ -373,9 +374,12 @@ impl Writer {
         // Applied entries are in the database now: the lookups below see
         // them there (they run after the commit that applied them).
         self.pending.forget_through(applied);
-        if self.next_seq - 1 - applied >= self.settings.max_backlog {
+        let deliveries = self.next_seq - 1 - applied;
+        let alerts = self.pending.receipts.len() as i64;
+        if deliveries.max(alerts) >= self.settings.max_backlog {
             warn!(
-                backlog = self.next_seq - 1 - applied,
+                deliveries,
+                alerts,
                 "intake journal is full (intake.max_backlog): answering 503 until incidents catch up"
             );
             for e in batch {
