@@ -19,8 +19,7 @@ use super::apply::{
     self, Change, ChangeOutcome, Effects, Idempotency, IngestOutcome, LedgerError, Rules,
 };
 use crate::domain::alert::{ParsedWebhook, Source};
-use crate::domain::time::Clock;
-use crate::domain::time::Millis;
+use crate::domain::time::{Clock, Millis};
 use crate::store::{Batch, Store, WriterConn};
 
 /// A journaled delivery, as the writer applies it.
