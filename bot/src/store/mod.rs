@@ -467,13 +467,6 @@ impl Store {
         Ok(())
     }
 
-    /// A stored idempotency receipt (generic intake replays its answer).
-    pub async fn receipt(&self, source: &str, key: &str) -> Result<Option<Receipt>> {
-        Ok(on_pool!(self, p => sqlx::query_as(
-            "SELECT source, key, outcome, request_hash, response, duplicates, received_ms FROM receipts WHERE source = $1 AND key = $2")
-            .bind(source).bind(key).fetch_optional(p).await?))
-    }
-
     /// Drops receipts older than `older_than`, then the oldest beyond `max`
     /// (seed 000: TTL days and a MAX count). Returns how many went.
     pub async fn prune_receipts(&self, older_than: Millis, max: i64) -> Result<u64> {
