@@ -239,6 +239,12 @@ impl App {
         &self.store
     }
 
+    /// The intake journal (on SQLite a file of its own, on PostgreSQL a
+    /// table of [`App::store`]).
+    pub fn journal(&self) -> &JournalStore {
+        &self.journal
+    }
+
     /// Serves until `shutdown` resolves, then stops the background tasks.
     pub async fn run(
         self,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use firstline::app::App;
 use firstline::chat::console::Sink;
 use firstline::config;
-use firstline::store::Store;
+use firstline::store::{JournalStore, Store};
 use serde_json::Value;
 use sqlx::Connection;
 
@@ -29,6 +29,8 @@ pub struct TestApp {
     pub addr: String,
     pub client: reqwest::Client,
     pub store: Store,
+    /// The intake journal: with `store`, what "the store" means to intake.
+    pub journal: JournalStore,
     pub db_url: String,
     /// Holds the SQLite file until the test ends.
     _dir: tempfile::TempDir,
@@ -140,6 +142,7 @@ pub async fn spawn_with(dir: tempfile::TempDir, db_url: String, extra: &[(&str, 
     let app = App::build(config, Sink::Silent).await.expect("app builds");
     let addr = format!("http://{}", app.local_addr().expect("bound"));
     let store = app.store().clone();
+    let journal = app.journal().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let _ = app
@@ -155,6 +158,7 @@ pub async fn spawn_with(dir: tempfile::TempDir, db_url: String, extra: &[(&str, 
             .build()
             .expect("client"),
         store,
+        journal,
         db_url,
         _dir: dir,
         shutdown: Some(tx),
@@ -296,14 +300,19 @@ pub fn am_payload(group: &str, alerts: &[(&str, &str, &str, &str, &str, &str)]) 
 /// Group `g{i}`: one critical `Down` alert of service `svc-{i}`, firing
 /// since 2026-11-23T00:00:00Z; each `i` opens its own incident.
 pub fn down_group(i: usize) -> String {
+    down_alert(&format!("g{i}"), i, "firing")
+}
+
+/// The alert of [`down_group`]`(i)` with `status`, in group `group`.
+pub fn down_alert(group: &str, i: usize, status: &str) -> String {
     am_payload(
-        &format!("g{i}"),
+        group,
         &[(
             "Down",
             &format!("svc-{i}"),
             "critical",
             "a:1",
-            "firing",
+            status,
             "2026-11-23T00:00:00Z",
         )],
     )

@@ -382,7 +382,9 @@ async fn intake_answers_503_with_retry_after_when_the_store_is_down_and_keeps_wh
     // Applied to incidents before the outage (the API waits for that); the
     // restart tests cover what is only journaled when the store goes away.
     assert_eq!(app.incident_ids().await, ["INC-1"]);
+    // Both halves: a new alert needs only the journal to be accepted.
     app.store.close().await;
+    app.journal.close().await;
 
     let r = app
         .client

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{am_payload, down_group};
+use crate::helpers::{down_alert, down_group};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -99,17 +99,7 @@ async fn a_killed_server_restarts_with_everything_it_accepted_and_no_duplicate_p
     let (mut second, base) = serve(dir.path(), &client).await;
     // Redelivery of everything (Alertmanager re-sends whole groups) is
     // recognised, not doubled.
-    let body = am_payload(
-        "g0",
-        &[(
-            "Down",
-            "svc-0",
-            "critical",
-            "a:1",
-            "firing",
-            "2026-11-23T00:00:00Z",
-        )],
-    );
+    let body = down_alert("g0", 0, "firing");
     let again: Value = client
         .post(format!("{base}/hooks/alertmanager"))
         .body(body)
@@ -207,4 +197,52 @@ async fn alerts_accepted_while_incidents_cannot_be_written_survive_a_crash_and_a
         Some(5),
         "the journal was applied after the restart: {incidents}"
     );
+}
+
+#[tokio::test]
+async fn alerts_stored_before_a_restart_are_still_known_to_dedup_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let (mut first, base) = serve(dir.path(), &client).await;
+    for i in 0..2 {
+        assert_eq!(post_alerts(&client, &base, down_group(i)).await.0, 200);
+    }
+    // The API waits for the incident writer: both alerts are in the
+    // database, none only in the journal, when the server goes.
+    let before: Value = get_json(&client, &format!("{base}/api/incidents?state=all")).await;
+    first.kill().expect("kill -9");
+    let _ = first.wait();
+    assert_eq!(before["incidents"].as_array().map(Vec::len), Some(2));
+
+    let (mut second, base) = serve(dir.path(), &client).await;
+    let (_, regroup) = post_alerts(&client, &base, down_group(0)).await;
+    // The same alert from another Alertmanager route (another groupKey):
+    // no receipt matches, the stored alert does.
+    let other_route = down_alert("another-route", 0, "firing");
+    let (_, rerouted) = post_alerts(&client, &base, other_route).await;
+    let resolve = down_alert("g1", 1, "resolved");
+    let (_, resolved) = post_alerts(&client, &base, resolve).await;
+    let incidents: Value = get_json(&client, &format!("{base}/api/incidents?state=all")).await;
+    second.kill().expect("stop");
+    let _ = second.wait();
+
+    let answer = |text: &str| serde_json::from_str::<Value>(text).unwrap_or_default();
+    assert_eq!(answer(&regroup)["status"], "duplicate", "{regroup}");
+    assert_eq!(answer(&rerouted)["status"], "duplicate", "{rerouted}");
+    assert_eq!(answer(&resolved)["accepted"], 1, "{resolved}");
+    let incidents = incidents["incidents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        incidents.len(),
+        2,
+        "no incident opened twice: {incidents:?}"
+    );
+    let svc1 = incidents
+        .iter()
+        .map(|i| &i["incident"])
+        .find(|i| i["title"].as_str().is_some_and(|t| t.contains("svc-1")))
+        .unwrap_or_else(|| panic!("svc-1's incident: {incidents:?}"));
+    assert_eq!(svc1["state"], "mitigated", "the resolve reached it: {svc1}");
 }

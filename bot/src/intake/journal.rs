@@ -25,12 +25,19 @@
 //! `intake.max_backlog`). The incident writer applies the same rules
 //! again, so a race between the two can cost an inexact count in an
 //! answer, never a second incident.
+//!
+//! Most alerts of a storm are new, and asking the database about each
+//! batch cost as much as appending it. So the writer keeps a Bloom filter
+//! ([`Seen`]) of every (source, fingerprint) stored or journaled: an alert
+//! the filter has never seen is new without a query; only the others (a
+//! re-sent group, a resolve) are looked up.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use fastbloom::BloomFilter;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{error, info, warn};
@@ -133,6 +140,7 @@ impl Journal {
     ) -> Result<(Journal, JournalTasks), StoreError> {
         let applied = store.applied_seq().await?;
         let last = journal.last_seq().await?.max(applied);
+        let mut seen = Seen::load(&store).await?;
         let mut pending = Pending::default();
         let mut from = applied;
         loop {
@@ -142,6 +150,9 @@ impl Journal {
             };
             for r in &records {
                 if let Some(d) = decode(r) {
+                    for a in &d.webhook.alerts {
+                        seen.insert(d.source, &a.fingerprint);
+                    }
                     pending.remember(&d);
                 }
             }
@@ -166,6 +177,7 @@ impl Journal {
             journal: journal.clone(),
             clock,
             pending,
+            seen,
             next_seq: last + 1,
             head,
             applied: applied_rx,
@@ -307,6 +319,60 @@ impl Pending {
     }
 }
 
+/// Every (source, fingerprint) stored as an alert or journaled, as a
+/// Bloom filter: "not seen" is certain (the alert is new, no query
+/// needed), "seen" only likely (the database is asked). Alerts are never
+/// deleted, and every receipt belongs to a stored alert, so an unseen
+/// fingerprint has neither an alert row nor a receipt. The filter is
+/// filled from the database at start-up and sized for twice what is
+/// there (at least [`Seen::MIN_CAPACITY`]); past that, false "seen"
+/// answers grow and cost queries, never a wrong answer.
+struct Seen(BloomFilter);
+
+impl Seen {
+    /// ~1.2 MB of filter, touched only as it fills.
+    const MIN_CAPACITY: usize = 1 << 20;
+    const FALSE_POSITIVES: f64 = 0.01;
+    const PAGE: i64 = 10_000;
+
+    async fn load(store: &Store) -> Result<Seen, StoreError> {
+        let started = std::time::Instant::now();
+        let upper = usize::try_from(store.max_alert_id().await?).unwrap_or(0);
+        let mut seen = Seen(
+            BloomFilter::with_false_pos(Self::FALSE_POSITIVES)
+                .expected_items(upper.saturating_mul(2).max(Self::MIN_CAPACITY)),
+        );
+        let (mut after, mut count) = (0, 0u64);
+        loop {
+            let page = store.alert_keys_after(after, Self::PAGE).await?;
+            let Some(last) = page.last().map(|r| r.0) else {
+                break;
+            };
+            for (_, source, fingerprint) in &page {
+                seen.0.insert(&(source.as_str(), fingerprint.as_str()));
+            }
+            count += page.len() as u64;
+            after = last;
+        }
+        if count > 0 {
+            info!(
+                alerts = count,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "intake: dedup filter loaded from the stored alerts"
+            );
+        }
+        Ok(seen)
+    }
+
+    fn insert(&mut self, source: Source, fingerprint: &str) {
+        self.0.insert(&(source.as_str(), fingerprint));
+    }
+
+    fn may_have(&self, source: Source, fingerprint: &str) -> bool {
+        self.0.contains(&(source.as_str(), fingerprint))
+    }
+}
+
 /// What the database already holds about a batch's keys.
 #[derive(Default)]
 struct Known {
@@ -320,6 +386,7 @@ struct Writer {
     journal: JournalStore,
     clock: Arc<dyn Clock>,
     pending: Pending,
+    seen: Seen,
     next_seq: i64,
     head: Arc<AtomicI64>,
     applied: watch::Receiver<i64>,
@@ -448,8 +515,11 @@ impl Writer {
                 receipt_keys.push((src.clone(), format!("idem:{}", idem.key)));
             }
             for a in &e.webhook.alerts {
-                receipt_keys.push((src.clone(), a.dedup_key()));
-                fingerprints.push((src.clone(), a.fingerprint.clone()));
+                // Never seen: no receipt, no stored alert to ask about.
+                if self.seen.may_have(e.source, &a.fingerprint) {
+                    receipt_keys.push((src.clone(), a.dedup_key()));
+                    fingerprints.push((src.clone(), a.fingerprint.clone()));
+                }
             }
         }
         let mut known = Known::default();
@@ -523,6 +593,7 @@ impl Writer {
                 stored == Some(a.status.as_str())
             });
             if !seen && !same_state {
+                self.seen.insert(source, &a.fingerprint);
                 fresh.push(a);
             }
         }
