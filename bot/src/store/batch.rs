@@ -110,23 +110,13 @@ impl<'c> Batch<'c> {
         }
     }
 
-    /// `count` placeholders numbered from `first`: `?` on SQLite (bound in
-    /// order, no name lookup), `$N` on PostgreSQL.
-    fn params(&self, first: usize, count: usize) -> Vec<String> {
-        match self.tx {
-            StoreTx::Sqlite(..) => vec!["?".to_string(); count],
-            StoreTx::Postgres(_) => (first..first + count).map(|n| format!("${n}")).collect(),
-        }
+    /// Placeholders are `$N` (PostgreSQL) rather than `?` (SQLite).
+    fn numbered(&self) -> bool {
+        matches!(self.tx, StoreTx::Postgres(_))
     }
 
-    /// `(…), (…)`: `rows` tuples of `cols` placeholders from parameter 1.
     fn rows(&self, rows: usize, cols: usize) -> String {
-        let params = self.params(1, rows * cols);
-        params
-            .chunks(cols)
-            .map(|r| format!("({})", r.join(", ")))
-            .collect::<Vec<_>>()
-            .join(", ")
+        super::rows(self.numbered(), rows, cols)
     }
 
     /// Fetches everything in `p` in a few multi-row statements. Receipts
@@ -171,11 +161,10 @@ impl<'c> Batch<'c> {
         }
         for (source, fps) in by_source {
             for chunk in fps.chunks(self.chunk()) {
-                let params = self.params(1, chunk.len() + 1);
                 let sql = format!(
                     "SELECT id, incident_id, status, fingerprint, starts_ms FROM alerts WHERE source = {} AND fingerprint IN ({}) ORDER BY id",
-                    params[0],
-                    params[1..].join(", ")
+                    super::params(self.numbered(), 1, 1),
+                    super::params(self.numbered(), 2, chunk.len())
                 );
                 let rows: Vec<(i64, Option<i64>, String, String, i64)> = on_tx!(&mut self.tx, c => {
                     let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(source);
@@ -206,10 +195,9 @@ impl<'c> Batch<'c> {
         let mut seen = HashSet::new();
         let groups: Vec<&String> = p.groups.iter().filter(|g| seen.insert(*g)).collect();
         for chunk in groups.chunks(self.chunk()) {
-            let placeholders = self.params(1, chunk.len());
             let sql = format!(
                 "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE state <> 'resolved' AND group_key IN ({}) ORDER BY id",
-                placeholders.join(", ")
+                super::params(self.numbered(), 1, chunk.len())
             );
             let rows: Vec<super::rows::IncidentRow> = on_tx!(&mut self.tx, c => {
                 let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));

@@ -196,8 +196,8 @@ impl Store {
             for chunk in values.chunks(self.chunk()) {
                 let sql = format!(
                     "{select} WHERE source = {} AND {column} IN ({})",
-                    self.param(1),
-                    self.params_from(2, chunk.len())
+                    super::params(self.numbered(), 1, 1),
+                    super::params(self.numbered(), 2, chunk.len())
                 );
                 let rows: Vec<R> = on_pool!(self, p => {
                     let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(source);
@@ -219,23 +219,9 @@ impl Store {
         }
     }
 
-    fn param(&self, n: usize) -> String {
-        self.params_from(n, 1)
-    }
-
-    /// `?, ?` on SQLite, `$n, $n+1` on PostgreSQL.
-    fn params_from(&self, first: usize, count: usize) -> String {
-        let numbered = matches!(self, Store::Postgres(_));
-        (first..first + count)
-            .map(|n| {
-                if numbered {
-                    format!("${n}")
-                } else {
-                    "?".into()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+    /// Placeholders are `$N` (PostgreSQL) rather than `?` (SQLite).
+    fn numbered(&self) -> bool {
+        matches!(self, Store::Postgres(_))
     }
 }
 
@@ -249,24 +235,6 @@ fn by_source(pairs: &[(String, String)]) -> BTreeMap<&str, Vec<&str>> {
         }
     }
     out
-}
-
-fn placeholders(numbered: bool, rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let row: Vec<String> = (0..cols)
-                .map(|c| {
-                    if numbered {
-                        format!("${}", r * cols + c + 1)
-                    } else {
-                        "?".to_string()
-                    }
-                })
-                .collect();
-            format!("({})", row.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl StoreTx<'_> {
@@ -296,7 +264,7 @@ impl JournalStore {
         let insert = |chunk: &[JournalRecord]| {
             format!(
                 "INSERT INTO intake_journal (seq, received_ms, source, payload) VALUES {}",
-                placeholders(numbered, chunk.len(), 4)
+                super::rows(numbered, chunk.len(), 4)
             )
         };
         macro_rules! bind_all {

@@ -136,6 +136,32 @@ macro_rules! on_tx {
     };
 }
 
+/// `count` placeholders from parameter `first`, comma-separated: `?` on
+/// SQLite (bound in order, no name lookup), `$N` on PostgreSQL.
+fn params(numbered: bool, first: usize, count: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(count * 4);
+    for n in first..first + count {
+        if n > first {
+            out.push_str(", ");
+        }
+        if numbered {
+            let _ = write!(out, "${n}");
+        } else {
+            out.push('?');
+        }
+    }
+    out
+}
+
+/// `(…), (…)`: `rows` tuples of `cols` placeholders from parameter 1.
+fn rows(numbered: bool, rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", params(numbered, r * cols + 1, cols)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 mod batch;
 mod journal;
 
@@ -639,5 +665,19 @@ impl StoreTx<'_> {
         Ok(on_tx!(self, c => sqlx::query_scalar(
             "INSERT INTO outbox (incident_id, kind, payload, next_attempt_ms, created_ms) VALUES ($1, $2, $3, $5, $4) RETURNING id")
             .bind(incident_id).bind(kind).bind(payload.to_string()).bind(now.0).bind(due.0).fetch_one(&mut *c).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{params, rows};
+
+    #[test]
+    fn placeholders_are_numbered_on_postgres_and_positional_on_sqlite() {
+        assert_eq!(params(true, 2, 3), "$2, $3, $4");
+        assert_eq!(params(false, 2, 3), "?, ?, ?");
+        assert_eq!(rows(true, 2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(rows(false, 2, 2), "(?, ?), (?, ?)");
+        assert_eq!(params(true, 1, 0), "");
     }
 }
