@@ -246,3 +246,70 @@ async fn alerts_stored_before_a_restart_are_still_known_to_dedup_after_it() {
         .unwrap_or_else(|| panic!("svc-1's incident: {incidents:?}"));
     assert_eq!(svc1["state"], "mitigated", "the resolve reached it: {svc1}");
 }
+
+#[tokio::test]
+async fn deliveries_left_in_the_old_journal_file_are_applied_after_an_upgrade() {
+    use sqlx::Connection;
+    // What the SQLite-file journal of earlier versions held after a crash:
+    // the Alertmanager fixture (2 alerts), accepted and not yet applied.
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("firstline.db-intake");
+    let rows: Vec<Value> =
+        serde_json::from_slice(&crate::helpers::fixture("legacy_intake_journal.json")).unwrap();
+    let mut conn =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", legacy.display()))
+            .await
+            .expect("create the old journal");
+    sqlx::query(
+        "CREATE TABLE intake_journal (seq INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL,
+         source TEXT NOT NULL, payload TEXT NOT NULL)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for r in &rows {
+        sqlx::query("INSERT INTO intake_journal VALUES (?, ?, ?, ?)")
+            .bind(r["seq"].as_i64())
+            .bind(r["received_ms"].as_i64())
+            .bind(r["source"].as_str())
+            .bind(r["payload"].as_str())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let client = client();
+    let (mut first, base) = serve(dir.path(), &client).await;
+    let incidents: Value = get_json(&client, &format!("{base}/api/incidents?state=all")).await;
+    let (_, again) = post_alerts(
+        &client,
+        &base,
+        String::from_utf8(crate::helpers::fixture("alertmanager_firing.json")).unwrap(),
+    )
+    .await;
+    first.kill().expect("stop");
+    let _ = first.wait();
+
+    let incidents = incidents["incidents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(
+        incidents[0]["incident"]["title"]
+            .as_str()
+            .map(|t| t.contains("HighErrorRate")),
+        Some(true),
+        "{incidents:?}"
+    );
+    assert!(
+        again.contains("\"duplicate\""),
+        "the moved alerts count for dedup: {again}"
+    );
+    assert!(
+        !legacy.exists(),
+        "the old journal file is removed once moved"
+    );
+    assert!(dir.path().join("firstline.db-intake.d").is_dir());
+}

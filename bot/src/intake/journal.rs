@@ -472,7 +472,7 @@ impl Writer {
             answers.push((entry, result));
         }
         if !records.is_empty() {
-            if let Err(e) = self.journal.append(&records).await {
+            if let Err(e) = self.journal.append(records).await {
                 // Nothing of this batch is stored: forget it, and fail
                 // every answer (a duplicate of something in this batch
                 // is no longer one).

@@ -5,10 +5,10 @@
 //! Why a journal: applying an alert (receipt, alert row, timeline event,
 //! each with its indexes) writes ~20 KB of random B-tree pages; appending
 //! it to the journal writes its ~1 KB, sequentially. The sender waits only
-//! for the append. On SQLite the journal is a file of its own
-//! (`<database>-intake`), with its own write lock, so appends never queue
-//! behind the writer's larger transactions; on PostgreSQL it is a table
-//! (`intake_journal`), and row locks give the same independence.
+//! for the append. On SQLite the journal is a folder of segment files
+//! beside the database (`<database>-intake.d/`, [`FileJournal`]), written
+//! and synced without SQL; on PostgreSQL it is a table (`intake_journal`),
+//! and row locks keep its appends apart from the writer's transactions.
 //!
 //! Sequence numbers are assigned by the one journal writer (the caller),
 //! never by the database, so a journal emptied by pruning cannot hand out
@@ -16,14 +16,13 @@
 //! main database and moves in the same transaction as what it applied.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use sqlx::postgres::PgPool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 use std::collections::BTreeMap;
 
-use super::{ConnectOptions, Result, Store, StoreError, StoreTx};
+use super::{ConnectOptions, FileJournal, Result, Store, StoreError, StoreTx};
 
 /// One journaled delivery.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -40,30 +39,17 @@ pub struct JournalRecord {
 /// statement being a hand-off to sqlx's worker thread.
 const POSTGRES_CHUNK: usize = 8;
 const SQLITE_CHUNK: usize = 64;
-/// Records per append statement on SQLite: its 32,766 parameters, 4 a
-/// record.
-const SQLITE_APPEND_ROWS: usize = 8_000;
 
-/// The journal's storage: a SQLite file of its own, or a PostgreSQL table.
+/// The journal's storage: segment files beside a SQLite database, or a
+/// PostgreSQL table.
 #[derive(Debug, Clone)]
 pub enum JournalStore {
-    Sqlite(SqlitePool),
+    File(FileJournal),
     Postgres(PgPool),
 }
 
-/// Runs `$body` with `$p` bound to the journal's pool.
-macro_rules! on_journal {
-    ($j:expr, $p:ident => $body:expr) => {
-        match $j {
-            JournalStore::Sqlite($p) => $body,
-            JournalStore::Postgres($p) => $body,
-        }
-    };
-}
-
-/// The SQLite journal file of a database URL: `firstline.db` ->
-/// `firstline.db-intake`, beside SQLite's own `-wal` and `-shm`.
-pub fn sqlite_journal_path(url: &str) -> Result<std::path::PathBuf> {
+/// `firstline.db` + `suffix`, beside SQLite's own `-wal` and `-shm`.
+fn beside_sqlite(url: &str, suffix: &str) -> Result<std::path::PathBuf> {
     let opts = SqliteConnectOptions::from_str(url)?;
     let main = opts.get_filename();
     if main.as_os_str().is_empty() || main.to_string_lossy().contains(":memory:") {
@@ -72,8 +58,14 @@ pub fn sqlite_journal_path(url: &str) -> Result<std::path::PathBuf> {
         )));
     }
     let mut name = main.as_os_str().to_owned();
-    name.push("-intake");
+    name.push(suffix);
     Ok(name.into())
+}
+
+/// The journal folder of a SQLite database URL: `firstline.db` ->
+/// `firstline.db-intake.d`.
+pub fn sqlite_journal_dir(url: &str) -> Result<std::path::PathBuf> {
+    beside_sqlite(url, "-intake.d")
 }
 
 impl Store {
@@ -81,38 +73,65 @@ impl Store {
     pub async fn open_journal(&self, opts: &ConnectOptions) -> Result<JournalStore> {
         match self {
             Store::Sqlite(_) => {
-                let path = sqlite_journal_path(&opts.url)?;
-                let connect = SqliteConnectOptions::new()
-                    .filename(&path)
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(if opts.sqlite_full_sync {
-                        sqlx::sqlite::SqliteSynchronous::Full
-                    } else {
-                        sqlx::sqlite::SqliteSynchronous::Normal
-                    })
-                    .busy_timeout(Duration::from_secs(5));
-                // One connection appends (the journal writer, which also
-                // prunes); the others serve the incident writer's reads.
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(3)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(connect)
-                    .await?;
-                sqlx::query(
-                    "CREATE TABLE IF NOT EXISTS intake_journal (
-                        seq          INTEGER PRIMARY KEY,
-                        received_ms  INTEGER NOT NULL,
-                        source       TEXT    NOT NULL,
-                        payload      TEXT    NOT NULL
-                    )",
-                )
-                .execute(&pool)
-                .await?;
-                Ok(JournalStore::Sqlite(pool))
+                let journal =
+                    FileJournal::open(sqlite_journal_dir(&opts.url)?, opts.sqlite_full_sync)
+                        .await?;
+                self.import_sqlite_journal(&opts.url, &journal).await?;
+                Ok(JournalStore::File(journal))
             }
             Store::Postgres(p) => Ok(JournalStore::Postgres(p.clone())),
         }
+    }
+
+    /// Moves what an earlier version journaled in a SQLite file
+    /// (`<database>-intake`) and did not apply into `journal`, then
+    /// removes that file. A crash in between repeats the copy from where
+    /// `journal` ends.
+    async fn import_sqlite_journal(&self, url: &str, journal: &FileJournal) -> Result<()> {
+        let legacy = beside_sqlite(url, "-intake")?;
+        if !legacy.is_file() {
+            return Ok(());
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(&legacy))
+            .await?;
+        let mut from = self.applied_seq().await?.max(journal.last_seq());
+        let mut moved = 0;
+        loop {
+            let records: Vec<JournalRecord> = sqlx::query_as(
+                "SELECT seq, received_ms, source, payload FROM intake_journal WHERE seq > $1 ORDER BY seq LIMIT 1000",
+            )
+            .bind(from)
+            .fetch_all(&pool)
+            .await?;
+            let Some(last) = records.last().map(|r| r.seq) else {
+                break;
+            };
+            moved += records.len();
+            journal.append(records).await?;
+            from = last;
+        }
+        pool.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = legacy.clone().into_os_string();
+            path.push(suffix);
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(StoreError::Journal {
+                    path: path.into(),
+                    source: e,
+                });
+            }
+        }
+        tracing::info!(
+            deliveries = moved,
+            from = %legacy.display(),
+            to = %journal.dir().display(),
+            "intake journal: moved the unapplied deliveries of the old journal file"
+        );
+        Ok(())
     }
 
     /// The last journal sequence number applied to incidents.
@@ -249,72 +268,87 @@ impl StoreTx<'_> {
 impl JournalStore {
     /// The highest sequence number in the journal (0 when empty).
     pub async fn last_seq(&self) -> Result<i64> {
-        Ok(on_journal!(self, p => sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(seq) FROM intake_journal")
-            .fetch_one(p).await?)
-        .unwrap_or(0))
+        match self {
+            JournalStore::File(f) => Ok(f.last_seq()),
+            JournalStore::Postgres(p) => Ok(sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT MAX(seq) FROM intake_journal",
+            )
+            .fetch_one(p)
+            .await?
+            .unwrap_or(0)),
+        }
     }
 
-    /// Appends the records in one transaction: when this returns, they
-    /// survive a crash (and, with `synchronous=full`, a power loss).
-    pub async fn append(&self, records: &[JournalRecord]) -> Result<()> {
-        let (numbered, size) = match self {
-            JournalStore::Sqlite(_) => (false, SQLITE_APPEND_ROWS),
-            JournalStore::Postgres(_) => (true, POSTGRES_CHUNK),
+    /// Appends the records durably: when this returns, they survive a
+    /// crash (and a power loss).
+    pub async fn append(&self, records: Vec<JournalRecord>) -> Result<()> {
+        let p = match self {
+            JournalStore::File(f) => return f.append(records).await,
+            JournalStore::Postgres(p) => p,
         };
         let insert = |chunk: &[JournalRecord]| {
             format!(
                 "INSERT INTO intake_journal (seq, received_ms, source, payload) VALUES {}",
-                super::rows(numbered, chunk.len(), 4)
+                super::rows(true, chunk.len(), 4)
             )
         };
-        macro_rules! bind_all {
-            ($sql:expr, $chunk:expr) => {{
-                let mut q = sqlx::query(sqlx::AssertSqlSafe($sql));
-                for r in $chunk {
-                    q = q
-                        .bind(r.seq)
-                        .bind(r.received_ms)
-                        .bind(r.source.as_str())
-                        .bind(r.payload.as_str());
-                }
-                q
-            }};
-        }
-        on_journal!(self, p => {
-            if records.len() <= size {
-                // One statement is atomic on its own: no BEGIN and COMMIT
-                // round trips (on SQLite, each a hand-off to sqlx's worker
-                // thread, ~0.2 ms under load).
-                bind_all!(insert(records), records).execute(p).await?;
-            } else {
-                let mut tx = p.begin().await?;
-                for chunk in records.chunks(size) {
-                    bind_all!(insert(chunk), chunk).execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
+        let bind_all = |sql: String, chunk: &[JournalRecord]| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(r.seq)
+                    .bind(r.received_ms)
+                    .bind(r.source.clone())
+                    .bind(r.payload.clone());
             }
-        });
+            q
+        };
+        if records.len() <= POSTGRES_CHUNK {
+            // One statement is atomic on its own: no BEGIN and COMMIT
+            // round trips.
+            bind_all(insert(&records), &records).execute(p).await?;
+        } else {
+            let mut tx = p.begin().await?;
+            for chunk in records.chunks(POSTGRES_CHUNK) {
+                bind_all(insert(chunk), chunk).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        }
         Ok(())
     }
 
     /// Up to `limit` records after `seq`, in order.
     pub async fn read_after(&self, seq: i64, limit: i64) -> Result<Vec<JournalRecord>> {
-        Ok(on_journal!(self, p => sqlx::query_as(
-            "SELECT seq, received_ms, source, payload FROM intake_journal WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(seq).bind(limit).fetch_all(p).await?))
+        match self {
+            JournalStore::File(f) => f.read_after(seq, limit).await,
+            JournalStore::Postgres(p) => Ok(sqlx::query_as(
+                "SELECT seq, received_ms, source, payload FROM intake_journal WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(seq)
+            .bind(limit)
+            .fetch_all(p)
+            .await?),
+        }
     }
 
     /// Drops the records up to `seq` (already applied).
     pub async fn prune_through(&self, seq: i64) -> Result<u64> {
-        Ok(
-            on_journal!(self, p => sqlx::query("DELETE FROM intake_journal WHERE seq <= $1")
-            .bind(seq).execute(p).await?.rows_affected()),
-        )
+        match self {
+            JournalStore::File(f) => f.prune_through(seq).await,
+            JournalStore::Postgres(p) => {
+                Ok(sqlx::query("DELETE FROM intake_journal WHERE seq <= $1")
+                    .bind(seq)
+                    .execute(p)
+                    .await?
+                    .rows_affected())
+            }
+        }
     }
 
+    /// Refuses later appends (tests: a journal that cannot be written).
     pub async fn close(&self) {
-        if let JournalStore::Sqlite(p) = self {
-            p.close().await;
+        if let JournalStore::File(f) = self {
+            f.close();
         }
     }
 }

@@ -39,6 +39,11 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored row is not valid: {0}")]
     Corrupt(String),
+    #[error("intake journal {}: {source}", path.display())]
+    Journal {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -163,9 +168,11 @@ fn rows(numbered: bool, rows: usize, cols: usize) -> String {
 }
 
 mod batch;
+mod filelog;
 mod journal;
 
-pub use journal::{JournalRecord, JournalStore, sqlite_journal_path};
+pub use filelog::FileJournal;
+pub use journal::{JournalRecord, JournalStore, sqlite_journal_dir};
 
 /// Options for [`Store::connect`].
 #[derive(Debug, Clone)]
