@@ -426,15 +426,23 @@ fn wipe(file: &File, from: u64, to: u64) -> io::Result<()> {
 }
 
 /// A zero-filled file of `size` bytes at `path`, synced with its length.
+/// Synced a megabyte at a time: one sync of 64 MB would hold the disk
+/// for a while, and the journal's own syncs would queue behind it.
 fn zeroed_file(path: &Path, size: u64) -> io::Result<File> {
+    const STEP: u64 = 1 << 20;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
         .open(path)?;
-    zero_fill(&file, 0, size)?;
-    file.sync_all()?;
+    let mut at = 0;
+    while at < size {
+        let to = (at + STEP).min(size);
+        zero_fill(&file, at, to)?;
+        file.sync_all()?;
+        at = to;
+    }
     Ok(file)
 }
 
