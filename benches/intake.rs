@@ -1096,6 +1096,10 @@ struct Tally {
     errors: BTreeMap<String, (u64, String)>,
     /// Completion of the last measured request.
     last_done: Option<Instant>,
+    /// (completion, alerts accepted) of every measured answer.
+    accepted_at: Vec<(Instant, u64)>,
+    /// Completion of the first measured refusal (a 503 when intake sheds).
+    first_error: Option<Instant>,
 }
 
 impl Tally {
@@ -1112,8 +1116,12 @@ impl Tally {
                 self.answered += 1;
                 self.accepted += accepted;
                 self.duplicates += duplicates;
+                self.accepted_at.push((done, accepted));
             }
-            Outcome::Failed { kind, detail } => self.error(kind, detail),
+            Outcome::Failed { kind, detail } => {
+                self.first_error = Some(self.first_error.map_or(done, |f| f.min(done)));
+                self.error(kind, detail)
+            }
         }
     }
 
@@ -1131,6 +1139,11 @@ impl Tally {
             self.errors.entry(kind).or_insert((0, detail)).0 += n;
         }
         self.last_done = self.last_done.max(other.last_done);
+        self.accepted_at.extend(other.accepted_at);
+        self.first_error = match (self.first_error, other.first_error) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     fn error_count(&self) -> u64 {
@@ -1141,6 +1154,8 @@ impl Tally {
 /// The figures of one scenario.
 struct ScenarioResult {
     name: String,
+    /// The end of the warm-up.
+    measure_start: Instant,
     /// From the end of the warm-up to the last measured answer.
     elapsed: Duration,
     tally: Tally,
@@ -1185,6 +1200,7 @@ impl ScenarioResult {
         sorted_us.sort_unstable();
         ScenarioResult {
             name: String::new(),
+            measure_start,
             elapsed,
             tally,
             sorted_us,
@@ -1225,9 +1241,31 @@ impl ScenarioResult {
         }
     }
 
+    /// Alerts accepted per second before the first refusal, and for how
+    /// long: what intake took before it began to shed load.
+    fn before_first_error(&self) -> Option<(f64, Duration)> {
+        let first = self.tally.first_error?;
+        let secs = first.saturating_duration_since(self.measure_start);
+        let accepted: u64 = self
+            .tally
+            .accepted_at
+            .iter()
+            .filter(|(done, _)| *done < first)
+            .map(|(_, n)| n)
+            .sum();
+        (secs.as_secs_f64() > 0.0).then(|| (accepted as f64 / secs.as_secs_f64(), secs))
+    }
+
     fn summary(&self) -> String {
+        let shed = match self.before_first_error() {
+            Some((rate, secs)) => format!(
+                "; before the first refusal ({:.1} s): {rate:.0} alerts/s",
+                secs.as_secs_f64()
+            ),
+            None => String::new(),
+        };
         format!(
-            "{}: {:.0} req/s, {:.0} alerts/s, p50 {}, p90 {}, p99 {}, max {}, {} errors ({} requests in {:.1} s); {}",
+            "{}: {:.0} req/s, {:.0} alerts/s, p50 {}, p90 {}, p99 {}, max {}, {} errors ({} requests in {:.1} s){shed}; {}",
             self.name,
             self.per_sec(self.tally.answered),
             self.per_sec(self.tally.accepted),
