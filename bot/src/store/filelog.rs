@@ -110,7 +110,7 @@ struct Frame {
 fn io_error(path: &Path, e: io::Error) -> StoreError {
     StoreError::Journal {
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     }
 }
 
@@ -300,6 +300,15 @@ impl FileJournal {
     }
 
     fn open_blocking(dir: PathBuf, sync: bool, segment_bytes: u64) -> Result<FileJournal> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(io_error(
+                &dir,
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "exists and is not a folder (the journal keeps its segments in a folder of this name)",
+                ),
+            ));
+        }
         fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
         let mut segs = segments(&dir)?;
         let mut tail = Tail {
@@ -320,7 +329,20 @@ impl FileJournal {
                 last = Some(r.seq);
             }
             let Some(last) = last else {
-                fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+                if has_data(&cursor.file).map_err(|e| io_error(&path, e))? {
+                    // Not one good record, yet not a fresh segment either:
+                    // keep it for whoever looks into it.
+                    let mut aside = path.clone().into_os_string();
+                    aside.push(".unreadable");
+                    fs::rename(&path, &aside).map_err(|e| io_error(&path, e))?;
+                    tracing::error!(
+                        segment = %path.display(),
+                        moved_to = ?aside,
+                        "intake journal: a segment without one readable record was set aside"
+                    );
+                } else {
+                    fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+                }
                 continue;
             };
             let file = OpenOptions::new()
@@ -329,7 +351,14 @@ impl FileJournal {
                 .open(&path)
                 .map_err(|e| io_error(&path, e))?;
             let len = file.metadata().map_err(|e| io_error(&path, e))?.len();
-            wipe(&file, cursor.offset, len).map_err(|e| io_error(&path, e))?;
+            let cleared = wipe(&file, cursor.offset, len).map_err(|e| io_error(&path, e))?;
+            if cleared > 0 {
+                tracing::warn!(
+                    segment = %path.display(),
+                    after_record = last,
+                    "intake journal: cleared the unfinished write a crash left (never answered)"
+                );
+            }
             tail = Tail {
                 file: Some(file),
                 path,
@@ -407,22 +436,42 @@ impl FileJournal {
 }
 
 /// Zeroes what is not zeros in `from..to` (the tail a crash may have
-/// left after the last good record), and syncs it.
-fn wipe(file: &File, from: u64, to: u64) -> io::Result<()> {
+/// left after the last good record), and syncs it: the bytes cleared.
+fn wipe(file: &File, from: u64, to: u64) -> io::Result<u64> {
     let mut buf = Vec::new();
-    let mut at = from;
+    let (mut at, mut cleared) = (from, 0);
     while at < to {
         let want = (to - at).min(READ_WINDOW as u64) as usize;
         let n = read_window(file, at, &mut buf, want)?;
         if buf[..n].iter().any(|b| *b != 0) {
             zero_fill(file, at, at + n as u64)?;
+            cleared += n as u64;
         }
         if n == 0 {
             break;
         }
         at += n as u64;
     }
-    file.sync_data()
+    file.sync_data()?;
+    Ok(cleared)
+}
+
+/// Whether `file` holds anything but zeros.
+fn has_data(file: &File) -> io::Result<bool> {
+    let len = file.metadata()?.len();
+    let mut buf = Vec::new();
+    let mut at = 0;
+    while at < len {
+        let n = read_window(file, at, &mut buf, READ_WINDOW)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Ok(true);
+        }
+        at += n as u64;
+    }
+    Ok(false)
 }
 
 /// A zero-filled file of `size` bytes at `path`, synced with its length.
@@ -759,6 +808,51 @@ mod tests {
         assert_eq!(journal.last_seq(), 6);
         journal.append(vec![record(7, "r")]).await.expect("append");
         assert_eq!(seqs(&journal.read_after(6, 10).await.expect("read")), [7]);
+    }
+
+    #[tokio::test]
+    async fn a_segment_without_a_readable_record_is_set_aside_not_deleted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("j");
+        let journal = FileJournal::open(path.clone(), true).await.expect("open");
+        journal
+            .append(vec![record(1, "one")])
+            .await
+            .expect("append");
+        drop(journal);
+        // A later segment that is neither zeros nor records.
+        let garbage = path.join(segment_name(2));
+        fs::write(&garbage, b"not a journal record").expect("write");
+
+        let journal = FileJournal::open(path.clone(), true).await.expect("reopen");
+        assert_eq!(journal.last_seq(), 1);
+        assert!(!garbage.exists());
+        let aside = path.join(format!("{}.unreadable", segment_name(2)));
+        assert_eq!(
+            fs::read(&aside).expect("set aside"),
+            b"not a journal record"
+        );
+        journal
+            .append(vec![record(2, "two")])
+            .await
+            .expect("append");
+        assert_eq!(
+            seqs(&journal.read_after(0, 10).await.expect("read")),
+            [1, 2]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_where_the_folder_belongs_is_named_in_the_error() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("firstline.db-intake.d");
+        fs::write(&path, b"").expect("write");
+        let err = FileJournal::open(path, true).await.expect_err("a file");
+        let text = err.to_string();
+        assert!(
+            text.contains("firstline.db-intake.d") && text.contains("not a folder"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -121,7 +121,7 @@ impl Store {
             {
                 return Err(StoreError::Journal {
                     path: path.into(),
-                    source: e,
+                    error: e,
                 });
             }
         }

@@ -39,10 +39,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored row is not valid: {0}")]
     Corrupt(String),
-    #[error("intake journal {}: {source}", path.display())]
+    #[error("intake journal {}: {error}", path.display())]
     Journal {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
