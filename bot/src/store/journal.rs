@@ -265,6 +265,26 @@ impl StoreTx<'_> {
     }
 }
 
+/// The PostgreSQL INSERT of `chunk` (its strings encoded straight from
+/// the records, not cloned first).
+fn insert_records(
+    chunk: &[JournalRecord],
+) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let sql = format!(
+        "INSERT INTO intake_journal (seq, received_ms, source, payload) VALUES {}",
+        super::rows(true, chunk.len(), 4)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in chunk {
+        q = q
+            .bind(r.seq)
+            .bind(r.received_ms)
+            .bind(r.source.as_str())
+            .bind(r.payload.as_str());
+    }
+    q
+}
+
 impl JournalStore {
     /// The highest sequence number in the journal (0 when empty).
     pub async fn last_seq(&self) -> Result<i64> {
@@ -286,31 +306,14 @@ impl JournalStore {
             JournalStore::File(f) => return f.append(records).await,
             JournalStore::Postgres(p) => p,
         };
-        let insert = |chunk: &[JournalRecord]| {
-            format!(
-                "INSERT INTO intake_journal (seq, received_ms, source, payload) VALUES {}",
-                super::rows(true, chunk.len(), 4)
-            )
-        };
-        let bind_all = |sql: String, chunk: &[JournalRecord]| {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for r in chunk {
-                q = q
-                    .bind(r.seq)
-                    .bind(r.received_ms)
-                    .bind(r.source.clone())
-                    .bind(r.payload.clone());
-            }
-            q
-        };
         if records.len() <= POSTGRES_CHUNK {
             // One statement is atomic on its own: no BEGIN and COMMIT
             // round trips.
-            bind_all(insert(&records), &records).execute(p).await?;
+            insert_records(&records).execute(p).await?;
         } else {
             let mut tx = p.begin().await?;
             for chunk in records.chunks(POSTGRES_CHUNK) {
-                bind_all(insert(chunk), chunk).execute(&mut *tx).await?;
+                insert_records(chunk).execute(&mut *tx).await?;
             }
             tx.commit().await?;
         }
@@ -345,7 +348,8 @@ impl JournalStore {
         }
     }
 
-    /// Refuses later appends (tests: a journal that cannot be written).
+    /// On SQLite, refuses later appends (tests: a journal that cannot be
+    /// written); PostgreSQL's journal goes with the store's pool.
     pub async fn close(&self) {
         if let JournalStore::File(f) = self {
             f.close();
