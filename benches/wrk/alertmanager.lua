@@ -6,13 +6,17 @@
 --   wrk -t2 -c16 -d10s -s benches/wrk/alertmanager.lua http://127.0.0.1:8080/hooks/alertmanager
 --
 -- Each wrk thread numbers its alerts from its own offset, so fingerprints
--- never repeat across threads. Non-200 answers are counted and printed.
+-- never repeat across threads, nor across runs a second or more apart (a
+-- warm-up run followed by the measured one would otherwise re-send the
+-- same alerts, and duplicates are answered more cheaply than new ones).
+-- Non-200 answers are counted and printed.
 
 local threads = {}
 local counter = 1
+local run = os.time() % 1000000
 
 function setup(thread)
-  thread:set("offset", counter * 1000000000)
+  thread:set("offset", counter * 100000000000000 + run * 10000000)
   counter = counter + 1
   table.insert(threads, thread)
 end

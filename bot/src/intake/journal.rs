@@ -706,7 +706,14 @@ async fn apply_loop(
                     }
                 }
                 alerts_per_delivery = alerts / (deliveries.len().max(1) as i64);
-                ledger.apply_journal(deliveries, upto).await.map(|()| upto)
+                ledger.apply_journal(deliveries, upto).await.map(|()| {
+                    // Their ratio is the applier's mean run: small runs
+                    // mean many commits, each rewriting the same hot pages.
+                    metrics::counter!("firstline_intake_apply_runs_total").increment(1);
+                    metrics::counter!("firstline_intake_applied_alerts_total")
+                        .increment(alerts as u64);
+                    upto
+                })
             }
             Err(e) => Err(LedgerError::Store(e.to_string())),
         };
