@@ -3,7 +3,11 @@
 
 use firstline::domain::time::Millis;
 
-use crate::helpers::{Backend, TestApp, am_payload, fixture, spawn_app_on};
+use std::str::FromStr;
+
+use crate::helpers::{
+    Backend, TestApp, am_payload, fixture, fresh_database, spawn_app_on, spawn_with,
+};
 
 async fn contract(app: TestApp) {
     // Intake, grouping and dedup.
@@ -138,4 +142,169 @@ async fn the_store_contract_holds_on_postgres() {
         return;
     };
     contract(app).await;
+}
+
+/// A database left by the version before receipts were found by hash:
+/// migrations up to 0003 and an idempotency receipt written the old way.
+async fn database_with_an_old_receipt(
+    backend: Backend,
+    dir: &std::path::Path,
+    body: &[u8],
+) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let url = fresh_database(backend, dir).await?;
+    let before_hashing = |m: sqlx::migrate::Migrator| sqlx::migrate::Migrator {
+        migrations: m
+            .migrations
+            .iter()
+            .filter(|m| m.version < 4)
+            .cloned()
+            .collect(),
+        ..m
+    };
+    let insert = "INSERT INTO receipts (source, key, outcome, request_hash, response, received_ms)
+                  VALUES ('generic', 'idem:order-42', 'accepted', $1, $2, $3)";
+    let request_hash = hex::encode(Sha256::digest(body));
+    let response = r#"{"accepted":3,"duplicates":0}"#;
+    let now = chrono::Utc::now().timestamp_millis();
+    // The same steps on either backend's pool type.
+    macro_rules! old_version {
+        ($pool:expr, $migrator:expr) => {{
+            let pool = $pool;
+            before_hashing($migrator).run(&pool).await.unwrap();
+            sqlx::query(insert)
+                .bind(&request_hash)
+                .bind(response)
+                .bind(now)
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }};
+    }
+    match backend {
+        Backend::Sqlite => {
+            let opts = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                .unwrap()
+                .create_if_missing(true);
+            old_version!(
+                sqlx::SqlitePool::connect_with(opts).await.unwrap(),
+                sqlx::migrate!("../migrations/sqlite")
+            )
+        }
+        Backend::Postgres => old_version!(
+            sqlx::PgPool::connect(&url).await.unwrap(),
+            sqlx::migrate!("../migrations/postgres")
+        ),
+    }
+    Some(url)
+}
+
+async fn an_old_receipt_still_answers_for_its_key(backend: Backend) {
+    let body = fixture("generic_single.json");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(url) = database_with_an_old_receipt(backend, dir.path(), &body).await else {
+        return;
+    };
+
+    let app = spawn_with(dir, url, &[]).await;
+    let send = |body: Vec<u8>| {
+        app.client
+            .post(format!("{}/hooks/generic", app.addr))
+            .header("Idempotency-Key", "order-42")
+            .body(body)
+            .send()
+    };
+    let replay = send(body.clone()).await.unwrap();
+    assert_eq!(replay.status(), 200);
+    let replay: serde_json::Value = replay.json().await.unwrap();
+    let reused = send(fixture("generic_many.json")).await.unwrap();
+
+    assert_eq!(replay["status"], "duplicate", "{replay}");
+    assert_eq!(replay["replay_of"], "order-42");
+    assert_eq!(
+        replay["duplicates"], 3,
+        "the answer given before the upgrade, as a replay: {replay}"
+    );
+    assert_eq!(reused.status(), 422, "same key, other body");
+    assert_eq!(app.incident_ids().await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_receipt_written_before_the_upgrade_still_answers_for_its_key_on_sqlite() {
+    an_old_receipt_still_answers_for_its_key(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_receipt_written_before_the_upgrade_still_answers_for_its_key_on_postgres() {
+    an_old_receipt_still_answers_for_its_key(Backend::Postgres).await;
+}
+
+/// One incident-writer batch that records these alert keys, in order,
+/// after prefetching them; their outcomes.
+async fn record_in_one_batch(
+    app: &TestApp,
+    keys: &[&str],
+) -> Vec<firstline::store::ReceiptOutcome> {
+    use firstline::store::{Batch, Prefetch};
+    // Now, or the app's receipt janitor prunes them as past their TTL.
+    let now = Millis(chrono::Utc::now().timestamp_millis());
+    let prefetch = Prefetch {
+        receipts: keys
+            .iter()
+            .map(|k| ("alertmanager".to_string(), k.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    let mut batch = Batch::new(app.store.begin().await.unwrap());
+    batch.prefetch(&prefetch, now).await.unwrap();
+    let mut outcomes = Vec::new();
+    for k in keys {
+        outcomes.push(
+            batch
+                .record_receipt("alertmanager", k, None, now)
+                .await
+                .unwrap(),
+        );
+    }
+    batch.commit().await.unwrap();
+    outcomes
+}
+
+/// The incident writer's receipts: a key it has recorded before is a
+/// duplicate (in a later batch, and again within one), and its counter says
+/// how often it came back.
+async fn receipts_count_what_the_writer_saw_again(app: TestApp) {
+    use firstline::store::ReceiptOutcome::{Duplicate, New};
+
+    let first = record_in_one_batch(&app, &["a", "b"]).await;
+    let second = record_in_one_batch(&app, &["a", "c", "a"]).await;
+
+    assert_eq!(first, [New, New]);
+    assert_eq!(second, [Duplicate, New, Duplicate]);
+    let keys: Vec<(String, String)> = ["a", "b", "c"]
+        .iter()
+        .map(|k| ("alertmanager".to_string(), k.to_string()))
+        .collect();
+    let mut stored = app.store.receipts_for(&keys).await.unwrap();
+    stored.sort_by(|x, y| x.key.cmp(&y.key));
+    let counts: Vec<(&str, i64)> = stored
+        .iter()
+        .map(|r| (r.key.as_str(), r.duplicates))
+        .collect();
+    assert_eq!(counts, [("a", 2), ("b", 0), ("c", 0)]);
+}
+
+#[tokio::test]
+async fn receipts_count_what_the_writer_saw_again_on_sqlite() {
+    receipts_count_what_the_writer_saw_again(spawn_app_on(Backend::Sqlite, &[]).await.unwrap())
+        .await;
+}
+
+#[tokio::test]
+async fn receipts_count_what_the_writer_saw_again_on_postgres() {
+    let Some(app) = spawn_app_on(Backend::Postgres, &[]).await else {
+        return;
+    };
+    receipts_count_what_the_writer_saw_again(app).await;
 }

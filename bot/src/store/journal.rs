@@ -168,12 +168,32 @@ impl Store {
     /// Receipts stored under any of `keys` ((source, key) pairs), with
     /// the answer kept for idempotency keys.
     pub async fn receipts_for(&self, keys: &[(String, String)]) -> Result<Vec<super::Receipt>> {
-        self.select_by_source(
-            "SELECT source, key, outcome, request_hash, response, duplicates, received_ms FROM receipts",
-            "key",
-            keys,
-        )
-        .await
+        let mut hashes: Vec<[u8; 16]> = keys
+            .iter()
+            .map(|(s, k)| super::receipt_hash(s, k))
+            .collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        let mut out: Vec<super::Receipt> = Vec::new();
+        for chunk in hashes.chunks(self.chunk()) {
+            let sql = format!(
+                "SELECT source, key, outcome, request_hash, response, duplicates, received_ms FROM receipts WHERE key_hash IN ({})",
+                super::params(self.numbered(), 1, chunk.len())
+            );
+            let rows: Vec<super::Receipt> = on_pool!(self, p => {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+                for h in chunk {
+                    q = q.bind(h.as_slice());
+                }
+                q.fetch_all(p).await?
+            });
+            out.extend(rows);
+        }
+        // A hash collision returns another key's receipt: not ours.
+        let asked: std::collections::HashSet<(&str, &str)> =
+            keys.iter().map(|(s, k)| (s.as_str(), k.as_str())).collect();
+        out.retain(|r| asked.contains(&(r.source.as_str(), r.key.as_str())));
+        Ok(out)
     }
 
     /// (source, fingerprint, starts_ms, status) of the stored alerts with

@@ -249,6 +249,41 @@ pub struct StoreGauges {
 
 const INCIDENT_COLUMNS: &str = "id, group_key, title, severity, state, labels, impact_start_ms, detected_ms, acknowledged_ms, mitigated_ms, resolved_ms, updated_ms, truncated_alerts, chat_thread, runbook_id";
 
+/// How receipts are found: the first 16 bytes of SHA-256 over the source,
+/// a zero byte and the key. Short, so the receipt index stays small and
+/// cheap to write; cryptographic, because senders choose idempotency keys.
+/// The stored `source` and `key` are returned with every lookup, so a
+/// collision could never make one delivery pass for another.
+pub(crate) fn receipt_hash(source: &str, key: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    h.update([0u8]);
+    h.update(key.as_bytes());
+    let digest = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+/// What an upsert's `RETURNING source, key, duplicates` says about the
+/// receipt for (`source`, `key`). A row for another pair is a hash
+/// collision: this key was never seen, and it is logged.
+fn receipt_outcome(source: &str, key: &str, returned: (&str, &str, i64)) -> ReceiptOutcome {
+    let (s, k, duplicates) = returned;
+    if (s, k) != (source, key) {
+        tracing::warn!(
+            source,
+            "receipt hash collision; the delivery is treated as new"
+        );
+        ReceiptOutcome::New
+    } else if duplicates == 0 {
+        ReceiptOutcome::New
+    } else {
+        ReceiptOutcome::Duplicate
+    }
+}
+
 impl Store {
     /// Connects (creating a SQLite file if missing) and applies migrations.
     pub async fn connect(opts: &ConnectOptions) -> Result<Store> {
@@ -267,7 +302,11 @@ impl Store {
                 // so the writer's commits do not stall on them; this high
                 // threshold is the safety net if that task stops.
                 .pragma("wal_autocheckpoint", "20000")
-                .pragma("cache_size", "-16384");
+                .pragma("cache_size", "-16384")
+                // A multi-row insert keeps a statement journal of the pages
+                // it changes; past 64 KB SQLite spills it to a temp file, and
+                // writing that file was a tenth of the writer's CPU.
+                .pragma("temp_store", "memory");
             let pool = SqlitePoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(Duration::from_secs(5))
@@ -294,12 +333,36 @@ impl Store {
         Ok(store)
     }
 
-    /// Applies the backend's migrations (idempotent).
+    /// Applies the backend's migrations (idempotent), then fills in what
+    /// SQL could not compute (see [`Store::hash_old_receipts`]).
     pub async fn migrate(&self) -> Result<()> {
         match self {
             Store::Sqlite(s) => sqlx::migrate!("../migrations/sqlite").run(&s.pool).await?,
             Store::Postgres(p) => sqlx::migrate!("../migrations/postgres").run(p).await?,
         }
+        self.hash_old_receipts().await
+    }
+
+    /// Migration 0004 keeps the receipts of an earlier version with no
+    /// `key_hash`; this computes it, so that they still answer for their
+    /// keys. There are at most `intake.max_receipts` of them, once.
+    async fn hash_old_receipts(&self) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let rows: Vec<(i64, String, String)> = on_tx!(&mut tx, c => sqlx::query_as(
+            "SELECT id, source, key FROM receipts WHERE key_hash IS NULL")
+            .fetch_all(&mut *c).await?);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for (id, source, key) in &rows {
+            on_tx!(&mut tx, c => sqlx::query("UPDATE receipts SET key_hash = $1 WHERE id = $2")
+                .bind(receipt_hash(source, key).as_slice()).bind(id).execute(&mut *c).await.map(|_| ())?);
+        }
+        tx.commit().await?;
+        tracing::info!(
+            receipts = rows.len(),
+            "receipts of an earlier version indexed by hash"
+        );
         Ok(())
     }
 
@@ -504,7 +567,13 @@ impl Store {
     /// (seed 000: TTL days and a MAX count). Returns how many went.
     pub async fn prune_receipts(&self, older_than: Millis, max: i64) -> Result<u64> {
         let _gate = self.write_gate().await;
-        let by_age = on_pool!(self, p => sqlx::query("DELETE FROM receipts WHERE received_ms < $1")
+        // In id order, which is arrival order, up to the first receipt that
+        // is young enough: that walk costs only the rows it deletes, where
+        // a `received_ms` index would cost a write per receipt. (A clock
+        // stepped back may keep an older receipt until the ones before it
+        // expire.)
+        let by_age = on_pool!(self, p => sqlx::query(
+            "DELETE FROM receipts WHERE id < COALESCE((SELECT id FROM receipts WHERE received_ms >= $1 ORDER BY id LIMIT 1), 9223372036854775807)")
             .bind(older_than.0).execute(p).await?.rows_affected());
         let by_count = on_pool!(self, p => sqlx::query(
             "DELETE FROM receipts WHERE id <= (SELECT id FROM receipts ORDER BY id DESC LIMIT 1 OFFSET $1)")
@@ -552,15 +621,12 @@ impl StoreTx<'_> {
         request_hash: Option<&str>,
         now: Millis,
     ) -> Result<ReceiptOutcome> {
-        let duplicates: i64 = on_tx!(self, c => sqlx::query_scalar(
-            "INSERT INTO receipts (source, key, outcome, request_hash, received_ms) VALUES ($1, $2, 'accepted', $3, $4)
-             ON CONFLICT (source, key) DO UPDATE SET duplicates = receipts.duplicates + 1 RETURNING duplicates")
-            .bind(source).bind(key).bind(request_hash).bind(now.0).fetch_one(&mut *c).await?);
-        Ok(if duplicates == 0 {
-            ReceiptOutcome::New
-        } else {
-            ReceiptOutcome::Duplicate
-        })
+        let (s, k, duplicates): (String, String, i64) = on_tx!(self, c => sqlx::query_as(
+            "INSERT INTO receipts (key_hash, source, key, outcome, request_hash, received_ms) VALUES ($1, $2, $3, 'accepted', $4, $5)
+             ON CONFLICT (key_hash) DO UPDATE SET duplicates = receipts.duplicates + 1 RETURNING source, key, duplicates")
+            .bind(receipt_hash(source, key).as_slice()).bind(source).bind(key).bind(request_hash).bind(now.0)
+            .fetch_one(&mut *c).await?);
+        Ok(receipt_outcome(source, key, (&s, &k, duplicates)))
     }
 
     /// Stores the answer given for an idempotency key, to replay it.
@@ -571,8 +637,9 @@ impl StoreTx<'_> {
         outcome: &str,
         response: &str,
     ) -> Result<()> {
-        on_tx!(self, c => sqlx::query("UPDATE receipts SET outcome = $1, response = $2 WHERE source = $3 AND key = $4")
-            .bind(outcome).bind(response).bind(source).bind(key).execute(&mut *c).await.map(|_| ())?);
+        on_tx!(self, c => sqlx::query("UPDATE receipts SET outcome = $1, response = $2 WHERE key_hash = $3 AND source = $4 AND key = $5")
+            .bind(outcome).bind(response).bind(receipt_hash(source, key).as_slice()).bind(source).bind(key)
+            .execute(&mut *c).await.map(|_| ())?);
         Ok(())
     }
 
