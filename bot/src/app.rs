@@ -17,7 +17,7 @@ use crate::chat::messages::Messages;
 use crate::config::Config;
 use crate::domain::State;
 use crate::domain::time::{Clock, Millis, SystemClock};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Shared};
 use crate::incident::{Change, Ledger, Rules};
 use crate::intake::journal::{Journal, JournalSettings, JournalTasks};
 use crate::outbox::{ChatPoster, Dispatcher};
@@ -201,7 +201,7 @@ impl App {
             targets: targets.clone(),
             concurrency: config.settings.runbooks.concurrency,
         };
-        let state = AppState {
+        let state = AppState::new(Shared {
             store: store.clone(),
             ledger,
             journal,
@@ -210,7 +210,7 @@ impl App {
             max_body_bytes: config.settings.server.max_body_bytes,
             commands: commands.clone(),
             metrics: telemetry::metrics_handle(),
-        };
+        });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;

@@ -27,9 +27,28 @@ use crate::incident::Ledger;
 use crate::intake::journal::{self, Journal};
 use crate::store::Store;
 
-/// Shared state of every handler.
+/// Shared state of every handler: one `Arc`, because axum clones the state
+/// for every request, and cloning each of these handles (a dozen reference
+/// counts) showed up in the intake profile.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     pub store: Store,
     pub ledger: Ledger,
     pub journal: Journal,

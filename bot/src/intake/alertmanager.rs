@@ -9,14 +9,24 @@
 
 use crate::domain::alert::{AlertStatus, IncomingAlert, ParsedWebhook, Source};
 
-use super::parse_error::{Obj, ParseError, label_fingerprint, parse_object};
+use super::parse_error::{Obj, ParseError, label_fingerprint, parse_object_keeping};
+
+/// The top-level fields an Alertmanager-shaped payload is read for (the
+/// version and what [`parse_grouped`] reads); the rest are skipped.
+pub(crate) const GROUPED_FIELDS: &[&str] = &[
+    "version",
+    "groupKey",
+    "truncatedAlerts",
+    "receiver",
+    "alerts",
+];
 
 /// The only payload version this parser understands.
 const VERSION: &str = "4";
 
 /// Parses an Alertmanager webhook body.
 pub fn parse(body: &[u8]) -> Result<ParsedWebhook, ParseError> {
-    let map = parse_object(body)?;
+    let map = parse_object_keeping(body, GROUPED_FIELDS)?;
     let root = Obj::root(&map);
     match root.opt_str("version")? {
         Some(VERSION) => {}

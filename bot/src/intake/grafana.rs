@@ -8,15 +8,16 @@
 
 use crate::domain::alert::{ParsedWebhook, Source};
 
+use super::alertmanager::GROUPED_FIELDS;
 use super::alertmanager::parse_grouped;
-use super::parse_error::{Obj, ParseError, parse_object};
+use super::parse_error::{Obj, ParseError, parse_object_keeping};
 
 /// The payload version Grafana sends; a missing version is accepted too.
 const VERSION: &str = "1";
 
 /// Parses a Grafana webhook body.
 pub fn parse(body: &[u8]) -> Result<ParsedWebhook, ParseError> {
-    let map = parse_object(body)?;
+    let map = parse_object_keeping(body, GROUPED_FIELDS)?;
     let root = Obj::root(&map);
     match root.opt_str("version")? {
         None | Some(VERSION) => {}

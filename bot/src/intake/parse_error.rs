@@ -79,6 +79,54 @@ pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ParseError
     }
 }
 
+/// As [`parse_object`], but builds values only for the top-level fields in
+/// `keep`; the others are read as far as JSON validity needs and dropped.
+/// An Alertmanager body repeats its alerts' labels and annotations in
+/// `groupLabels`, `commonLabels` and `commonAnnotations`, which firstline
+/// does not use: building them was a third of the parsing time. A body that
+/// fails here is parsed again by [`parse_object`], so errors read the same.
+pub(crate) fn parse_object_keeping(
+    body: &[u8],
+    keep: &[&str],
+) -> Result<Map<String, Value>, ParseError> {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+
+    struct Keeping<'k>(&'k [&'k str]);
+
+    impl<'de> Visitor<'de> for Keeping<'_> {
+        type Value = Map<String, Value>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<Self::Value, A::Error> {
+            let mut map = Map::new();
+            while let Some(key) = fields.next_key::<String>()? {
+                if self.0.contains(&key.as_str()) {
+                    let value: Value = fields.next_value()?;
+                    map.insert(key, value);
+                } else {
+                    fields.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(map)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match de
+        .deserialize_map(Keeping(keep))
+        .and_then(|map| de.end().map(|()| map))
+    {
+        Ok(map) => Ok(map),
+        Err(e) => match parse_object(body) {
+            Err(same_failure) => Err(same_failure),
+            Ok(_) => Err(ParseError::new("body", format!("not valid JSON: {e}"))),
+        },
+    }
+}
+
 /// A JSON object together with its path in the body, for reading fields with
 /// errors that name them.
 #[derive(Debug, Clone)]
@@ -396,6 +444,43 @@ mod tests {
         let e = Obj::root(&map).req_status("status").unwrap_err();
         assert!(e.message.len() < 200, "{}", e.message);
         assert!(e.message.ends_with("..."), "{}", e.message);
+    }
+
+    #[test]
+    fn keeping_some_fields_reads_them_as_a_full_parse_does_and_fails_alike() {
+        let body = br#"{"a": {"x": [1, "2"]}, "b": "skip \" me", "c": null, "d": [{"e": 1}]}"#;
+        let full = parse_object(body).unwrap();
+        let kept = parse_object_keeping(body, &["a", "c", "d"]).unwrap();
+        assert_eq!(kept.len(), 3);
+        for k in ["a", "c", "d"] {
+            assert_eq!(kept.get(k), full.get(k), "{k}");
+        }
+        for bad in [
+            &b"42"[..],
+            b"",
+            b"{\n \"a\": ,\n}",
+            b"{\"b\": [} ",
+            b"{} {}",
+        ] {
+            assert_eq!(
+                parse_object_keeping(bad, &["a"]).unwrap_err(),
+                parse_object(bad).unwrap_err()
+            );
+        }
+        // Deep nesting: an error in a kept field, skipped (without recursion)
+        // in another.
+        let deep = format!("{{\"b\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(
+            parse_object_keeping(deep.as_bytes(), &["b"])
+                .unwrap_err()
+                .field,
+            "body"
+        );
+        assert!(
+            parse_object_keeping(deep.as_bytes(), &["a"])
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
