@@ -81,6 +81,9 @@ impl App {
     /// Builds everything and binds the listener (port 0 picks a free one).
     pub async fn build(config: Config, sink: Sink) -> anyhow::Result<App> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // Before any task starts: a metric recorded before the recorder is
+        // installed is lost (the applier lists its counters at start-up).
+        let metrics = telemetry::metrics_handle();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = open_store(&config).await?;
         let messages = Messages::new(config.timezone);
@@ -209,7 +212,7 @@ impl App {
             tokens: Arc::new(config.tokens.clone()),
             max_body_bytes: config.settings.server.max_body_bytes,
             commands: commands.clone(),
-            metrics: telemetry::metrics_handle(),
+            metrics,
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

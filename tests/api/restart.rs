@@ -187,8 +187,14 @@ async fn alerts_accepted_while_incidents_cannot_be_written_survive_a_crash_and_a
         "all five were accepted and none applied yet:\n{metrics}"
     );
 
+    assert!(
+        metrics.contains("firstline_intake_applied_alerts_total 0"),
+        "the applier's counters are listed before its first run:\n{metrics}"
+    );
+
     let (mut second, base) = serve(dir.path(), &client).await;
     let incidents: Value = get_json(&client, &format!("{base}/api/incidents?state=all")).await;
+    let metrics = get_text(&client, &format!("{base}/metrics")).await;
     second.kill().expect("stop");
     let _ = second.wait();
 
@@ -196,6 +202,10 @@ async fn alerts_accepted_while_incidents_cannot_be_written_survive_a_crash_and_a
         incidents["incidents"].as_array().map(Vec::len),
         Some(5),
         "the journal was applied after the restart: {incidents}"
+    );
+    assert!(
+        metrics.contains("firstline_intake_applied_alerts_total 5"),
+        "the five journaled alerts were counted as applied:\n{metrics}"
     );
 }
 

@@ -658,6 +658,14 @@ fn decode(r: &JournalRecord) -> Option<Delivery> {
     }
 }
 
+/// Counts applied runs and their alerts. Their ratio is the applier's mean
+/// run: small runs mean many commits, each rewriting the same hot index
+/// pages, so an alert costs more to apply.
+fn count_run(runs: u64, alerts: u64) {
+    metrics::counter!("firstline_intake_apply_runs_total").increment(runs);
+    metrics::counter!("firstline_intake_applied_alerts_total").increment(alerts);
+}
+
 /// Hands journaled deliveries to the incident writer, in order, until
 /// `stop`. A store error is retried (with backoff) rather than skipped:
 /// nothing accepted is dropped while the database is away.
@@ -669,6 +677,8 @@ async fn apply_loop(
     batch: i64,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Listed in /metrics from the start, not from the first run.
+    count_run(0, 0);
     let mut backoff = Duration::from_millis(100);
     let mut alerts_per_delivery = 1;
     loop {
@@ -707,11 +717,7 @@ async fn apply_loop(
                 }
                 alerts_per_delivery = alerts / (deliveries.len().max(1) as i64);
                 ledger.apply_journal(deliveries, upto).await.map(|()| {
-                    // Their ratio is the applier's mean run: small runs
-                    // mean many commits, each rewriting the same hot pages.
-                    metrics::counter!("firstline_intake_apply_runs_total").increment(1);
-                    metrics::counter!("firstline_intake_applied_alerts_total")
-                        .increment(alerts as u64);
+                    count_run(1, alerts as u64);
                     upto
                 })
             }
