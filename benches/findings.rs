@@ -17,6 +17,7 @@ use axum::Json;
 use axum::routing::get;
 use firstline::app::App;
 use firstline::chat::console::Sink;
+use firstline::store::IncidentFilter;
 use serde_json::json;
 
 const RUNBOOK: &str = r#"
@@ -185,16 +186,27 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         let accepted = Instant::now();
         anyhow::ensure!(r.status() == 200, "alert {i} answered {}", r.status());
-        let answer: serde_json::Value = r.json().await?;
-        let incident = answer["opened"][0]
-            .as_str()
-            .unwrap_or_default()
-            .trim_start_matches("INC-")
-            .parse::<i64>()?;
+        // The answer counts alerts but names no incident (it is made after
+        // the answer, from the journal): find it by its service label.
+        let service = format!("svc-{i}");
+        let mut incident = None;
         let deadline = accepted + Duration::from_secs(30);
         loop {
-            let posts = store.chat_posts(Some(incident), 10).await?;
-            if posts.iter().any(|p| p.text.starts_with("🔎")) {
+            if incident.is_none() {
+                incident = store
+                    .incidents(IncidentFilter::All, 5)
+                    .await?
+                    .into_iter()
+                    .find(|inc| inc.labels.get("service") == Some(&service))
+                    .map(|inc| inc.id);
+            }
+            let posts = match incident {
+                Some(id) => store.chat_posts(Some(id), 10).await?,
+                None => Vec::new(),
+            };
+            if let Some(incident) = incident
+                && posts.iter().any(|p| p.text.starts_with("🔎"))
+            {
                 let t = accepted.elapsed().as_secs_f64() * 1000.0;
                 let timeline = store.timeline(incident).await?;
                 let slowest = timeline
@@ -212,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "no findings for INC-{incident} after 30 s"
+                "no findings for the incident of {service} after 30 s"
             );
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
