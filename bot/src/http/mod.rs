@@ -34,6 +34,7 @@ use crate::store::Store;
 pub struct AppState(Arc<Shared>);
 
 impl AppState {
+    /// Wraps what the handlers share, once, at start-up.
     pub fn new(shared: Shared) -> AppState {
         AppState(Arc::new(shared))
     }

@@ -156,11 +156,13 @@ impl<'c> Batch<'c> {
                 else {
                     continue;
                 };
-                let outcome = super::receipt_outcome(&asked.0, &asked.1, (&s, &k, 1));
-                if outcome == ReceiptOutcome::Duplicate {
-                    *self.bumps.entry(asked.clone()).or_default() += 1;
-                }
                 // A collision is recorded nowhere: its hash is taken.
+                let outcome = if super::hash_collision(&asked.0, &asked.1, (&s, &k)) {
+                    ReceiptOutcome::New
+                } else {
+                    *self.bumps.entry(asked.clone()).or_default() += 1;
+                    ReceiptOutcome::Duplicate
+                };
                 self.receipts.insert(asked.clone(), Some(outcome));
             }
             if hashes.is_empty() {

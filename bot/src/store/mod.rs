@@ -266,22 +266,18 @@ pub(crate) fn receipt_hash(source: &str, key: &str) -> [u8; 16] {
     out
 }
 
-/// What an upsert's `RETURNING source, key, duplicates` says about the
-/// receipt for (`source`, `key`). A row for another pair is a hash
-/// collision: this key was never seen, and it is logged.
-fn receipt_outcome(source: &str, key: &str, returned: (&str, &str, i64)) -> ReceiptOutcome {
-    let (s, k, duplicates) = returned;
-    if (s, k) != (source, key) {
+/// Whether the receipt row found under the hash of (`source`, `key`)
+/// belongs to another pair: a hash collision. It is logged, and the caller
+/// treats the delivery as new.
+fn hash_collision(source: &str, key: &str, stored: (&str, &str)) -> bool {
+    let collided = stored != (source, key);
+    if collided {
         tracing::warn!(
             source,
             "receipt hash collision; the delivery is treated as new"
         );
-        ReceiptOutcome::New
-    } else if duplicates == 0 {
-        ReceiptOutcome::New
-    } else {
-        ReceiptOutcome::Duplicate
     }
+    collided
 }
 
 impl Store {
@@ -626,7 +622,13 @@ impl StoreTx<'_> {
              ON CONFLICT (key_hash) DO UPDATE SET duplicates = receipts.duplicates + 1 RETURNING source, key, duplicates")
             .bind(receipt_hash(source, key).as_slice()).bind(source).bind(key).bind(request_hash).bind(now.0)
             .fetch_one(&mut *c).await?);
-        Ok(receipt_outcome(source, key, (&s, &k, duplicates)))
+        Ok(
+            if hash_collision(source, key, (&s, &k)) || duplicates == 0 {
+                ReceiptOutcome::New
+            } else {
+                ReceiptOutcome::Duplicate
+            },
+        )
     }
 
     /// Stores the answer given for an idempotency key, to replay it.
