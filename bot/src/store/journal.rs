@@ -178,12 +178,12 @@ impl Store {
         for chunk in hashes.chunks(self.chunk()) {
             let sql = format!(
                 "SELECT source, key, outcome, request_hash, response, duplicates, received_ms FROM receipts WHERE key_hash IN ({})",
-                super::params(self.numbered(), 1, chunk.len())
+                super::params(self.numbered(), 1, chunk.len().next_power_of_two())
             );
             let rows: Vec<super::Receipt> = on_pool!(self, p => {
                 let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-                for h in chunk {
-                    q = q.bind(h.as_slice());
+                for h in super::padded(chunk) {
+                    q = q.bind(h.to_vec());
                 }
                 q.fetch_all(p).await?
             });
@@ -236,12 +236,12 @@ impl Store {
                 let sql = format!(
                     "{select} WHERE source = {} AND {column} IN ({})",
                     super::params(self.numbered(), 1, 1),
-                    super::params(self.numbered(), 2, chunk.len())
+                    super::params(self.numbered(), 2, chunk.len().next_power_of_two())
                 );
                 let rows: Vec<R> = on_pool!(self, p => {
                     let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(source);
-                    for v in chunk {
-                        q = q.bind(*v);
+                    for v in super::padded(chunk) {
+                        q = q.bind(v);
                     }
                     q.fetch_all(p).await?
                 });

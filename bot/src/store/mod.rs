@@ -144,8 +144,13 @@ macro_rules! on_tx {
 /// `count` placeholders from parameter `first`, comma-separated: `?` on
 /// SQLite (bound in order, no name lookup), `$N` on PostgreSQL.
 fn params(numbered: bool, first: usize, count: usize) -> String {
+    let mut out = String::with_capacity(count * 5);
+    push_params(&mut out, numbered, first, count);
+    out
+}
+
+fn push_params(out: &mut String, numbered: bool, first: usize, count: usize) {
     use std::fmt::Write as _;
-    let mut out = String::with_capacity(count * 4);
     for n in first..first + count {
         if n > first {
             out.push_str(", ");
@@ -156,15 +161,53 @@ fn params(numbered: bool, first: usize, count: usize) -> String {
             out.push('?');
         }
     }
+}
+
+/// `(…), (…)`: `rows` tuples of `cols` placeholders from parameter 1,
+/// written into one buffer (built for every multi-row statement).
+fn rows(numbered: bool, rows: usize, cols: usize) -> String {
+    let mut out = String::with_capacity(rows * (cols * 5 + 4));
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        push_params(&mut out, numbered, r * cols + 1, cols);
+        out.push(')');
+    }
     out
 }
 
-/// `(…), (…)`: `rows` tuples of `cols` placeholders from parameter 1.
-fn rows(numbered: bool, rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", params(numbered, r * cols + 1, cols)))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Splits `items` into runs of at most `max` rows whose lengths are powers
+/// of two (`max` is one too), for multi-row INSERTs. A statement is
+/// prepared once per distinct SQL text and then found in sqlx's statement
+/// cache (100 per connection); a statement per exact run length gave the
+/// writer up to 64 texts per table, more than the cache holds, so SQLite
+/// parsed and planned nearly every one afresh: a tenth of all the CPU the
+/// server spent per alert. Powers of two give at most seven texts per table.
+fn shaped<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let n = rest.len().min(max);
+        if n == 0 {
+            return None;
+        }
+        let (run, tail) = rest.split_at(1 << n.ilog2());
+        rest = tail;
+        Some(run)
+    })
+}
+
+/// `chunk` padded to the next power of two by repeating its last item, for
+/// the values of an `IN (…)` list: a repeated value changes no answer, and
+/// the statement's text is one of a few (see [`shaped`]).
+fn padded<T: Copy>(chunk: &[T]) -> impl Iterator<Item = T> + '_ {
+    let extra = chunk.len().next_power_of_two() - chunk.len();
+    let last = chunk.last().copied();
+    chunk
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(last, extra).flatten())
 }
 
 mod batch;
@@ -746,7 +789,7 @@ impl StoreTx<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{params, rows};
+    use super::{padded, params, rows, shaped};
 
     #[test]
     fn placeholders_are_numbered_on_postgres_and_positional_on_sqlite() {
@@ -755,5 +798,27 @@ mod tests {
         assert_eq!(rows(true, 2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(rows(false, 2, 2), "(?, ?), (?, ?)");
         assert_eq!(params(true, 1, 0), "");
+    }
+
+    #[test]
+    fn multi_row_statements_come_in_power_of_two_runs_that_cover_every_row() {
+        let items: Vec<u32> = (0..100).collect();
+        let runs: Vec<&[u32]> = shaped(&items, 64).collect();
+        assert_eq!(
+            runs.iter().map(|r| r.len()).collect::<Vec<_>>(),
+            [64, 32, 4]
+        );
+        assert_eq!(runs.concat(), items);
+        let lens: Vec<usize> = shaped(&items[..7], 4).map(<[u32]>::len).collect();
+        assert_eq!(lens, [4, 2, 1]);
+        assert_eq!(shaped(&items[..0], 64).count(), 0);
+    }
+
+    #[test]
+    fn in_lists_are_padded_to_a_power_of_two_with_their_last_value() {
+        assert_eq!(padded(&[1, 2, 3]).collect::<Vec<_>>(), [1, 2, 3, 3]);
+        assert_eq!(padded(&[1, 2]).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(padded(&[7]).collect::<Vec<_>>(), [7]);
+        assert_eq!(padded::<u8>(&[]).count(), 0);
     }
 }
