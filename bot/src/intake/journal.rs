@@ -32,7 +32,11 @@
 //! the filter has never seen is new without a query; only the others (a
 //! re-sent group, a resolve) are looked up.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// foldhash rather than SipHash: every alert is looked up and remembered
+// here a few times, and hashing was a few percent of intake's CPU.
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -171,6 +175,7 @@ impl Journal {
             head: head.clone(),
         };
         let wake = Arc::new(Notify::new());
+        let handoff = Arc::new(Handoff::new(settings.batch_max * 8));
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let writer = Writer {
             store,
@@ -183,6 +188,7 @@ impl Journal {
             applied: applied_rx,
             pruned: 0,
             wake: wake.clone(),
+            handoff: handoff.clone(),
             settings: settings.clone(),
         };
         let writer = tokio::spawn(writer.run(rx));
@@ -191,6 +197,7 @@ impl Journal {
             ledger,
             applied_tx,
             wake,
+            handoff,
             settings.batch_max as i64,
             stop,
         ));
@@ -394,6 +401,8 @@ struct Writer {
     pruned: i64,
     /// Wakes the applier after an append.
     wake: Arc<Notify>,
+    /// Hands what was appended to the applier.
+    handoff: Arc<Handoff>,
     settings: JournalSettings,
 }
 
@@ -466,9 +475,10 @@ impl Writer {
         let now = self.clock.now();
         let first = self.next_seq;
         let mut records = Vec::new();
+        let mut handed = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
         for mut entry in batch {
-            let result = self.decide(&mut entry, now, &known, &mut records);
+            let result = self.decide(&mut entry, now, &known, &mut records, &mut handed);
             answers.push((entry, result));
         }
         if !records.is_empty() {
@@ -487,6 +497,7 @@ impl Writer {
                 return;
             }
             self.head.store(self.next_seq - 1, Ordering::Release);
+            self.handoff.push(handed);
             self.wake.notify_one();
         }
         for (entry, result) in answers {
@@ -542,6 +553,7 @@ impl Writer {
         now: Millis,
         known: &Known,
         records: &mut Vec<JournalRecord>,
+        handed: &mut Vec<Delivery>,
     ) -> Result<IngestOutcome, LedgerError> {
         let source = entry.source;
         let src = source.as_str();
@@ -630,6 +642,7 @@ impl Writer {
             source: src.to_string(),
             payload,
         });
+        handed.push(delivery);
         self.next_seq += 1;
         Ok(answer)
     }
@@ -666,6 +679,79 @@ fn count_run(runs: u64, alerts: u64) {
     metrics::counter!("firstline_intake_applied_alerts_total").increment(alerts);
 }
 
+/// Alerts a delivery counts for in a run (at least one: a delivery with
+/// none still carries an idempotency key to record).
+fn weight(d: &Delivery) -> i64 {
+    d.webhook.alerts.len().max(1) as i64
+}
+
+/// The deliveries the writer has just appended, handed to the applier as
+/// they are, so that it need not read back and decode what was encoded a
+/// moment before (about a twentieth of the server's CPU per alert). It
+/// holds at most `max_alerts`: past that, while incidents lag behind a
+/// storm, the oldest are dropped and the applier reads those from the
+/// journal, as it does after a restart. The journal stays the record; this
+/// is only a shortcut to its newest part.
+struct Handoff {
+    queue: std::sync::Mutex<(VecDeque<Delivery>, i64)>,
+    max_alerts: i64,
+}
+
+impl Handoff {
+    fn new(max_alerts: usize) -> Handoff {
+        Handoff {
+            queue: std::sync::Mutex::new((VecDeque::new(), 0)),
+            max_alerts: max_alerts.max(1) as i64,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (VecDeque<Delivery>, i64)> {
+        // Nothing here can panic while holding the lock, but a poisoned
+        // queue is still a valid queue.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds deliveries just made durable, in sequence order.
+    fn push(&self, deliveries: Vec<Delivery>) {
+        let mut guard = self.lock();
+        let (queue, alerts) = &mut *guard;
+        for d in deliveries {
+            *alerts += weight(&d);
+            queue.push_back(d);
+        }
+        while *alerts > self.max_alerts {
+            match queue.pop_front() {
+                Some(d) => *alerts -= weight(&d),
+                None => break,
+            }
+        }
+    }
+
+    /// The deliveries that follow `applied` without a gap, up to `batch`
+    /// alerts (at least one delivery). Empty when the next one is not
+    /// here: never handed over (accepted before a restart) or dropped.
+    fn take_after(&self, applied: i64, batch: i64) -> Vec<Delivery> {
+        let mut guard = self.lock();
+        let (queue, alerts) = &mut *guard;
+        let mut out: Vec<Delivery> = Vec::new();
+        let (mut next, mut taken) = (applied + 1, 0);
+        while let Some(front) = queue.front() {
+            if front.seq > next || (!out.is_empty() && taken >= batch) {
+                break;
+            }
+            let Some(d) = queue.pop_front() else { break };
+            *alerts -= weight(&d);
+            // Older than `applied`: applied from the journal already.
+            if d.seq == next {
+                taken += weight(&d);
+                next += 1;
+                out.push(d);
+            }
+        }
+        out
+    }
+}
+
 /// Hands journaled deliveries to the incident writer, in order, until
 /// `stop`. A store error is retried (with backoff) rather than skipped:
 /// nothing accepted is dropped while the database is away.
@@ -674,6 +760,7 @@ async fn apply_loop(
     ledger: Ledger,
     applied: watch::Sender<i64>,
     wake: Arc<Notify>,
+    handoff: Arc<Handoff>,
     batch: i64,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -686,57 +773,153 @@ async fn apply_loop(
             return;
         }
         let from = *applied.borrow();
-        // Read about as many deliveries as make `batch` alerts, going by
-        // the size of the last ones.
-        let limit = (batch / alerts_per_delivery.max(1)).clamp(1, batch);
-        let result = match journal.read_after(from, limit).await {
-            Ok(records) if records.is_empty() => {
-                tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => return,
-                }
-                continue;
-            }
-            Ok(records) => {
-                // At most `batch` alerts a run (at least one delivery): the
-                // writer's transaction stays short, so chat commands queued
-                // behind it wait little.
-                let mut deliveries = Vec::new();
-                let mut alerts = 0;
-                let mut upto = from;
-                for r in &records {
-                    if !deliveries.is_empty() && alerts >= batch {
-                        break;
-                    }
-                    upto = r.seq;
-                    if let Some(d) = decode(r) {
-                        alerts += d.webhook.alerts.len().max(1) as i64;
-                        deliveries.push(d);
-                    }
-                }
-                alerts_per_delivery = alerts / (deliveries.len().max(1) as i64);
-                ledger.apply_journal(deliveries, upto).await.map(|()| {
-                    count_run(1, alerts as u64);
-                    upto
-                })
-            }
-            Err(e) => Err(LedgerError::Store(e.to_string())),
+        let mut run = Run {
+            deliveries: handoff.take_after(from, batch),
+            upto: from,
+            alerts: 0,
         };
-        match result {
-            Ok(upto) => {
+        if let Some(last) = run.deliveries.last() {
+            run.upto = last.seq;
+            run.alerts = run.deliveries.iter().map(weight).sum();
+        } else {
+            // Read about as many deliveries as make `batch` alerts, going
+            // by the size of the last ones.
+            let limit = (batch / alerts_per_delivery.max(1)).clamp(1, batch);
+            match journal.read_after(from, limit).await {
+                Ok(records) if records.is_empty() => {
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => return,
+                    }
+                    continue;
+                }
+                Ok(records) => run = Run::read(&records, from, batch),
+                Err(e) => {
+                    if !retry_later(&LedgerError::Store(e.to_string()), &mut backoff, &mut stop)
+                        .await
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        alerts_per_delivery = run.alerts / (run.deliveries.len().max(1) as i64);
+        let (upto, alerts) = (run.upto, run.alerts);
+        match ledger.apply_journal(run.deliveries, upto).await {
+            Ok(()) => {
+                count_run(1, alerts as u64);
                 applied.send_replace(upto);
                 backoff = Duration::from_millis(100);
             }
             Err(LedgerError::Stopped) => return,
             Err(e) => {
-                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "intake journal: applying to incidents failed; will retry");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return,
+                if !retry_later(&e, &mut backoff, &mut stop).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
+    }
+}
+
+/// One run for the incident writer: deliveries up to journal position
+/// `upto`, `alerts` alerts in all.
+struct Run {
+    deliveries: Vec<Delivery>,
+    upto: i64,
+    alerts: i64,
+}
+
+impl Run {
+    /// At most `batch` alerts of `records` (at least one delivery): the
+    /// writer's transaction stays short, so chat commands queued behind it
+    /// wait little. A record that cannot be decoded is skipped (and
+    /// logged), but counts as applied.
+    fn read(records: &[JournalRecord], from: i64, batch: i64) -> Run {
+        let mut run = Run {
+            deliveries: Vec::new(),
+            upto: from,
+            alerts: 0,
+        };
+        for r in records {
+            if !run.deliveries.is_empty() && run.alerts >= batch {
+                break;
+            }
+            run.upto = r.seq;
+            if let Some(d) = decode(r) {
+                run.alerts += weight(&d);
+                run.deliveries.push(d);
+            }
+        }
+        run
+    }
+}
+
+/// Logs a failed run and waits out its backoff (doubled for next time);
+/// `false` if the applier is told to stop meanwhile.
+async fn retry_later(
+    e: &LedgerError,
+    backoff: &mut Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "intake journal: applying to incidents failed; will retry");
+    tokio::select! {
+        _ = tokio::time::sleep(*backoff) => {}
+        _ = stop.changed() => return false,
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(10));
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Delivery, Handoff};
+    use crate::domain::alert::{ParsedWebhook, Source};
+    use crate::domain::time::Millis;
+
+    fn delivery(seq: i64) -> Delivery {
+        Delivery {
+            seq,
+            received: Millis(0),
+            source: Source::Generic,
+            webhook: ParsedWebhook::default(),
+            idempotency: None,
+            answer: Default::default(),
+        }
+    }
+
+    fn seqs(run: &[Delivery]) -> Vec<i64> {
+        run.iter().map(|d| d.seq).collect()
+    }
+
+    #[test]
+    fn the_applier_takes_handed_deliveries_in_order_up_to_its_batch() {
+        let handoff = Handoff::new(100);
+        handoff.push((1..=5).map(delivery).collect());
+        assert_eq!(seqs(&handoff.take_after(0, 3)), [1, 2, 3]);
+        assert_eq!(seqs(&handoff.take_after(3, 3)), [4, 5]);
+        assert!(handoff.take_after(5, 3).is_empty());
+    }
+
+    #[test]
+    fn what_the_handoff_dropped_is_left_to_the_journal() {
+        // Room for three: 1 and 2 are dropped, so the applier at 0 must
+        // read them from the journal, and only then take 3 to 5 here.
+        let handoff = Handoff::new(3);
+        handoff.push((1..=5).map(delivery).collect());
+        assert!(handoff.take_after(0, 10).is_empty());
+        assert_eq!(seqs(&handoff.take_after(2, 10)), [3, 4, 5]);
+    }
+
+    #[test]
+    fn deliveries_applied_from_the_journal_are_not_handed_again() {
+        let handoff = Handoff::new(100);
+        handoff.push((1..=4).map(delivery).collect());
+        assert_eq!(seqs(&handoff.take_after(2, 10)), [3, 4]);
+        // Accepted before a restart (never handed): nothing to take.
+        let handoff = Handoff::new(100);
+        handoff.push((7..=8).map(delivery).collect());
+        assert!(handoff.take_after(4, 10).is_empty());
     }
 }
