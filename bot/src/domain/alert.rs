@@ -52,6 +52,16 @@ impl AlertStatus {
         }
     }
 
+    /// The end time an alert of this status keeps: only a resolved alert
+    /// has one (a firing Alertmanager alert carries Go's zero time, or the
+    /// sender's guess of when it will stop).
+    pub fn end_time(self, ends_at: Option<Millis>) -> Option<Millis> {
+        match self {
+            AlertStatus::Firing => None,
+            AlertStatus::Resolved => ends_at,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<AlertStatus> {
         match s {
             "firing" => Some(AlertStatus::Firing),

@@ -35,17 +35,23 @@ pub fn transition_allowed(from: State, to: State) -> bool {
 /// the alternatives the alert carries (the default groups by `service`, or by
 /// `job` where an alert has no `service`).
 pub fn group_key(labels: &BTreeMap<String, String>, group_by: &[String]) -> String {
-    let mut parts = Vec::with_capacity(group_by.len());
+    // One buffer, not a string per part: this runs for every alert, twice.
+    let mut key = String::with_capacity(64);
     for spec in group_by {
         let found = spec
             .split('|')
             .map(str::trim)
             .find_map(|name| labels.get(name).map(|v| (name, v)));
         if let Some((name, value)) = found {
-            parts.push(format!("{name}={value}"));
+            if !key.is_empty() {
+                key.push(',');
+            }
+            key.push_str(name);
+            key.push('=');
+            key.push_str(value);
         }
     }
-    parts.join(",")
+    key
 }
 
 /// A human title for an incident opened by `alert`: the alert name with

@@ -97,10 +97,7 @@ fn parse_alert(alert: &Obj<'_>) -> Result<IncomingAlert, ParseError> {
         fingerprint,
         status,
         starts_at,
-        ends_at: match status {
-            AlertStatus::Firing => None,
-            AlertStatus::Resolved => ends_at,
-        },
+        ends_at: status.end_time(ends_at),
         labels,
         annotations,
         generator_url,

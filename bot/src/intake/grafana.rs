@@ -9,7 +9,7 @@
 use crate::domain::alert::{ParsedWebhook, Source};
 
 use super::alertmanager::GROUPED_FIELDS;
-use super::alertmanager::parse_grouped;
+use super::alertmanager::{parse_grouped, parse_well_formed};
 use super::parse_error::{Obj, ParseError, parse_object_keeping};
 
 /// The payload version Grafana sends; a missing version is accepted too.
@@ -17,6 +17,16 @@ const VERSION: &str = "1";
 
 /// Parses a Grafana webhook body.
 pub fn parse(body: &[u8]) -> Result<ParsedWebhook, ParseError> {
+    let version_ok = |v: Option<&str>| v.is_none_or(|v| v == VERSION);
+    match parse_well_formed(body, Source::Grafana, version_ok) {
+        Some(parsed) => Ok(parsed),
+        None => parse_field_by_field(body),
+    }
+}
+
+/// [`parse`], walking a `serde_json::Value` so that a rejection names its
+/// field.
+fn parse_field_by_field(body: &[u8]) -> Result<ParsedWebhook, ParseError> {
     let map = parse_object_keeping(body, GROUPED_FIELDS)?;
     let root = Obj::root(&map);
     match root.opt_str("version")? {
