@@ -173,7 +173,7 @@ impl<'c> Batch<'c> {
             }
             let new: Vec<([u8; 16], &(String, String))> =
                 hashes.iter().map(|(h, k)| (*h, *k)).collect();
-            for run in super::shaped(&new, self.chunk()) {
+            for run in super::shaped(&new, self.chunk(), !self.numbered()) {
                 let mut sql = String::from(
                     "INSERT INTO receipts (key_hash, source, key, outcome, received_ms) VALUES ",
                 );
@@ -456,7 +456,7 @@ impl<'c> Batch<'c> {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending_alerts);
-        for chunk in super::shaped(&pending, self.chunk()) {
+        for chunk in super::shaped(&pending, self.chunk(), !self.numbered()) {
             let mut sql = String::from(
                 "INSERT INTO alerts (incident_id, source, fingerprint, status, name, starts_ms, ends_ms, labels, annotations, generator_url, received_ms, updated_ms) VALUES ",
             );
@@ -488,7 +488,7 @@ impl<'c> Batch<'c> {
 
     async fn flush_events(&mut self) -> Result<()> {
         let pending = std::mem::take(&mut self.pending_events);
-        for chunk in super::shaped(&pending, self.chunk()) {
+        for chunk in super::shaped(&pending, self.chunk(), !self.numbered()) {
             let mut sql = String::from(
                 "INSERT INTO timeline (incident_id, at_ms, actor, kind, text, data) VALUES ",
             );

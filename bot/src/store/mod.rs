@@ -178,21 +178,24 @@ fn rows(numbered: bool, rows: usize, cols: usize) -> String {
     out
 }
 
-/// Splits `items` into runs of at most `max` rows whose lengths are powers
-/// of two (`max` is one too), for multi-row INSERTs. A statement is
-/// prepared once per distinct SQL text and then found in sqlx's statement
-/// cache (100 per connection); a statement per exact run length gave the
-/// writer up to 64 texts per table, more than the cache holds, so SQLite
-/// parsed and planned nearly every one afresh: a tenth of all the CPU the
-/// server spent per alert. Powers of two give at most seven texts per table.
-fn shaped<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+/// Splits `items` into runs of at most `max` rows for multi-row INSERTs;
+/// with `powers_of_two`, runs whose lengths are powers of two (`max` is one
+/// too). A statement is prepared once per distinct SQL text and then found
+/// in sqlx's statement cache (100 per connection); on SQLite a statement per
+/// exact run length gave the writer up to 64 texts per table, more than the
+/// cache holds, so SQLite parsed and planned nearly every one afresh: a
+/// tenth of the instructions the server spent per alert. Powers of two give
+/// at most seven texts per table. PostgreSQL's runs of 8 fit the cache as
+/// they are, and there every extra statement is a round trip.
+fn shaped<T>(items: &[T], max: usize, powers_of_two: bool) -> impl Iterator<Item = &[T]> {
     let mut rest = items;
     std::iter::from_fn(move || {
         let n = rest.len().min(max);
         if n == 0 {
             return None;
         }
-        let (run, tail) = rest.split_at(1 << n.ilog2());
+        let len = if powers_of_two { 1 << n.ilog2() } else { n };
+        let (run, tail) = rest.split_at(len);
         rest = tail;
         Some(run)
     })
@@ -801,17 +804,19 @@ mod tests {
     }
 
     #[test]
-    fn multi_row_statements_come_in_power_of_two_runs_that_cover_every_row() {
+    fn multi_row_statements_come_in_runs_that_cover_every_row() {
         let items: Vec<u32> = (0..100).collect();
-        let runs: Vec<&[u32]> = shaped(&items, 64).collect();
+        let runs: Vec<&[u32]> = shaped(&items, 64, true).collect();
         assert_eq!(
             runs.iter().map(|r| r.len()).collect::<Vec<_>>(),
             [64, 32, 4]
         );
         assert_eq!(runs.concat(), items);
-        let lens: Vec<usize> = shaped(&items[..7], 4).map(<[u32]>::len).collect();
+        let lens: Vec<usize> = shaped(&items[..7], 4, true).map(<[u32]>::len).collect();
         assert_eq!(lens, [4, 2, 1]);
-        assert_eq!(shaped(&items[..0], 64).count(), 0);
+        assert_eq!(shaped(&items[..0], 64, true).count(), 0);
+        let plain: Vec<usize> = shaped(&items[..21], 8, false).map(<[u32]>::len).collect();
+        assert_eq!(plain, [8, 8, 5]);
     }
 
     #[test]
