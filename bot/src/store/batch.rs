@@ -143,7 +143,7 @@ impl<'c> Batch<'c> {
             let asked: Vec<[u8; 16]> = hashes.keys().copied().collect();
             let sql = format!(
                 "SELECT key_hash, source, key FROM receipts WHERE key_hash IN ({})",
-                super::params(self.numbered(), 1, asked.len().next_power_of_two())
+                super::padded_params(self.numbered(), 1, asked.len())
             );
             let known: Vec<(Vec<u8>, String, String)> = on_tx!(&mut self.tx, c => {
                 let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
@@ -204,7 +204,7 @@ impl<'c> Batch<'c> {
                 let sql = format!(
                     "SELECT id, incident_id, status, fingerprint, starts_ms FROM alerts WHERE source = {} AND fingerprint IN ({}) ORDER BY id",
                     super::params(self.numbered(), 1, 1),
-                    super::params(self.numbered(), 2, chunk.len().next_power_of_two())
+                    super::padded_params(self.numbered(), 2, chunk.len())
                 );
                 let rows: Vec<(i64, Option<i64>, String, String, i64)> = on_tx!(&mut self.tx, c => {
                     let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(source);
@@ -237,7 +237,7 @@ impl<'c> Batch<'c> {
         for chunk in groups.chunks(self.chunk()) {
             let sql = format!(
                 "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE state <> 'resolved' AND group_key IN ({}) ORDER BY id",
-                super::params(self.numbered(), 1, chunk.len().next_power_of_two())
+                super::padded_params(self.numbered(), 1, chunk.len())
             );
             let rows: Vec<super::rows::IncidentRow> = on_tx!(&mut self.tx, c => {
                 let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));

@@ -178,7 +178,7 @@ impl Store {
         for chunk in hashes.chunks(self.chunk()) {
             let sql = format!(
                 "SELECT source, key, outcome, request_hash, response, duplicates, received_ms FROM receipts WHERE key_hash IN ({})",
-                super::params(self.numbered(), 1, chunk.len().next_power_of_two())
+                super::padded_params(self.numbered(), 1, chunk.len())
             );
             let rows: Vec<super::Receipt> = on_pool!(self, p => {
                 let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
@@ -236,7 +236,7 @@ impl Store {
                 let sql = format!(
                     "{select} WHERE source = {} AND {column} IN ({})",
                     super::params(self.numbered(), 1, 1),
-                    super::params(self.numbered(), 2, chunk.len().next_power_of_two())
+                    super::padded_params(self.numbered(), 2, chunk.len())
                 );
                 let rows: Vec<R> = on_pool!(self, p => {
                     let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(source);

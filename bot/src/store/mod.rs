@@ -201,9 +201,16 @@ fn shaped<T>(items: &[T], max: usize, powers_of_two: bool) -> impl Iterator<Item
     })
 }
 
+/// The placeholders of an `IN (…)` list for [`padded`] values of `count`
+/// items, from parameter `first`.
+fn padded_params(numbered: bool, first: usize, count: usize) -> String {
+    params(numbered, first, count.next_power_of_two())
+}
+
 /// `chunk` padded to the next power of two by repeating its last item, for
-/// the values of an `IN (…)` list: a repeated value changes no answer, and
-/// the statement's text is one of a few (see [`shaped`]).
+/// the values of an `IN (…)` list (placeholders by [`padded_params`]): a
+/// repeated value changes no answer, and the statement's text is one of a
+/// few (see [`shaped`]).
 fn padded<T: Copy>(chunk: &[T]) -> impl Iterator<Item = T> + '_ {
     let extra = chunk.len().next_power_of_two() - chunk.len();
     let last = chunk.last().copied();
@@ -792,7 +799,7 @@ impl StoreTx<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{padded, params, rows, shaped};
+    use super::{padded, padded_params, params, rows, shaped};
 
     #[test]
     fn placeholders_are_numbered_on_postgres_and_positional_on_sqlite() {
@@ -822,6 +829,8 @@ mod tests {
     #[test]
     fn in_lists_are_padded_to_a_power_of_two_with_their_last_value() {
         assert_eq!(padded(&[1, 2, 3]).collect::<Vec<_>>(), [1, 2, 3, 3]);
+        assert_eq!(padded_params(false, 1, 3), "?, ?, ?, ?");
+        assert_eq!(padded_params(true, 2, 2), "$2, $3");
         assert_eq!(padded(&[1, 2]).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(padded(&[7]).collect::<Vec<_>>(), [7]);
         assert_eq!(padded::<u8>(&[]).count(), 0);
