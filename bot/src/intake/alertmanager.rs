@@ -1,10 +1,11 @@
 //! Prometheus Alertmanager webhook payloads (`version: "4"`), as documented
 //! at <https://prometheus.io/docs/alerting/latest/configuration/#webhook_config>.
 //!
-//! The payload is walked as a `serde_json::Value` so that every rejection
-//! names its field. Fields firstline does not use (`groupLabels`,
-//! `commonLabels`, `externalURL`, and whatever newer Alertmanagers add) are
-//! ignored, not validated. Grafana's webhook is the same shape with another
+//! A well-formed payload is read straight into types
+//! ([`parse_well_formed`]); any other is walked as a `serde_json::Value`
+//! so that every rejection names its field. Fields firstline does not use
+//! (`groupLabels`, `commonLabels`, `externalURL`, and whatever newer
+//! Alertmanagers add) are ignored, not validated. Grafana's webhook is the same shape with another
 //! version, so [`parse_grouped`] serves both.
 
 use crate::domain::alert::{AlertStatus, IncomingAlert, ParsedWebhook, Source};
@@ -114,7 +115,8 @@ struct WellFormedAlert {
 /// The fast path of [`parse`] (and Grafana's): the parsed body when it is
 /// well formed and its version passes `version_ok`, else `None`, and the
 /// caller parses it field by field to say what is wrong. Building a
-/// `serde_json::Value` first cost about a third of intake's CPU per alert.
+/// `serde_json::Value` first cost ~18,000 instructions per single-alert
+/// body, 8 % of all the server spent on an alert (callgrind).
 pub(crate) fn parse_well_formed(
     body: &[u8],
     source: Source,

@@ -687,9 +687,9 @@ fn weight(d: &Delivery) -> i64 {
 
 /// The deliveries the writer has just appended, handed to the applier as
 /// they are, so that it need not read back and decode what was encoded a
-/// moment before (about a twentieth of the server's CPU per alert). It
-/// holds at most `max_alerts`: past that, while incidents lag behind a
-/// storm, the oldest are dropped and the applier reads those from the
+/// moment before (a twentieth of the instructions the server spent per
+/// alert). It holds at most `max_alerts`: past that, while incidents lag
+/// behind a storm, the oldest are dropped and the applier reads those from the
 /// journal, as it does after a restart. The journal stays the record; this
 /// is only a shortcut to its newest part.
 struct Handoff {
