@@ -38,7 +38,7 @@ pub struct App {
     commands: CommandContext,
     config: Config,
     clock: Arc<dyn Clock>,
-    writer: tokio::task::JoinHandle<()>,
+    writer: tokio::task::AbortHandle,
     journal: JournalStore,
     journal_tasks: JournalTasks,
     stop: watch::Sender<bool>,
@@ -142,7 +142,8 @@ impl App {
             vec![wake.clone(), wake_runner.clone(), wake_recovery.clone()],
             config.settings.intake.queue_capacity,
             config.settings.store.batch_max,
-        );
+        )
+        .context("cannot start the incident writer")?;
         let (stop, stop_rx) = watch::channel(false);
         let journal_store = store
             .open_journal(&connect_options(&config))

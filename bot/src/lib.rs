@@ -9,6 +9,7 @@
 //! - [`chat`]: the platform seam and the console platform;
 //! - [`outbox`]: durable delivery of intents with retries;
 //! - [`postmortem`]: Markdown and JSON export;
+//! - [`priority`]: incident-making runs below intake;
 //! - [`http`]: the axum routers;
 //! - [`store`]: SQLite and PostgreSQL (the only module naming sqlx);
 //! - [`domain`]: the pure core, no IO;
@@ -23,6 +24,7 @@ pub mod incident;
 pub mod intake;
 pub mod outbox;
 pub mod postmortem;
+pub mod priority;
 pub mod probe;
 pub mod runbook;
 pub mod store;

@@ -592,3 +592,55 @@ async fn intake_sheds_load_with_503_once_the_unapplied_backlog_is_full_and_recov
     assert_eq!(retried, 200, "once applied, the retry is accepted: {body}");
     assert_eq!(app.incident_ids().await, ["INC-1", "INC-2", "INC-3"]);
 }
+
+/// The nice value of each thread of this process whose name starts with
+/// `prefix` (Linux truncates names to 15 bytes), and of the calling thread.
+#[cfg(target_os = "linux")]
+fn nice_values(prefix: &str) -> (Vec<i32>, i32) {
+    fn nice(stat: &str) -> i32 {
+        // Field 19; the name (field 2) may hold spaces, so count after it.
+        let rest = &stat[stat.rfind(')').expect("stat has a name") + 2..];
+        rest.split(' ')
+            .nth(16)
+            .expect("nice")
+            .parse()
+            .expect("a number")
+    }
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc") {
+        let dir = task.expect("task").path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if name.starts_with(prefix)
+            && let Ok(stat) = std::fs::read_to_string(dir.join("stat"))
+        {
+            found.push(nice(&stat));
+        }
+    }
+    let own = nice(&std::fs::read_to_string("/proc/thread-self/stat").expect("own stat"));
+    (found, own)
+}
+
+/// In a storm the senders' answers come first: on SQLite, incidents are
+/// made on a thread of their own whose priority is below intake's.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn incidents_are_made_on_a_thread_below_intakes_priority_on_sqlite() {
+    let app = spawn_app().await;
+
+    let (status, body) = app
+        .post_hook("alertmanager", fixture("alertmanager_firing.json"))
+        .await;
+    app.wait_posts("INC-1", 1).await;
+    let (writers, intake) = nice_values("firstline-incid");
+
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !writers.is_empty(),
+        "no firstline-incidents thread is running"
+    );
+    let expected = (intake + firstline::priority::BACKGROUND_NICE).min(19);
+    assert!(
+        writers.iter().all(|n| *n == expected),
+        "incident writers run at nice {writers:?}, intake at {intake}"
+    );
+}

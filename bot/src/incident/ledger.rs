@@ -64,6 +64,13 @@ pub struct Ledger {
 impl Ledger {
     /// Starts the writer task. Each of `wakes` (one per outbox dispatcher)
     /// is notified after every commit that wrote an intent.
+    ///
+    /// On SQLite the writer runs on a thread of its own below intake's
+    /// priority (see [`crate::priority`]): its work, building and applying
+    /// each run, then competes with intake through the kernel's scheduler
+    /// rather than holding one of the runtime's few worker threads. On
+    /// PostgreSQL it stays on the runtime: its pooled connection belongs
+    /// to the runtime's I/O driver, and the database work is the server's.
     pub fn start(
         store: Store,
         rules: Arc<Rules>,
@@ -71,7 +78,7 @@ impl Ledger {
         wakes: Vec<Arc<Notify>>,
         queue_capacity: usize,
         batch_max: usize,
-    ) -> (Ledger, tokio::task::JoinHandle<()>) {
+    ) -> std::io::Result<(Ledger, tokio::task::AbortHandle)> {
         let (tx, rx) = mpsc::channel(queue_capacity);
         let writer = Writer {
             store,
@@ -81,8 +88,12 @@ impl Ledger {
             batch_max,
             conn: None,
         };
-        let handle = tokio::spawn(writer.run(rx));
-        (Ledger { jobs: tx }, handle)
+        let handle = if writer.store.backend() == "sqlite" {
+            crate::priority::spawn_background("firstline-incidents", writer.run(rx))?
+        } else {
+            tokio::spawn(writer.run(rx)).abort_handle()
+        };
+        Ok((Ledger { jobs: tx }, handle))
     }
 
     /// Applies a run of journaled deliveries, and records `upto` as the
@@ -135,8 +146,9 @@ impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut batch = Vec::with_capacity(self.batch_max);
         loop {
-            // `Store::close` waits for every connection to come back: give
-            // the held one up as soon as the pool starts closing.
+            // `Store::close` waits for every pooled connection to come back
+            // (the PostgreSQL writer's is one): give the held one up as soon
+            // as the pool starts closing.
             let next = tokio::select! {
                 job = rx.recv() => job,
                 _ = self.store.closing(), if self.conn.is_some() => {

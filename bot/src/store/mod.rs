@@ -66,6 +66,10 @@ pub enum Store {
 pub struct SqliteStore {
     pool: SqlitePool,
     gate: Arc<tokio::sync::Mutex<()>>,
+    /// The checkpoints' own connection, opened on first use at the
+    /// writer's priority (a checkpoint is incident-making's work: it
+    /// copies what the writer committed).
+    checkpointer: Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>,
 }
 
 /// Held for the length of one write on SQLite; nothing on PostgreSQL,
@@ -84,8 +88,12 @@ pub enum StoreTx<'c> {
 /// from the pool per batch cost a pool round trip (and, on release, a
 /// spawned task) on the hottest path; this one is held until it fails or
 /// the pool starts closing.
+///
+/// On SQLite it is the writer's own connection, opened beside the pool
+/// (see [`Store::writer_conn`]) so that its worker thread runs at a lower
+/// priority than intake.
 pub enum WriterConn {
-    Sqlite(PoolConnection<Sqlite>, Arc<tokio::sync::Mutex<()>>),
+    Sqlite(sqlx::SqliteConnection, Arc<tokio::sync::Mutex<()>>),
     Postgres(PoolConnection<Postgres>),
 }
 
@@ -106,9 +114,27 @@ impl WriterConn {
     /// returned, so a broken connection is never reused.
     pub fn discard(self) {
         match self {
-            WriterConn::Sqlite(mut c, _) => c.close_on_drop(),
+            // Dropping it ends its worker thread and closes the file.
+            WriterConn::Sqlite(c, _) => drop(c),
             WriterConn::Postgres(mut c) => c.close_on_drop(),
         }
+    }
+}
+
+impl SqliteStore {
+    /// A connection beside the pool, with the pool's options, whose worker
+    /// thread runs below intake (see [`crate::priority`]).
+    async fn open_at_writer_priority(&self) -> Result<sqlx::SqliteConnection> {
+        let options = self.pool.connect_options();
+        let runtime = tokio::runtime::Handle::current();
+        // sqlx starts the connection's worker thread from the thread that
+        // first polls the connect, so it inherits that thread's priority.
+        let conn = crate::priority::at_background_priority(move || {
+            runtime.block_on(sqlx::ConnectOptions::connect(&*options))
+        })
+        .await
+        .map_err(sqlx::Error::Io)??;
+        Ok(conn)
     }
 }
 
@@ -364,6 +390,7 @@ impl Store {
             Store::Sqlite(SqliteStore {
                 pool,
                 gate: Arc::new(tokio::sync::Mutex::new(())),
+                checkpointer: Arc::new(tokio::sync::Mutex::new(None)),
             })
         } else {
             // sqlx prepares every statement; after five runs PostgreSQL may
@@ -447,9 +474,15 @@ impl Store {
     }
 
     /// A connection for the single writer to hold (see [`WriterConn`]).
+    ///
+    /// On SQLite, sqlx runs each connection's database work on a worker
+    /// thread of its own; the writer's is started below intake's priority
+    /// (see [`crate::priority`]), like the writer itself.
     pub async fn writer_conn(&self) -> Result<WriterConn> {
         Ok(match self {
-            Store::Sqlite(s) => WriterConn::Sqlite(s.pool.acquire().await?, s.gate.clone()),
+            Store::Sqlite(s) => {
+                WriterConn::Sqlite(s.open_at_writer_priority().await?, s.gate.clone())
+            }
             Store::Postgres(p) => WriterConn::Postgres(p.acquire().await?),
         })
     }
@@ -467,15 +500,31 @@ impl Store {
     /// full: the file grew for as long as the load lasted (80 MB in 30 s),
     /// each commit appended to it, and an fsync that must also record a
     /// file's new size costs about twice one that overwrites.
+    ///
+    /// Both passes run on a connection of their own, below intake's
+    /// priority like the writer's (see [`crate::priority`]).
     pub async fn checkpoint(&self) -> Result<()> {
-        if let Store::Sqlite(s) = self {
+        let Store::Sqlite(s) = self else {
+            return Ok(());
+        };
+        let mut held = s.checkpointer.lock().await;
+        let conn = match &mut *held {
+            Some(conn) => conn,
+            None => held.insert(s.open_at_writer_priority().await?),
+        };
+        let passes = async {
             sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&s.pool)
+                .execute(&mut *conn)
                 .await?;
             let _gate = self.write_gate().await;
             sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&s.pool)
-                .await?;
+                .execute(&mut *conn)
+                .await
+        };
+        if let Err(e) = passes.await {
+            // Opened afresh next time rather than reused after a failure.
+            *held = None;
+            return Err(e.into());
         }
         Ok(())
     }
@@ -492,6 +541,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Store::Sqlite(s) = self {
+            s.checkpointer.lock().await.take();
+        }
         on_pool!(self, p => p.close().await)
     }
 
