@@ -448,13 +448,13 @@ async fn alert_joined(
     a: &IncomingAlert,
 ) -> Result<(), LedgerError> {
     // The hot path of an alert storm: no need to load the incident.
-    tx.append(&NewEvent {
+    tx.append(NewEvent {
         incident_id: id,
         at: now,
         actor: a.source.as_str(),
         kind: EventKind::AlertFiring.as_str(),
         text: &alert_line(a, "firing"),
-        data: alert_data(a),
+        data: json_text(&alert_data(a)),
     })
     .await?;
     Ok(())
@@ -845,15 +845,15 @@ async fn event(
     actor: &str,
     kind: EventKind,
     text: &str,
-    data: serde_json::Value,
+    data: impl Serialize,
 ) -> Result<(), LedgerError> {
-    tx.append(&NewEvent {
+    tx.append(NewEvent {
         incident_id: inc.id,
         at: now,
         actor,
         kind: kind.as_str(),
         text,
-        data,
+        data: json_text(&data),
     })
     .await?;
     Ok(())
@@ -879,11 +879,62 @@ fn alert_line(a: &IncomingAlert, what: &str) -> String {
     format!("{what}: {}", a.describe())
 }
 
-fn alert_data(a: &IncomingAlert) -> serde_json::Value {
-    json!({
-        "fingerprint": a.fingerprint,
-        "starts_at": a.starts_at.map(|m| m.to_rfc3339()),
-        "ends_at": a.ends_at.map(|m| m.to_rfc3339()),
-        "labels": a.labels,
-    })
+/// What a timeline event about one alert records. Serialized straight from
+/// the alert's fields: building a `serde_json::Value` first (a copy of every
+/// label) was 7 % of the instructions of an alert storm, one event per
+/// alert. The fields are in the order `json!` wrote them (alphabetical),
+/// so the stored text is unchanged.
+#[derive(Serialize)]
+struct AlertData<'a> {
+    ends_at: Option<String>,
+    fingerprint: &'a str,
+    labels: &'a BTreeMap<String, String>,
+    starts_at: Option<String>,
+}
+
+fn alert_data(a: &IncomingAlert) -> AlertData<'_> {
+    AlertData {
+        ends_at: a.ends_at.map(|m| m.to_rfc3339()),
+        fingerprint: &a.fingerprint,
+        labels: &a.labels,
+        starts_at: a.starts_at.map(|m| m.to_rfc3339()),
+    }
+}
+
+/// JSON text of an event's data. Serializing these types cannot fail (no
+/// map has keys other than strings); `{}` stands in if it ever did.
+fn json_text(data: &impl Serialize) -> String {
+    serde_json::to_string(data).unwrap_or_else(|_| "{}".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_events_data_is_the_text_the_json_macro_wrote() {
+        let alert = IncomingAlert {
+            source: Source::Alertmanager,
+            fingerprint: "f\"00\\1".into(),
+            status: AlertStatus::Resolved,
+            starts_at: Some(Millis(1_700_000_000_123)),
+            ends_at: Some(Millis(1_700_000_600_000)),
+            labels: BTreeMap::from([
+                ("service".to_string(), "account".to_string()),
+                ("alertname".to_string(), "Down \"ü\"\n".to_string()),
+            ]),
+            annotations: BTreeMap::new(),
+            generator_url: None,
+            group_key: None,
+        };
+        let before = json!({
+            "fingerprint": alert.fingerprint,
+            "starts_at": alert.starts_at.map(|m| m.to_rfc3339()),
+            "ends_at": alert.ends_at.map(|m| m.to_rfc3339()),
+            "labels": alert.labels,
+        })
+        .to_string();
+
+        assert_eq!(json_text(&alert_data(&alert)), before);
+    }
 }

@@ -416,14 +416,14 @@ impl<'c> Batch<'c> {
     }
 
     /// Buffers a timeline event (written, in order, before the commit).
-    pub async fn append(&mut self, e: &NewEvent<'_>) -> Result<()> {
+    pub async fn append(&mut self, e: NewEvent<'_>) -> Result<()> {
         self.pending_events.push(PendingEvent {
             incident_id: e.incident_id,
             at: e.at.0,
             actor: e.actor.to_string(),
             kind: e.kind.to_string(),
             text: e.text.to_string(),
-            data: e.data.to_string(),
+            data: e.data,
         });
         Ok(())
     }

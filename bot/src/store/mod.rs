@@ -298,7 +298,8 @@ pub struct NewEvent<'a> {
     pub actor: &'a str,
     pub kind: &'a str,
     pub text: &'a str,
-    pub data: serde_json::Value,
+    /// The event's data as JSON text (an object).
+    pub data: String,
 }
 
 /// The outcome of recording a delivery key.
