@@ -15,8 +15,8 @@
 
 use std::future::Future;
 
-/// How much higher incident-making's nice value is than intake's (capped
-/// at 19, the lowest priority). Against a busy thread at 0, a thread at 10
+/// How much higher incident-making's nice value is than intake's, the
+/// main thread's (capped at 19, the lowest priority). Against a busy thread at 0, a thread at 10
 /// gets about a tenth of a core.
 pub const BACKGROUND_NICE: i32 = 10;
 
@@ -65,10 +65,13 @@ where
 
 #[cfg(target_os = "linux")]
 fn lower_this_threads_priority() {
-    use rustix::process::{getpriority_process, setpriority_process};
-    // With no pid (who = 0), Linux reads and sets the calling thread's.
-    let lowered = getpriority_process(None)
-        .and_then(|nice| setpriority_process(None, (nice + BACKGROUND_NICE).min(19)));
+    use rustix::process::{getpid, getpriority_process, setpriority_process};
+    // Relative to the main thread's (intake's), not to the calling
+    // thread's: a thread started from one already in the background (the
+    // writer opening its connection) lands at the same level, not lower.
+    // With no pid (who = 0), Linux sets the calling thread's only.
+    let lowered = getpriority_process(Some(getpid()))
+        .and_then(|intake| setpriority_process(None, (intake + BACKGROUND_NICE).min(19)));
     if let Err(e) = lowered {
         tracing::warn!(
             error = %e,
@@ -114,6 +117,19 @@ mod tests {
             .expect("thread");
         assert_eq!(nice, (intake + BACKGROUND_NICE).min(19));
         assert_eq!(this_threads_nice(), intake);
+    }
+
+    #[tokio::test]
+    async fn work_started_from_the_background_runs_at_the_same_level_not_lower() {
+        let intake = this_threads_nice();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        spawn_background("firstline-test-nest", async move {
+            let nested = at_background_priority(this_threads_nice).await;
+            let _ = tx.send(nested.expect("thread"));
+        })
+        .expect("spawn");
+        let nested = rx.await.expect("the background task answers");
+        assert_eq!(nested, (intake + BACKGROUND_NICE).min(19));
     }
 
     #[tokio::test]

@@ -643,4 +643,11 @@ async fn incidents_are_made_on_a_thread_below_intakes_priority_on_sqlite() {
         writers.iter().all(|n| *n == expected),
         "incident writers run at nice {writers:?}, intake at {intake}"
     );
+    // Nothing sinks further: what the writer starts (its SQLite worker)
+    // runs at the writer's level.
+    let (all, _) = nice_values("");
+    assert!(
+        all.iter().all(|n| *n == intake || *n == expected),
+        "threads at nice {all:?}; intake {intake}, background {expected}"
+    );
 }
