@@ -16,9 +16,13 @@
 use std::future::Future;
 
 /// How much higher incident-making's nice value is than intake's, the
-/// main thread's (capped at 19, the lowest priority). Against a busy thread at 0, a thread at 10
-/// gets about a tenth of a core.
-pub const BACKGROUND_NICE: i32 = 10;
+/// main thread's (capped at 19, the lowest priority). Against a busy
+/// thread at 0, a thread at 5 gets about a quarter of a core (kernel
+/// weights 335 against 1024). At 10 (a tenth) intake was no faster under
+/// wrk, but a chat command in a storm, which waits for incidents to catch
+/// up, took up to 0.5–3 s against 0.3–0.4 s at 5 (and under 0.1 s before
+/// any of this, with intake ~40 % slower).
+pub const BACKGROUND_NICE: i32 = 5;
 
 /// Runs `future` on a new thread named `name`, at [`BACKGROUND_NICE`], in
 /// a single-threaded runtime of its own, until it ends or is aborted
