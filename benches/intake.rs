@@ -5,6 +5,7 @@
 //! cargo bench --bench intake                     # SQLite and PostgreSQL, 10 s per scenario
 //! cargo bench --bench intake -- --quick          # 3 s per scenario
 //! cargo bench --bench intake -- --sqlite-only    # or --postgres-only
+//! cargo bench --bench intake -- --paced-only --seconds 60   # the latency scenario alone, longer
 //! ```
 //!
 //! For each backend a fresh server is started as a child process (fresh
@@ -64,8 +65,7 @@ const DEFAULT_PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres"
 /// Linux reports process CPU time in these ticks per second (USER_HZ).
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
-const USAGE: &str =
-    "usage: cargo bench --bench intake [-- [--quick] [--sqlite-only | --postgres-only]]";
+const USAGE: &str = "usage: cargo bench --bench intake [-- [--quick | --seconds N] [--sqlite-only | --postgres-only] [--paced-only]]";
 
 fn main() -> ExitCode {
     let options = match Options::parse(std::env::args().skip(1)) {
@@ -95,21 +95,35 @@ fn main() -> ExitCode {
 // Options and settings
 
 struct Options {
-    quick: bool,
+    /// The measured window of every scenario.
+    duration: Duration,
     sqlite: bool,
     postgres: bool,
+    /// Skip the closed-loop scenarios: a long paced run on its own shows
+    /// the rare stalls that set its p99.
+    paced_only: bool,
 }
 
 impl Options {
     fn parse(args: impl Iterator<Item = String>) -> Result<Options> {
         let mut options = Options {
-            quick: false,
+            duration: DURATION,
             sqlite: true,
             postgres: true,
+            paced_only: false,
         };
-        for arg in args {
+        let mut args = args.peekable();
+        while let Some(arg) = args.next() {
             match arg.as_str() {
-                "--quick" => options.quick = true,
+                "--quick" => options.duration = QUICK_DURATION,
+                "--seconds" => {
+                    let value = args.next().unwrap_or_default();
+                    let secs: u64 = value.parse().ok().filter(|s| *s > 0).with_context(|| {
+                        format!("--seconds needs a whole number above 0, not {value:?}")
+                    })?;
+                    options.duration = Duration::from_secs(secs);
+                }
+                "--paced-only" => options.paced_only = true,
                 "--sqlite-only" => options.postgres = false,
                 "--postgres-only" => options.sqlite = false,
                 // Cargo appends `--bench` when it runs a harness-less bench.
@@ -125,7 +139,7 @@ impl Options {
     }
 
     fn duration(&self) -> Duration {
-        if self.quick { QUICK_DURATION } else { DURATION }
+        self.duration
     }
 }
 
@@ -182,7 +196,11 @@ fn print_settings(options: &Options, binary: &Path, bodies: &BodyCost) -> Result
 
     println!(
         "firstline intake benchmark{}",
-        if options.quick { " (--quick)" } else { "" }
+        if options.paced_only {
+            " (--paced-only)"
+        } else {
+            ""
+        }
     );
     println!("machine:  {cpus} CPUs (nproc), {model}; the client and the server share them");
     println!("server:   {} serve", binary.display());
@@ -317,7 +335,7 @@ async fn bench_backend(
         (format!("single ({CONNECTIONS} conn)"), 1),
         (format!("batched ({CONNECTIONS}x{BATCH})"), BATCH),
     ];
-    for (name, alerts) in plans {
+    for (name, alerts) in plans.into_iter().filter(|_| !options.paced_only) {
         let cpu = CpuClock::start(server.pid);
         let mut result =
             closed_loop(&server.base_url, CONNECTIONS, alerts, maker, duration).await?;
