@@ -31,6 +31,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::{JournalRecord, Result, StoreError};
 
@@ -44,6 +45,11 @@ const HEADER: usize = 8;
 const BODY_FIXED: usize = 17;
 /// Bytes read from a segment at a time.
 const READ_WINDOW: usize = 256 << 10;
+/// A sync this slow kept every sender of its append waiting as long:
+/// worth an operator's look (normally one takes under 2 ms).
+const SLOW_SYNC: Duration = Duration::from_millis(50);
+/// Least time between two warnings about slow syncs.
+const SLOW_SYNC_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The journal's segment files. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -66,6 +72,37 @@ struct Inner {
     /// being appended to, byte offset). Reads of that segment stop there.
     durable_end: Mutex<(i64, u64)>,
     closed: AtomicBool,
+    slow_syncs: Mutex<SlowSyncs>,
+}
+
+/// Syncs over [`SLOW_SYNC`], for a warning at most every
+/// [`SLOW_SYNC_WARN_EVERY`]: a disk that stalls now and then would
+/// otherwise fill the log.
+#[derive(Debug, Default)]
+struct SlowSyncs {
+    /// Slow syncs since the last warning, and the slowest of them.
+    count: u64,
+    worst: Duration,
+    warned_at: Option<Instant>,
+}
+
+impl SlowSyncs {
+    /// Counts a slow sync; when a warning is due, the slow syncs it
+    /// reports (this one included) and the slowest of them.
+    fn record(&mut self, took: Duration, now: Instant) -> Option<(u64, Duration)> {
+        self.count += 1;
+        self.worst = self.worst.max(took);
+        if self
+            .warned_at
+            .is_some_and(|t| now.saturating_duration_since(t) < SLOW_SYNC_WARN_EVERY)
+        {
+            return None;
+        }
+        self.warned_at = Some(now);
+        let due = (self.count, self.worst);
+        (self.count, self.worst) = (0, Duration::ZERO);
+        Some(due)
+    }
 }
 
 /// The segment being appended to.
@@ -379,7 +416,10 @@ impl FileJournal {
             tail: Mutex::new(tail),
             cursor: Mutex::new(None),
             closed: AtomicBool::new(false),
+            slow_syncs: Mutex::new(SlowSyncs::default()),
         };
+        // Listed in /metrics from the start, not from the first slow sync.
+        metrics::counter!("firstline_intake_journal_slow_syncs_total").increment(0);
         {
             let mut tail = inner.tail.lock().unwrap_or_else(|p| p.into_inner());
             let size = inner.next_size(tail.allocated);
@@ -557,14 +597,41 @@ impl Inner {
         // A failed write or sync leaves `end` where it was: the next
         // append writes over whatever part of this one reached the disk.
         file.write_all_at(&buf, *end)
-            .and_then(|()| if self.sync { file.sync_data() } else { Ok(()) })
             .map_err(|e| io_error(path, e))?;
+        if self.sync {
+            let started = Instant::now();
+            file.sync_data().map_err(|e| io_error(path, e))?;
+            let took = started.elapsed();
+            if took >= SLOW_SYNC {
+                self.slow_sync(path, took);
+            }
+        }
         *end += len;
         let last = first + records.len() as i64 - 1;
         tail.last = last;
         *self.durable_end.lock().unwrap_or_else(|p| p.into_inner()) = (tail.first, tail.end);
         self.durable.store(last, Ordering::Release);
         Ok(())
+    }
+
+    /// Counts a sync over [`SLOW_SYNC`], and now and then says so.
+    fn slow_sync(&self, path: &Path, took: Duration) {
+        metrics::counter!("firstline_intake_journal_slow_syncs_total").increment(1);
+        let due = self
+            .slow_syncs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(took, Instant::now());
+        if let Some((count, worst)) = due {
+            tracing::warn!(
+                path = %path.display(),
+                worst_ms = worst.as_millis() as u64,
+                slow_syncs = count,
+                "the intake journal's disk was slow to sync: senders waited up to {} ms for their answer (syncs over {} ms since the last warning: {count}). Another writer on the same disk (the database's checkpoints, a backup, logs) is the usual cause; README, \"The journal's disk\", says how to give the journal a disk of its own",
+                worst.as_millis(),
+                SLOW_SYNC.as_millis(),
+            );
+        }
     }
 
     /// Makes the spare the segment that begins with `first`, and starts
@@ -707,6 +774,38 @@ mod tests {
         records.iter().map(|r| r.seq).collect()
     }
 
+    /// Opens the journal at `path`, appends `records` and closes it.
+    async fn append_and_close(path: &Path, records: Vec<JournalRecord>) {
+        let journal = FileJournal::open(path.to_path_buf(), true)
+            .await
+            .expect("open");
+        journal.append(records).await.expect("append");
+    }
+
+    #[test]
+    fn slow_syncs_warn_at_once_then_at_most_every_ten_seconds_with_what_they_held_back() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut slow = SlowSyncs::default();
+
+        let first = slow.record(ms(60), t0);
+        let held = [
+            slow.record(ms(300), t0 + ms(1_000)),
+            slow.record(ms(70), t0 + ms(9_999)),
+        ];
+        let next = slow.record(ms(80), t0 + ms(10_000));
+        let after = slow.record(ms(90), t0 + ms(12_000));
+
+        assert_eq!(first, Some((1, ms(60))), "the first slow sync is reported");
+        assert_eq!(held, [None, None], "then none for ten seconds");
+        assert_eq!(
+            next,
+            Some((3, ms(300))),
+            "the next warning counts the held ones and names the worst"
+        );
+        assert_eq!(after, None);
+    }
+
     #[tokio::test]
     async fn records_read_back_in_order_after_a_reopen() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -735,16 +834,35 @@ mod tests {
         );
     }
 
+    /// README's way to give the journal a disk of its own: move the
+    /// folder and leave a symlink where it was.
+    #[tokio::test]
+    async fn a_journal_moved_behind_a_symlink_keeps_its_records_and_goes_on() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("firstline.db-intake.d");
+        append_and_close(&path, vec![record(1, "one"), record(2, "two")]).await;
+        let elsewhere = dir.path().join("other-disk");
+        fs::create_dir(&elsewhere).expect("mkdir");
+        let moved = elsewhere.join("firstline.db-intake.d");
+        fs::rename(&path, &moved).expect("move");
+        std::os::unix::fs::symlink(&moved, &path).expect("symlink");
+
+        append_and_close(&path, vec![record(3, "three")]).await;
+        let journal = FileJournal::open(path, true).await.expect("reopen");
+        let read = journal.read_after(0, 10).await.expect("read");
+
+        assert_eq!(seqs(&read), [1, 2, 3]);
+        assert!(
+            moved.join(segment_name(1)).is_file(),
+            "the records live on the other disk"
+        );
+    }
+
     #[tokio::test]
     async fn a_torn_tail_is_dropped_and_written_over() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("j");
-        let journal = FileJournal::open(path.clone(), true).await.expect("open");
-        journal
-            .append(vec![record(1, "one"), record(2, "two")])
-            .await
-            .expect("append");
-        drop(journal);
+        append_and_close(&path, vec![record(1, "one"), record(2, "two")]).await;
         // A crash in the middle of writing record 2 (and 3 after it).
         let seg = path.join(segment_name(1));
         let file = OpenOptions::new().write(true).open(&seg).expect("segment");
