@@ -157,6 +157,7 @@ impl App {
             JournalSettings {
                 queue_capacity: config.settings.intake.queue_capacity,
                 batch_max: config.settings.store.batch_max,
+                apply_interval: Duration::from_millis(config.settings.store.apply_interval_ms),
                 max_backlog: config.settings.intake.max_backlog as i64,
             },
             stop_rx,

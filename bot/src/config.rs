@@ -96,6 +96,13 @@ pub struct StoreSettings {
     /// 2048 made ~5 % more single-alert intake under wrk than 512, as each
     /// commit rewrites the same index pages for more alerts.
     pub batch_max: usize,
+    /// Least time between the starts of two runs the incident writer
+    /// applies from the intake journal. A run starts at once after a
+    /// quiet spell; under a steady flow the alerts of this window share
+    /// one commit instead of one commit each, which cuts the database's
+    /// writes (each commit rewrites the same index pages) and so the
+    /// disk flushes that delay intake's own. 0 applies every run at once.
+    pub apply_interval_ms: u64,
     /// SQLite `synchronous` pragma: `full` survives power loss, `normal`
     /// survives a process crash only.
     pub sqlite_synchronous: String,
@@ -107,6 +114,7 @@ impl Default for StoreSettings {
             url: "sqlite://firstline.db".into(),
             max_connections: 8,
             batch_max: 2048,
+            apply_interval_ms: 10,
             sqlite_synchronous: "full".into(),
         }
     }
@@ -587,6 +595,12 @@ fn validate(
     }
     if settings.store.batch_max == 0 {
         err("store.batch_max", "must be at least 1".into());
+    }
+    if settings.store.apply_interval_ms > 1000 {
+        err(
+            "store.apply_interval_ms",
+            "must be at most 1000 (incidents would lag alerts by that much)".into(),
+        );
     }
     if !matches!(
         settings.store.sqlite_synchronous.as_str(),

@@ -45,17 +45,21 @@ fn check_config_names_every_bad_key_with_its_line_and_fails() {
 }
 
 #[test]
-fn check_config_refuses_a_pool_too_small_for_the_writer_and_the_api() {
+fn check_config_refuses_a_pool_too_small_for_the_writer_and_incidents_lagging_seconds_behind() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("small.toml"),
-        "[store]\nmax_connections = 1\n",
+        "[store]\nmax_connections = 1\napply_interval_ms = 5000\n",
     )
     .unwrap();
     let (code, _, err) = firstline(dir.path(), &["check-config", "--config", "small.toml"]);
     assert_eq!(code, 2);
     assert!(
         err.contains("store.max_connections (line 2): must be at least 2"),
+        "{err}"
+    );
+    assert!(
+        err.contains("store.apply_interval_ms (line 3): must be at most 1000"),
         "{err}"
     );
 }

@@ -1,5 +1,7 @@
-//! Restart safety with the real binary: accept alerts, kill -9, start again.
-//! Nothing accepted is lost, no post appears twice, the outbox resumes.
+//! Tests of the real binary as a process of its own. Restart safety:
+//! accept alerts, kill -9, start again; nothing accepted is lost, no post
+//! appears twice, the outbox resumes. And what `/metrics` counts, which in
+//! the shared test process would mix every test's servers.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -15,9 +17,10 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn start(dir: &std::path::Path, port: u16) -> Child {
+fn start(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_firstline"))
         .arg("serve")
+        .envs(env.iter().copied())
         .current_dir(dir)
         .env("FIRSTLINE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("FIRSTLINE_CHAT__CONSOLE_STDIN", "false")
@@ -39,9 +42,18 @@ fn client() -> reqwest::Client {
 
 /// Starts the server on a free port in `dir` and waits until it is ready.
 async fn serve(dir: &std::path::Path, client: &reqwest::Client) -> (Child, String) {
+    serve_with(dir, client, &[]).await
+}
+
+/// [`serve`] with more environment (settings) for the server.
+async fn serve_with(
+    dir: &std::path::Path,
+    client: &reqwest::Client,
+    env: &[(&str, &str)],
+) -> (Child, String) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let child = start(dir, port);
+    let child = start(dir, port, env);
     wait_ready(client, &base).await;
     (child, base)
 }
@@ -322,4 +334,63 @@ async fn deliveries_left_in_the_old_journal_file_are_applied_after_an_upgrade() 
         "the old journal file is removed once moved"
     );
     assert!(dir.path().join("firstline.db-intake.d").is_dir());
+}
+
+/// The value of an unlabelled counter or gauge in Prometheus text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Under a steady flow the incident writer does not commit once per
+/// alert: what arrives within `store.apply_interval_ms` of a run goes
+/// into the next one, which is what keeps a storm's disk writes down.
+#[tokio::test]
+async fn alerts_arriving_close_together_are_applied_in_a_few_runs_not_one_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let (mut server, base) = serve_with(
+        dir.path(),
+        &client,
+        &[("FIRSTLINE_STORE__APPLY_INTERVAL_MS", "1000")],
+    )
+    .await;
+    let runs = |text: &str| metric(text, "firstline_intake_apply_runs_total");
+    // A first alert, applied at once (the journal was quiet); the API
+    // waits for it. Its run is the warm one: the first is slow.
+    assert_eq!(post_alerts(&client, &base, down_group(0)).await.0, 200);
+    get_json(&client, &format!("{base}/api/incidents?state=all")).await;
+    let before = runs(&get_text(&client, &format!("{base}/metrics")).await);
+
+    // Ten more, 20 ms apart: each would have a run of its own if runs
+    // followed each other at once; within a second of the first run they
+    // wait for the next.
+    let mut answers = Vec::new();
+    for i in 1..=10 {
+        answers.push(post_alerts(&client, &base, down_group(i)).await.0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let incidents: Value = get_json(&client, &format!("{base}/api/incidents?state=all")).await;
+    let metrics = get_text(&client, &format!("{base}/metrics")).await;
+    server.kill().expect("stop");
+    let _ = server.wait();
+
+    assert_eq!(answers, [200; 10]);
+    assert_eq!(
+        incidents["incidents"].as_array().map(Vec::len),
+        Some(11),
+        "every alert made its incident: {incidents}"
+    );
+    assert_eq!(before, Some(1.0));
+    assert_eq!(
+        metric(&metrics, "firstline_intake_applied_alerts_total"),
+        Some(11.0),
+        "{metrics}"
+    );
+    let later = runs(&metrics).unwrap_or(f64::NAN) - 1.0;
+    // One unless posting took seconds; back to back it would be ten.
+    assert!(
+        (1.0..=3.0).contains(&later),
+        "the ten later alerts took {later} runs:\n{metrics}"
+    );
 }
