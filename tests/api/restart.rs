@@ -17,20 +17,28 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// `firstline serve` in `dir` on `port`, its output thrown away.
 fn start(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_firstline"))
+    serve_command(dir, port, env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start firstline")
+}
+
+fn serve_command(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_firstline"));
+    command
         .arg("serve")
-        .envs(env.iter().copied())
         .current_dir(dir)
         .env("FIRSTLINE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("FIRSTLINE_CHAT__CONSOLE_STDIN", "false")
         .env("FIRSTLINE_LOG__LEVEL", "warn")
         .env_remove("FIRSTLINE_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start firstline")
+        // The test's own settings win over the defaults above.
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    command
 }
 
 /// A client for the child server; installs the TLS provider reqwest needs
@@ -393,4 +401,30 @@ async fn alerts_arriving_close_together_are_applied_in_a_few_runs_not_one_each()
         (1.0..=3.0).contains(&later),
         "the ten later alerts took {later} runs:\n{metrics}"
     );
+}
+
+/// A log collected from a pipe or a file (systemd, Docker, `> log`) is
+/// read by people and parsers: no terminal colour codes in it.
+#[tokio::test]
+async fn logs_written_to_a_pipe_carry_no_terminal_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = serve_command(dir.path(), port, &[("FIRSTLINE_LOG__LEVEL", "info")])
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start firstline");
+    wait_ready(&client, &base).await;
+    // Something worth logging at info: an incident opens.
+    assert_eq!(post_alerts(&client, &base, down_group(0)).await.0, 200);
+    get_json(&client, &format!("{base}/api/incidents?state=all")).await;
+    server.kill().expect("stop");
+    let output = server.wait_with_output().expect("its output");
+    let log = String::from_utf8_lossy(&output.stderr);
+
+    assert!(log.contains("incident opened"), "{log}");
+    assert!(!log.contains('\u{1b}'), "escape codes in the log:\n{log:?}");
 }
