@@ -551,6 +551,45 @@ async fn a_metrics_probe_without_label_matchers_sums_every_series() {
     assert_eq!(o.evidence.lines().count(), 2, "{}", o.evidence);
 }
 
+/// Seed 004 selects `worker_dlq_total` by `workflow_id`; a value holding
+/// a comma or a quote must neither split the series nor merge it with
+/// another.
+#[tokio::test]
+async fn a_metrics_probe_matches_label_values_holding_commas_and_quotes_as_written() {
+    let base = metrics_server(
+        "worker_dlq_total{workflow_id=\"a,b\", reason=\"timeout, retrying\"} 2\n\
+         worker_dlq_total{workflow_id=\"a\",reason=\"said \\\"no\\\"\"} 7\n",
+        StatusCode::OK,
+    )
+    .await;
+    let target = http_target(&base, &[]);
+
+    let ab = observe_ok(
+        &metrics_probe("worker_dlq_total", &[("workflow_id", "a,b")]),
+        &target,
+    )
+    .await;
+    let a = observe_ok(
+        &metrics_probe("worker_dlq_total", &[("workflow_id", "a")]),
+        &target,
+    )
+    .await;
+
+    assert_eq!(ab.data["count"], 1, "{}", ab.data);
+    assert_eq!(ab.data["sum"], 2.0);
+    assert_eq!(
+        ab.data["samples"][0]["labels"]["reason"],
+        "timeout, retrying"
+    );
+    assert_eq!(a.data["count"], 1, "{}", a.data);
+    assert_eq!(a.data["sum"], 7.0);
+    assert_eq!(a.data["samples"][0]["labels"]["reason"], "said \"no\"");
+    assert_eq!(
+        a.evidence,
+        "worker_dlq_total{reason=\"said \\\"no\\\"\",workflow_id=\"a\"} 7"
+    );
+}
+
 #[tokio::test]
 async fn a_metric_nobody_exposes_is_an_empty_observation_not_an_error() {
     let base = metrics_server(DLQ_METRICS, StatusCode::OK).await;

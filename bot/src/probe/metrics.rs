@@ -1,14 +1,21 @@
 //! The `metrics` probe. See [`MetricsProbe`] for the data it observes.
 //!
-//! The exposition is parsed with the `prometheus-parse` crate. That crate
-//! skips lines it cannot read, so each sample line is first checked with
-//! its own line reader: a body that is not the text format (an HTML error
-//! page, JSON) is reported as malformed instead of "no sample".
+//! The exposition is read a sample line at a time, each line as written:
+//! a histogram's `NAME_bucket{le=…}`, `NAME_sum` and `NAME_count`, a
+//! summary's `NAME{quantile=…}`, are series like any other, so `# TYPE`
+//! lines are not needed. A body that is not the text format (an HTML error
+//! page, JSON) is reported as malformed, naming the line, instead of "no
+//! sample".
+//!
+//! Why not the `prometheus-parse` crate, used here before: it split label
+//! sets at every comma and kept escapes as written, so
+//! `{workflow_id="a,b",reason="x"}` read as `{workflow_id="a"}`, and a
+//! `}` inside a value made the line unreadable. The other crates for the
+//! format were LGPL or unmaintained; the line grammar is small.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use prometheus_parse::{LineInfo, Scrape, Value};
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -152,79 +159,113 @@ pub async fn observe(
 }
 
 /// Parses a text-format exposition into flat series, sorted by name and
-/// labels. `Err` says which line is not in the format.
+/// labels. `Err` says which line is not in the format, and why.
 fn parse_exposition(text: &str) -> Result<Vec<Series>, String> {
+    let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        match LineInfo::parse(line) {
-            LineInfo::Sample {
-                value, timestamp, ..
-            } => {
-                if parse_float(value).is_none() {
-                    return Err(format!(
-                        "line {}: value {:?} is not a number",
-                        i + 1,
-                        clip(value)
-                    ));
-                }
-                if let Some(ts) = timestamp
-                    && ts.parse::<i64>().is_err()
-                {
-                    return Err(format!(
-                        "line {}: timestamp {:?} is not an integer",
-                        i + 1,
-                        clip(ts)
-                    ));
-                }
-            }
-            _ => return Err(format!("line {} is not a sample: {:?}", i + 1, clip(line))),
-        }
-    }
-    let scrape =
-        Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for sample in scrape.samples {
-        let labels: BTreeMap<String, String> = sample
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        match sample.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => out.push(Series {
-                name: sample.metric,
-                labels,
-                value: v,
-            }),
-            Value::Histogram(buckets) => {
-                let name = format!("{}_bucket", sample.metric);
-                for b in buckets {
-                    let mut labels = labels.clone();
-                    labels.insert("le".into(), value_text(b.less_than));
-                    out.push(Series {
-                        name: name.clone(),
-                        labels,
-                        value: b.count,
-                    });
-                }
-            }
-            Value::Summary(quantiles) => {
-                for q in quantiles {
-                    let mut labels = labels.clone();
-                    labels.insert("quantile".into(), value_text(q.quantile));
-                    out.push(Series {
-                        name: sample.metric.clone(),
-                        labels,
-                        value: q.count,
-                    });
-                }
-            }
-        }
+        let series = parse_sample(line)
+            .map_err(|why| format!("line {} is not a sample ({why}): {:?}", i + 1, clip(line)))?;
+        out.push(series);
     }
     out.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
     Ok(out)
+}
+
+/// One sample line: `name[{label="value",…}] value [timestamp]`.
+fn parse_sample(line: &str) -> Result<Series, String> {
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .unwrap_or(line.len());
+    let name = &line[..name_end];
+    if !is_name(name, true) {
+        return Err(format!("{:?} is not a metric name", clip(name)));
+    }
+    let mut rest = line[name_end..].trim_start();
+    let mut labels = BTreeMap::new();
+    if let Some(set) = rest.strip_prefix('{') {
+        rest = parse_labels(set, &mut labels)?;
+    }
+    let mut fields = rest.split_whitespace();
+    let value = fields.next().ok_or("no value")?;
+    let value =
+        parse_float(value).ok_or_else(|| format!("value {:?} is not a number", clip(value)))?;
+    if let Some(ts) = fields.next()
+        && ts.parse::<i64>().is_err()
+    {
+        return Err(format!("timestamp {:?} is not an integer", clip(ts)));
+    }
+    if fields.next().is_some() {
+        return Err("more after the timestamp".into());
+    }
+    Ok(Series {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+/// Reads a label set after its `{` into `labels`; the text after its `}`.
+/// Values are unescaped (`\\`, `\"`, `\n`).
+fn parse_labels<'a>(
+    mut s: &'a str,
+    labels: &mut BTreeMap<String, String>,
+) -> Result<&'a str, String> {
+    loop {
+        s = s.trim_start();
+        if let Some(after) = s.strip_prefix('}') {
+            return Ok(after);
+        }
+        let eq = s.find('=').ok_or("a label without =")?;
+        let name = s[..eq].trim();
+        if !is_name(name, false) {
+            return Err(format!("{:?} is not a label name", clip(name)));
+        }
+        let quoted = s[eq + 1..]
+            .trim_start()
+            .strip_prefix('"')
+            .ok_or_else(|| format!("the value of label {name} is not quoted"))?;
+        let unclosed = || format!("the value of label {name} has no closing quote");
+        let mut value = String::new();
+        let mut chars = quoted.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((i, '"')) => break i,
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c @ ('\\' | '"'))) => value.push(c),
+                    Some((_, c)) => {
+                        value.push('\\');
+                        value.push(c);
+                    }
+                    None => return Err(unclosed()),
+                },
+                Some((_, c)) => value.push(c),
+                None => return Err(unclosed()),
+            }
+        };
+        if labels.insert(name.to_string(), value).is_some() {
+            return Err(format!("label {name} is given twice"));
+        }
+        s = quoted[end + 1..].trim_start();
+        if let Some(after) = s.strip_prefix(',') {
+            s = after;
+        } else if !s.starts_with('}') {
+            return Err(format!("a , or }} must follow the value of label {name}"));
+        }
+    }
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*` for metric names; labels take no `:`.
+fn is_name(s: &str, colon: bool) -> bool {
+    let ok = |c: char, first: bool| {
+        c.is_ascii_alphabetic() || c == '_' || (colon && c == ':') || (!first && c.is_ascii_digit())
+    };
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| ok(c, true)) && chars.all(|c| ok(c, false))
 }
 
 /// Label equality; `le` and `quantile` compare as numbers too (`1` ==
@@ -300,5 +341,64 @@ fn clip(s: &str) -> String {
         format!("{cut}…")
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Series, parse_exposition};
+
+    fn one(line: &str) -> Series {
+        let mut all = parse_exposition(line).expect("a sample");
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.remove(0)
+    }
+
+    #[test]
+    fn label_values_keep_commas_braces_and_spaces_and_lose_their_escapes() {
+        let s =
+            one(r#"worker_dlq_total{workflow_id="a,b", reason="x=y}", note="say \"hi\" \\ \n"} 3"#);
+
+        assert_eq!(s.name, "worker_dlq_total");
+        assert_eq!(s.labels["workflow_id"], "a,b");
+        assert_eq!(s.labels["reason"], "x=y}");
+        assert_eq!(s.labels["note"], "say \"hi\" \\ \n");
+        assert_eq!(s.labels.len(), 3);
+        assert_eq!(s.value, 3.0);
+    }
+
+    #[test]
+    fn samples_with_no_labels_a_trailing_comma_special_values_or_a_timestamp_are_read() {
+        assert_eq!(one("up 1").value, 1.0);
+        assert_eq!(one("m{a=\"1\",} 2").labels["a"], "1");
+        assert_eq!(one("m{} +Inf").value, f64::INFINITY);
+        assert!(one("m NaN").value.is_nan());
+        assert_eq!(one("m -2.5e3 1700000000000").value, -2500.0);
+        assert_eq!(one("ns:m 1").name, "ns:m");
+    }
+
+    #[test]
+    fn a_line_out_of_the_format_is_named_with_the_reason() {
+        let cases = [
+            ("<html>", "is not a metric name"),
+            ("m{a=1} 2", "the value of label a is not quoted"),
+            ("m{a=\"1} 2", "the value of label a has no closing quote"),
+            (
+                "m{a=\"1\" b=\"2\"} 3",
+                "a , or } must follow the value of label a",
+            ),
+            ("m{a=\"1\",a=\"2\"} 3", "label a is given twice"),
+            ("m{0a=\"1\"} 3", "is not a label name"),
+            ("m{a=\"1\"}", "no value"),
+            ("m three", "value \"three\" is not a number"),
+            ("m 1 soon", "timestamp \"soon\" is not an integer"),
+            ("m 1 2 3", "more after the timestamp"),
+        ];
+        for (line, why) in cases {
+            let text = format!("# TYPE m gauge\nok 1\n{line}\n");
+            let e = parse_exposition(&text).expect_err(line);
+            assert!(e.starts_with("line 3 is not a sample ("), "{line}: {e}");
+            assert!(e.contains(why), "{line}: {e}");
+        }
     }
 }
