@@ -329,9 +329,17 @@ impl Pending {
 /// deleted, and every receipt belongs to a stored alert, so an unseen
 /// fingerprint has neither an alert row nor a receipt. The filter is
 /// filled from the database at start-up and sized for twice what is
-/// there (at least [`Seen::MIN_CAPACITY`]); past that, false "seen"
-/// answers grow and cost queries, never a wrong answer.
-struct Seen(BloomFilter);
+/// there (at least [`Seen::MIN_CAPACITY`]). When inserts reach that, a
+/// filter twice as large (and twice as strict) takes the next ones, so
+/// false "seen" answers, which cost a query each, stay under twice
+/// [`Seen::FALSE_POSITIVES`] however long the process runs.
+struct Seen {
+    /// Oldest first; only the last takes inserts.
+    filters: Vec<BloomFilter>,
+    /// Items the last filter was sized for, and inserted into it so far.
+    capacity: usize,
+    inserted: usize,
+}
 
 impl Seen {
     /// ~1.2 MB of filter, touched only as it fills.
@@ -339,13 +347,25 @@ impl Seen {
     const FALSE_POSITIVES: f64 = 0.01;
     const PAGE: i64 = 10_000;
 
+    fn with_capacity(capacity: usize) -> Seen {
+        Seen {
+            filters: vec![Self::filter(capacity, 0)],
+            capacity,
+            inserted: 0,
+        }
+    }
+
+    /// The `n`th filter (from 0) holds `capacity` items at half the false
+    /// positive rate of the one before.
+    fn filter(capacity: usize, n: usize) -> BloomFilter {
+        let rate = Self::FALSE_POSITIVES / f64::from(1u32 << n.min(20));
+        BloomFilter::with_false_pos(rate).expected_items(capacity.max(1))
+    }
+
     async fn load(store: &Store) -> Result<Seen, StoreError> {
         let started = std::time::Instant::now();
         let upper = usize::try_from(store.max_alert_id().await?).unwrap_or(0);
-        let mut seen = Seen(
-            BloomFilter::with_false_pos(Self::FALSE_POSITIVES)
-                .expected_items(upper.saturating_mul(2).max(Self::MIN_CAPACITY)),
-        );
+        let mut seen = Seen::with_capacity(upper.saturating_mul(2).max(Self::MIN_CAPACITY));
         let (mut after, mut count) = (0, 0u64);
         loop {
             let page = store.alert_keys_after(after, Self::PAGE).await?;
@@ -353,7 +373,7 @@ impl Seen {
                 break;
             };
             for (_, source, fingerprint) in &page {
-                seen.0.insert(&(source.as_str(), fingerprint.as_str()));
+                seen.insert_key(source, fingerprint);
             }
             count += page.len() as u64;
             after = last;
@@ -369,11 +389,25 @@ impl Seen {
     }
 
     fn insert(&mut self, source: Source, fingerprint: &str) {
-        self.0.insert(&(source.as_str(), fingerprint));
+        self.insert_key(source.as_str(), fingerprint);
+    }
+
+    fn insert_key(&mut self, source: &str, fingerprint: &str) {
+        if self.inserted >= self.capacity {
+            self.capacity = self.capacity.saturating_mul(2);
+            self.inserted = 0;
+            self.filters
+                .push(Self::filter(self.capacity, self.filters.len()));
+        }
+        if let Some(last) = self.filters.last_mut() {
+            last.insert(&(source, fingerprint));
+        }
+        self.inserted += 1;
     }
 
     fn may_have(&self, source: Source, fingerprint: &str) -> bool {
-        self.0.contains(&(source.as_str(), fingerprint))
+        let key = (source.as_str(), fingerprint);
+        self.filters.iter().any(|f| f.contains(&key))
     }
 }
 
@@ -888,7 +922,7 @@ async fn retry_later(
 
 #[cfg(test)]
 mod tests {
-    use super::{Delivery, Handoff};
+    use super::{Delivery, Handoff, Seen};
     use crate::domain::alert::{ParsedWebhook, Source};
     use crate::domain::time::Millis;
 
@@ -935,5 +969,30 @@ mod tests {
         let handoff = Handoff::new(100);
         handoff.push((7..=8).map(delivery).collect());
         assert!(handoff.take_after(4, 10).is_empty());
+    }
+
+    #[test]
+    fn the_dedup_filter_grows_past_its_size_without_forgetting_or_saying_seen_too_often() {
+        let mut seen = Seen::with_capacity(1_000);
+        let fingerprint = |i: usize| format!("fp-{i}");
+
+        for i in 0..20_000 {
+            seen.insert(Source::Alertmanager, &fingerprint(i));
+        }
+        let forgotten = (0..20_000)
+            .filter(|i| !seen.may_have(Source::Alertmanager, &fingerprint(*i)))
+            .count();
+        let false_seen = (20_000..120_000)
+            .filter(|i| seen.may_have(Source::Alertmanager, &fingerprint(*i)))
+            .count();
+
+        assert_eq!(forgotten, 0, "a stored alert must never read as new");
+        assert!(seen.filters.len() > 1, "it grew");
+        // Twice 1 % at most; one filter of 1,000 holding 20,000 would
+        // answer "seen" for nearly everything.
+        assert!(
+            false_seen < 2_000,
+            "{false_seen} of 100,000 new keys read as seen"
+        );
     }
 }
