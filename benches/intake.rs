@@ -137,10 +137,6 @@ impl Options {
         }
         Ok(options)
     }
-
-    fn duration(&self) -> Duration {
-        self.duration
-    }
 }
 
 /// The environment overrides every server gets (listen and store URL are
@@ -229,7 +225,7 @@ fn print_settings(options: &Options, binary: &Path, bodies: &BodyCost) -> Result
     println!(
         "load:     {} s warm-up, then {} s measured per scenario; single: {CONNECTIONS} connections x 1 alert; batched: {CONNECTIONS} connections x {BATCH} alerts; paced: {PACED_RATE} req/s x 1 alert, open loop, at most {MAX_IN_FLIGHT} in flight",
         WARMUP.as_secs(),
-        options.duration().as_secs()
+        options.duration.as_secs()
     );
     println!(
         "          every alert new (unique fingerprint and startsAt), alertname=BenchAlert, service=svc-0..svc-{}, severity=warning",
@@ -329,7 +325,7 @@ async fn bench_backend(
         mb(idle_rss_kb)
     );
 
-    let duration = options.duration();
+    let duration = options.duration;
     let mut scenarios = Vec::new();
     let plans = [
         (format!("single ({CONNECTIONS} conn)"), 1),
