@@ -24,7 +24,7 @@ use crate::outbox::{ChatPoster, Dispatcher};
 use crate::runbook::load::Catalog;
 use crate::runbook::recovery::RecoveryWatcher;
 use crate::runbook::worker::RunbookRunner;
-use crate::store::{ConnectOptions, JournalStore, Store};
+use crate::store::{ConnectOptions, JournalStore, Store, StoreLock};
 use crate::telemetry;
 
 /// A built, not yet running, firstline.
@@ -42,6 +42,8 @@ pub struct App {
     journal: JournalStore,
     journal_tasks: JournalTasks,
     stop: watch::Sender<bool>,
+    /// This process's claim on the store, held until `run` returns.
+    lock: StoreLock,
 }
 
 fn connect_options(config: &Config) -> ConnectOptions {
@@ -53,7 +55,34 @@ fn connect_options(config: &Config) -> ConnectOptions {
     }
 }
 
-/// Connects to the configured store and applies its migrations.
+/// Takes the store's one-process lock (see [`StoreLock`]); the first
+/// thing a command that writes does, before it opens anything.
+pub async fn lock_store(config: &Config) -> anyhow::Result<StoreLock> {
+    let url = &config.settings.store.url;
+    StoreLock::acquire(url).await.map_err(|e| match e {
+        crate::store::StoreError::Locked(m) => anyhow::anyhow!(m),
+        other => anyhow::anyhow!("cannot lock the store at {}: {other}", redact_url(url)),
+    })
+}
+
+/// Connects to the configured store without writing: no lock, no
+/// migrations (a schema older than this binary is an error that says to
+/// migrate), every transaction read-only. For `incident list/show/export`,
+/// which may run beside `serve`.
+pub async fn open_store_read_only(config: &Config) -> anyhow::Result<Store> {
+    let s = &config.settings.store;
+    let store = Store::connect_read_only(&connect_options(config))
+        .await
+        .with_context(|| format!("cannot open the store at {}", redact_url(&s.url)))?;
+    if let Err(e) = store.check_schema().await {
+        store.close().await;
+        return Err(anyhow::anyhow!(e));
+    }
+    Ok(store)
+}
+
+/// Connects to the configured store and applies its migrations. The
+/// caller holds the store's lock ([`lock_store`]).
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let s = &config.settings.store;
     let store = Store::connect(&connect_options(config))
@@ -85,6 +114,9 @@ impl App {
         // installed is lost (the applier lists its counters at start-up).
         let metrics = telemetry::metrics_handle();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        // Before anything is opened: a second process must not touch the
+        // first one's journal (see `store::lock`).
+        let lock = lock_store(&config).await?;
         let store = open_store(&config).await?;
         let messages = Messages::new(config.timezone);
         // Targets are not held against runbooks here: a check whose target
@@ -210,6 +242,7 @@ impl App {
             store: store.clone(),
             ledger,
             journal,
+            journal_store: journal_store.clone(),
             messages,
             tokens: Arc::new(config.tokens.clone()),
             max_body_bytes: config.settings.server.max_body_bytes,
@@ -233,6 +266,7 @@ impl App {
             journal: journal_store,
             journal_tasks,
             stop,
+            lock,
         })
     }
 
@@ -269,6 +303,7 @@ impl App {
             journal,
             journal_tasks,
             stop: stop_tx,
+            lock,
         } = self;
         let stop_rx = stop_tx.subscribe();
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx.clone()));
@@ -304,6 +339,7 @@ impl App {
         writer.abort();
         journal.close().await;
         store.close().await;
+        lock.release().await;
         Ok(())
     }
 }

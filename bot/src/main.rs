@@ -1,6 +1,7 @@
 //! `firstline`: thin over the library. Parses the command line, loads the
 //! configuration, and runs one of the subcommands.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -134,13 +135,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    let code = match runtime.block_on(run(cli.command, config)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("firstline: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The console's stdin reader sits in a blocking read that nothing can
+    // interrupt; dropping the runtime would wait for it (for Enter) after
+    // Ctrl-C or SIGTERM. Everything that matters has stopped by now.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
 }
 
 fn check_config(config: &Config) -> ExitCode {
@@ -171,15 +177,23 @@ fn check_config(config: &Config) -> ExitCode {
 async fn run(command: Cmd, config: Config) -> anyhow::Result<ExitCode> {
     match command {
         Cmd::Serve => {
+            let typing = config.settings.chat.console_stdin && std::io::stdin().is_terminal();
+            let shutdown = shutdown_signal();
             let app = App::build(config, Sink::Stdout).await?;
             eprintln!(
-                "firstline listening on http://{} — send alerts to /hooks/alertmanager; type /help for commands",
-                app.local_addr()?
+                "firstline listening on http://{} — send alerts to /hooks/alertmanager{}",
+                app.local_addr()?,
+                if typing {
+                    "; type /help for commands"
+                } else {
+                    ""
+                }
             );
-            app.run(shutdown_signal()).await?;
+            app.run(shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Migrate => {
+            let lock = app::lock_store(&config).await?;
             let store = app::open_store(&config).await?;
             println!(
                 "migrations applied to {} ({})",
@@ -187,6 +201,7 @@ async fn run(command: Cmd, config: Config) -> anyhow::Result<ExitCode> {
                 store.backend()
             );
             store.close().await;
+            lock.release().await;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Incident(cmd) => incident(cmd, config).await,
@@ -207,7 +222,8 @@ async fn incident(cmd: IncidentCmd, config: Config) -> anyhow::Result<ExitCode> 
             "no database at {path}: run `firstline serve` (or `firstline migrate`) first, or pass --config"
         );
     }
-    let store = app::open_store(&config).await?;
+    // Read-only: no lock, no migrations, no writes, so it runs beside `serve`.
+    let store = app::open_store_read_only(&config).await?;
     let messages = Messages::new(config.timezone);
     let parse = |raw: &str| -> anyhow::Result<i64> {
         raw.parse::<commands::IncidentRef>()
@@ -459,24 +475,45 @@ async fn runbook(cmd: RunbookCmd, config: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C or SIGTERM. The handlers are installed here, at once: one
+/// installed only when the future is first polled would leave a window
+/// after the banner in which SIGTERM still kills the process outright.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    async move {
+        #[cfg(unix)]
+        {
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = int => {}
+                _ = term => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -33,8 +33,10 @@ pub struct TestApp {
     pub journal: JournalStore,
     pub db_url: String,
     /// Holds the SQLite file until the test ends.
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The server task, to wait for its end ([`TestApp::stop`]).
+    running: Option<tokio::task::JoinHandle<()>>,
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -144,7 +146,7 @@ pub async fn spawn_with(dir: tempfile::TempDir, db_url: String, extra: &[(&str, 
     let store = app.store().clone();
     let journal = app.journal().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let running = tokio::spawn(async move {
         let _ = app
             .run(async move {
                 let _ = rx.await;
@@ -160,8 +162,9 @@ pub async fn spawn_with(dir: tempfile::TempDir, db_url: String, extra: &[(&str, 
         store,
         journal,
         db_url,
-        _dir: dir,
+        dir: Some(dir),
         shutdown: Some(tx),
+        running: Some(running),
     }
 }
 
@@ -174,6 +177,19 @@ pub fn fixture(name: &str) -> Vec<u8> {
 }
 
 impl TestApp {
+    /// Stops the server and waits until it has let go of the store: its
+    /// folder and store URL, to start another on.
+    pub async fn stop(mut self) -> (tempfile::TempDir, String) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(running) = self.running.take() {
+            let _ = running.await;
+        }
+        let dir = self.dir.take().expect("the test folder");
+        (dir, self.db_url.clone())
+    }
+
     pub async fn post_hook(&self, source: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
         let r = self
             .client

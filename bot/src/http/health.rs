@@ -15,15 +15,51 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics_text))
 }
 
-/// Ready when the store answers.
+/// Ready (200) when the store answers and incidents are being written;
+/// 503 otherwise. The JSON body names every problem, including those that
+/// leave the process able to serve (`"degraded"`: journal records found
+/// missing, deliveries set aside as unappliable), which need a person's
+/// look but must not take the instance out of a load balancer.
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check: store not reachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "store not reachable").into_response()
-        }
+    let mut problems = Vec::new();
+    let mut serving = true;
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = %e, "readiness check: store not reachable");
+        serving = false;
+        problems.push("the store is not reachable".to_string());
     }
+    if let Some(e) = state.journal.progress().failing() {
+        serving = false;
+        problems.push(format!(
+            "incidents cannot be written ({e}); {} accepted deliveries wait in the journal and are applied when this clears",
+            state.journal.progress().backlog()
+        ));
+    }
+    let lost = state.journal_store.lost();
+    if let Some((from, to)) = lost.last_gap {
+        problems.push(format!(
+            "{} intake journal record(s) were found missing (last: {from} to {to}) and could not be applied; see the log",
+            lost.records
+        ));
+    }
+    if serving
+        && let Ok(n) = state.store.dead_delivery_count().await
+        && n > 0
+    {
+        problems.push(format!(
+            "{n} delivery(ies) could not be applied and were set aside (table dead_deliveries); see the log"
+        ));
+    }
+    let (code, status) = match (serving, problems.is_empty()) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+        (true, true) => (StatusCode::OK, "ready"),
+        (true, false) => (StatusCode::OK, "degraded"),
+    };
+    (
+        code,
+        axum::Json(serde_json::json!({"status": status, "problems": problems})),
+    )
+        .into_response()
 }
 
 /// Counters kept by the `metrics` recorder, plus gauges read from the
@@ -42,6 +78,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
             }
             metrics::gauge!("firstline_outbox_pending").set(g.outbox_pending as f64);
             metrics::gauge!("firstline_outbox_dead").set(g.outbox_dead as f64);
+            metrics::gauge!("firstline_intake_dead_deliveries").set(g.dead_deliveries as f64);
         }
         Err(e) => tracing::warn!(error = %e, "metrics: store gauges unavailable"),
     }

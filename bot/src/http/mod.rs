@@ -53,6 +53,8 @@ pub struct Shared {
     pub store: Store,
     pub ledger: Ledger,
     pub journal: Journal,
+    /// Where the journal is kept (for its health on `/readyz`).
+    pub journal_store: crate::store::JournalStore,
     pub messages: Messages,
     /// Bearer token per intake source.
     pub tokens: Arc<BTreeMap<String, SecretString>>,

@@ -41,7 +41,9 @@ enum Job {
         deliveries: Vec<Delivery>,
         /// The journal position this run ends at.
         upto: i64,
-        reply: oneshot::Sender<Result<(), LedgerError>>,
+        /// On failure the deliveries come back, for the applier to retry
+        /// one by one (see `intake::journal`).
+        reply: oneshot::Sender<Result<(), (LedgerError, Vec<Delivery>)>>,
     },
     Change {
         actor: String,
@@ -97,12 +99,13 @@ impl Ledger {
     }
 
     /// Applies a run of journaled deliveries, and records `upto` as the
-    /// journal position reached, in one transaction.
+    /// journal position reached, in one transaction. On failure nothing of
+    /// it is written, and the deliveries are handed back with the error.
     pub async fn apply_journal(
         &self,
         deliveries: Vec<Delivery>,
         upto: i64,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<(), (LedgerError, Vec<Delivery>)> {
         let (reply, rx) = oneshot::channel();
         self.jobs
             .send(Job::Apply {
@@ -111,8 +114,8 @@ impl Ledger {
                 reply,
             })
             .await
-            .map_err(|_| LedgerError::Stopped)?;
-        rx.await.map_err(|_| LedgerError::Stopped)?
+            .map_err(|_| (LedgerError::Stopped, Vec::new()))?;
+        rx.await.map_err(|_| (LedgerError::Stopped, Vec::new()))?
     }
 
     /// Applies a person's change to an incident.
@@ -371,8 +374,10 @@ fn answer(job: Job, outcome: Result<Outcome, LedgerError>) {
 
 fn fail(job: Job, e: LedgerError) {
     match job {
-        Job::Apply { reply, .. } => {
-            let _ = reply.send(Err(e));
+        Job::Apply {
+            reply, deliveries, ..
+        } => {
+            let _ = reply.send(Err((e, deliveries)));
         }
         Job::Change { reply, .. } => {
             let _ = reply.send(Err(e));

@@ -49,7 +49,7 @@ use tracing::{error, info, warn};
 use crate::domain::alert::{AlertStatus, ParsedWebhook, Source};
 use crate::domain::time::{Clock, Millis};
 use crate::incident::{Delivery, Idempotency, IngestOutcome, Ledger, LedgerError};
-use crate::store::{JournalRecord, JournalStore, Receipt, Store, StoreError};
+use crate::store::{DeadDelivery, JournalRecord, JournalStore, Receipt, Store, StoreError};
 
 /// What is stored per delivery (the `payload` column).
 #[derive(Debug, Serialize, Deserialize)]
@@ -74,6 +74,9 @@ struct PayloadRef<'a> {
 pub struct Progress {
     applied: watch::Receiver<i64>,
     head: Arc<AtomicI64>,
+    /// The applier's last error while it keeps failing; `None` once a run
+    /// goes through (for `/readyz`).
+    failing: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Progress {
@@ -87,6 +90,15 @@ impl Progress {
             tokio::time::timeout(limit, applied.wait_for(|a| *a >= target)).await,
             Ok(Ok(_))
         )
+    }
+
+    /// Why incidents cannot be written just now, while the applier keeps
+    /// failing (it retries; nothing accepted is dropped).
+    pub fn failing(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Deliveries accepted and not yet applied.
@@ -173,13 +185,21 @@ impl Journal {
         }
         let (applied_tx, applied_rx) = watch::channel(applied);
         let head = Arc::new(AtomicI64::new(last));
+        let failing = Arc::new(std::sync::Mutex::new(None));
         let progress = Progress {
             applied: applied_rx.clone(),
             head: head.clone(),
+            failing: failing.clone(),
         };
         let wake = Arc::new(Notify::new());
         let handoff = Arc::new(Handoff::new(settings.batch_max * 8));
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
+        let applier = Applier {
+            store: store.clone(),
+            ledger,
+            clock: clock.clone(),
+            failing: failing.clone(),
+        };
         let writer = Writer {
             store,
             journal: journal.clone(),
@@ -196,7 +216,7 @@ impl Journal {
         };
         let writer = tokio::spawn(writer.run(rx));
         let applier = tokio::spawn(apply_loop(
-            journal, ledger, applied_tx, wake, handoff, settings, stop,
+            journal, applier, applied_tx, wake, handoff, settings, stop,
         ));
         Ok((
             Journal { jobs: tx, progress },
@@ -788,7 +808,7 @@ impl Handoff {
 /// nothing accepted is dropped while the database is away.
 async fn apply_loop(
     journal: JournalStore,
-    ledger: Ledger,
+    applier: Applier,
     applied: watch::Sender<i64>,
     wake: Arc<Notify>,
     handoff: Arc<Handoff>,
@@ -798,6 +818,7 @@ async fn apply_loop(
     let (batch, interval) = (settings.batch_max as i64, settings.apply_interval);
     // Listed in /metrics from the start, not from the first run.
     count_run(0, 0);
+    metrics::counter!("firstline_intake_dead_deliveries_total").increment(0);
     let mut backoff = Duration::from_millis(100);
     let mut alerts_per_delivery = 1;
     let mut last_run: Option<Instant> = None;
@@ -843,9 +864,8 @@ async fn apply_loop(
                 }
                 Ok(records) => run = Run::read(&records, from, batch),
                 Err(e) => {
-                    if !retry_later(&LedgerError::Store(e.to_string()), &mut backoff, &mut stop)
-                        .await
-                    {
+                    let e = LedgerError::Store(e.to_string());
+                    if !applier.retry_later(&e, &mut backoff, &mut stop).await {
                         return;
                     }
                     continue;
@@ -855,19 +875,151 @@ async fn apply_loop(
         alerts_per_delivery = run.alerts / (run.deliveries.len().max(1) as i64);
         let (upto, alerts) = (run.upto, run.alerts);
         last_run = Some(Instant::now());
-        match ledger.apply_journal(run.deliveries, upto).await {
+        let outcome = match applier.ledger.apply_journal(run.deliveries, upto).await {
             Ok(()) => {
                 count_run(1, alerts as u64);
                 applied.send_replace(upto);
-                backoff = Duration::from_millis(100);
+                Ok(())
             }
-            Err(LedgerError::Stopped) => return,
-            Err(e) => {
-                if !retry_later(&e, &mut backoff, &mut stop).await {
+            Err((LedgerError::Stopped, _)) => return,
+            // One bad delivery must not hold up every one behind it.
+            Err((_, deliveries)) => {
+                applier
+                    .one_by_one(deliveries, upto, &applied, &mut stop)
+                    .await
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                backoff = Duration::from_millis(100);
+                applier.set_failing(None);
+            }
+            Err(None) => return,
+            Err(Some(e)) => {
+                if !applier.retry_later(&e, &mut backoff, &mut stop).await {
                     return;
                 }
             }
         }
+    }
+}
+
+/// Tries a delivery this many times on its own, with the store answering
+/// every time, before it is set aside as poison.
+const POISON_ATTEMPTS: u32 = 3;
+
+/// What the applier works with besides the journal.
+struct Applier {
+    store: Store,
+    ledger: Ledger,
+    clock: Arc<dyn Clock>,
+    /// Shared with [`Progress::failing`].
+    failing: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Applier {
+    fn set_failing(&self, e: Option<String>) {
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    /// Logs a failed run and waits out its backoff (doubled for next
+    /// time); `false` if the applier is told to stop meanwhile.
+    async fn retry_later(
+        &self,
+        e: &LedgerError,
+        backoff: &mut Duration,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        self.set_failing(Some(e.to_string()));
+        warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "intake journal: applying to incidents failed; will retry");
+        tokio::select! {
+            _ = tokio::time::sleep(*backoff) => {}
+            _ = stop.changed() => return false,
+        }
+        *backoff = (*backoff * 2).min(Duration::from_secs(10));
+        true
+    }
+
+    /// Applies a run that failed as a whole one delivery at a time (the
+    /// last one ending at `upto`). A delivery that fails
+    /// [`POISON_ATTEMPTS`] times while the store answers (the failure is
+    /// its own, as with text PostgreSQL cannot hold) is set aside in
+    /// `dead_deliveries` and the rest go on. `Err(Some(e))` when the store
+    /// itself fails (the caller retries later; what was not applied is
+    /// read again from the journal), `Err(None)` when told to stop.
+    async fn one_by_one(
+        &self,
+        deliveries: Vec<Delivery>,
+        upto: i64,
+        applied: &watch::Sender<i64>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), Option<LedgerError>> {
+        let n = deliveries.len();
+        for (i, mut d) in deliveries.into_iter().enumerate() {
+            let end = if i + 1 == n { upto } else { d.seq };
+            let mut attempt = 0;
+            loop {
+                let e = match self.ledger.apply_journal(vec![d], end).await {
+                    Ok(()) => {
+                        count_run(1, 0);
+                        applied.send_replace(end);
+                        break;
+                    }
+                    Err((LedgerError::Stopped, _)) => return Err(None),
+                    Err((e, mut back)) => match back.pop() {
+                        Some(again) => {
+                            d = again;
+                            e
+                        }
+                        None => return Err(None),
+                    },
+                };
+                attempt += 1;
+                if let Err(down) = self.store.ping().await {
+                    return Err(Some(LedgerError::Store(down.to_string())));
+                }
+                if attempt >= POISON_ATTEMPTS {
+                    self.set_aside(&d, end, &e).await.map_err(Some)?;
+                    applied.send_replace(end);
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100 << attempt)) => {}
+                    _ = stop.changed() => return Err(None),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_aside(&self, d: &Delivery, upto: i64, e: &LedgerError) -> Result<(), LedgerError> {
+        let payload = serde_json::to_string(&PayloadRef {
+            webhook: &d.webhook,
+            idempotency: d.idempotency.as_ref(),
+            answer: &d.answer,
+        })
+        .unwrap_or_default();
+        let dead = DeadDelivery {
+            seq: d.seq,
+            received_ms: d.received.0,
+            source: d.source.as_str().to_string(),
+            payload,
+            error: e.to_string(),
+            set_aside_ms: self.clock.now().0,
+        };
+        self.store
+            .set_aside(&dead, upto)
+            .await
+            .map_err(|se| LedgerError::Store(se.to_string()))?;
+        metrics::counter!("firstline_intake_dead_deliveries_total").increment(1);
+        error!(
+            seq = d.seq,
+            source = d.source.as_str(),
+            alerts = d.webhook.alerts.len(),
+            error = %e,
+            "intake journal: a delivery failed {POISON_ATTEMPTS} times on its own and was set aside (dead_deliveries); the ones after it are applied"
+        );
+        Ok(())
     }
 }
 
@@ -902,22 +1054,6 @@ impl Run {
         }
         run
     }
-}
-
-/// Logs a failed run and waits out its backoff (doubled for next time);
-/// `false` if the applier is told to stop meanwhile.
-async fn retry_later(
-    e: &LedgerError,
-    backoff: &mut Duration,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
-    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "intake journal: applying to incidents failed; will retry");
-    tokio::select! {
-        _ = tokio::time::sleep(*backoff) => {}
-        _ = stop.changed() => return false,
-    }
-    *backoff = (*backoff * 2).min(Duration::from_secs(10));
-    true
 }
 
 #[cfg(test)]

@@ -73,6 +73,19 @@ struct Inner {
     durable_end: Mutex<(i64, u64)>,
     closed: AtomicBool,
     slow_syncs: Mutex<SlowSyncs>,
+    /// Records found missing while reading (a segment deleted or damaged
+    /// by hand, or by a second process before the store lock existed):
+    /// how many, and the last such range. Reading goes on after a gap.
+    lost: Mutex<Lost>,
+}
+
+/// What [`FileJournal::lost`] reports.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Lost {
+    /// Records missing in all, since this process opened the journal.
+    pub records: i64,
+    /// The last gap, first and last missing sequence number.
+    pub last_gap: Option<(i64, i64)>,
 }
 
 /// Syncs over [`SLOW_SYNC`], for a warning at most every
@@ -417,9 +430,11 @@ impl FileJournal {
             cursor: Mutex::new(None),
             closed: AtomicBool::new(false),
             slow_syncs: Mutex::new(SlowSyncs::default()),
+            lost: Mutex::new(Lost::default()),
         };
         // Listed in /metrics from the start, not from the first slow sync.
         metrics::counter!("firstline_intake_journal_slow_syncs_total").increment(0);
+        metrics::counter!("firstline_intake_journal_lost_records_total").increment(0);
         {
             let mut tail = inner.tail.lock().unwrap_or_else(|p| p.into_inner());
             let size = inner.next_size(tail.allocated);
@@ -467,6 +482,11 @@ impl FileJournal {
         tokio::task::spawn_blocking(move || inner.prune_through(seq))
             .await
             .map_err(|e| StoreError::Corrupt(format!("journal prune task: {e}")))?
+    }
+
+    /// Records the reader found missing (see [`Lost`]).
+    pub fn lost(&self) -> Lost {
+        *self.inner.lost.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Refuses every later append (as a full disk would).
@@ -713,16 +733,43 @@ impl Inner {
             }
             // The end of this segment: the next one starts here.
             let path = self.dir.join(segment_name(cursor.next));
-            if !path.exists() {
+            if path.exists() {
+                *cursor = Cursor::open(&path, cursor.next)?;
+                continue;
+            }
+            // It does not: records are missing. Report them and go on
+            // from the next segment there is, rather than stall for good.
+            let segs = segments(&self.dir)?;
+            let Some((first, path)) = segs.into_iter().find(|(first, _)| *first > cursor.next)
+            else {
                 return Err(StoreError::Corrupt(format!(
-                    "intake journal: record {} is missing from {}",
+                    "intake journal: records {} to {durable} are missing from {} (its last segment is gone)",
                     cursor.next,
                     self.dir.display()
                 )));
-            }
-            *cursor = Cursor::open(&path, cursor.next)?;
+            };
+            self.report_gap(cursor.next, first - 1);
+            *cursor = Cursor::open(&path, first)?;
         }
         Ok(out)
+    }
+
+    /// Counts and logs records `from..=to` as lost.
+    fn report_gap(&self, from: i64, to: i64) {
+        let n = to - from + 1;
+        {
+            let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+            lost.records += n;
+            lost.last_gap = Some((from, to));
+        }
+        metrics::counter!("firstline_intake_journal_lost_records_total").increment(n as u64);
+        tracing::error!(
+            from,
+            to,
+            records = n,
+            dir = %self.dir.display(),
+            "intake journal: records are missing (a segment was removed or damaged); they cannot be applied, the ones after them are"
+        );
     }
 
     /// A cursor at record `next` (or where it will be written), or at
@@ -731,6 +778,14 @@ impl Inner {
     fn seek(&self, next: i64) -> Result<Cursor> {
         let segs = segments(&self.dir)?;
         let found = segs.iter().rev().find(|(first, _)| *first <= next);
+        if found.is_none()
+            && let Some((first, _)) = segs.first()
+            && *first > next
+        {
+            // Pruning keeps the segment holding the record after the last
+            // one applied: an oldest segment starting later means loss.
+            self.report_gap(next, *first - 1);
+        }
         let Some((first, path)) = found.or(segs.first()) else {
             return Err(StoreError::Corrupt(format!(
                 "intake journal: record {next} is missing from {}",
@@ -926,6 +981,50 @@ mod tests {
         assert_eq!(journal.last_seq(), 6);
         journal.append(vec![record(7, "r")]).await.expect("append");
         assert_eq!(seqs(&journal.read_after(6, 10).await.expect("read")), [7]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_segment_is_reported_as_lost_records_and_reading_goes_on_past_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("j");
+        let journal = FileJournal::open_with(path.clone(), true, 200)
+            .await
+            .expect("open");
+        let payload = "p".repeat(100);
+        for seq in 1..=5 {
+            journal
+                .append(vec![record(seq, &payload)])
+                .await
+                .expect("append");
+        }
+        drop(journal);
+        // Records 2 and 3 gone (their segments removed by hand).
+        for seq in [2, 3] {
+            fs::remove_file(path.join(segment_name(seq))).expect("remove");
+        }
+        let journal = FileJournal::open_with(path.clone(), true, 200)
+            .await
+            .expect("reopen");
+
+        let read = journal.read_after(0, 10).await.expect("read goes on");
+
+        assert_eq!(seqs(&read), [1, 4, 5]);
+        assert_eq!(
+            journal.lost(),
+            Lost {
+                records: 2,
+                last_gap: Some((2, 3))
+            }
+        );
+        // A reader that starts inside the gap reports it too.
+        let journal = FileJournal::open_with(path, true, 200)
+            .await
+            .expect("reopen");
+        assert_eq!(
+            seqs(&journal.read_after(1, 10).await.expect("read")),
+            [4, 5]
+        );
+        assert_eq!(journal.lost().last_gap, Some((2, 3)));
     }
 
     #[tokio::test]

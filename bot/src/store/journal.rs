@@ -49,7 +49,7 @@ pub enum JournalStore {
 }
 
 /// `firstline.db` + `suffix`, beside SQLite's own `-wal` and `-shm`.
-fn beside_sqlite(url: &str, suffix: &str) -> Result<std::path::PathBuf> {
+pub(super) fn beside_sqlite(url: &str, suffix: &str) -> Result<std::path::PathBuf> {
     let opts = SqliteConnectOptions::from_str(url)?;
     let main = opts.get_filename();
     if main.as_os_str().is_empty() || main.to_string_lossy().contains(":memory:") {
@@ -276,6 +276,53 @@ fn by_source(pairs: &[(String, String)]) -> BTreeMap<&str, Vec<&str>> {
     out
 }
 
+impl Store {
+    /// Sets a journaled delivery that cannot be applied aside (see
+    /// `dead_deliveries`), and records the journal as applied up to
+    /// `upto`, in one transaction. NUL characters, which PostgreSQL's text
+    /// cannot hold, are kept escaped as `\u0000`.
+    pub async fn set_aside(&self, dead: &DeadDelivery, upto: i64) -> Result<()> {
+        let clean = |s: &str| s.replace('\0', "\\u0000");
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, c => sqlx::query(
+            "INSERT INTO dead_deliveries (seq, received_ms, source, payload, error, set_aside_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (seq) DO NOTHING")
+            .bind(dead.seq).bind(dead.received_ms).bind(dead.source.as_str())
+            .bind(clean(&dead.payload)).bind(clean(&dead.error)).bind(dead.set_aside_ms)
+            .execute(&mut *c).await.map(|_| ())?);
+        tx.set_applied(upto).await?;
+        tx.commit().await
+    }
+
+    /// How many deliveries are set aside.
+    pub async fn dead_delivery_count(&self) -> Result<i64> {
+        Ok(
+            on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM dead_deliveries")
+            .fetch_one(p).await?),
+        )
+    }
+
+    /// The deliveries set aside, newest first (at most `limit`).
+    pub async fn dead_deliveries(&self, limit: i64) -> Result<Vec<DeadDelivery>> {
+        Ok(on_pool!(self, p => sqlx::query_as(
+            "SELECT seq, received_ms, source, payload, error, set_aside_ms FROM dead_deliveries ORDER BY seq DESC LIMIT $1")
+            .bind(limit).fetch_all(p).await?))
+    }
+}
+
+/// A journaled delivery set aside because it could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct DeadDelivery {
+    pub seq: i64,
+    pub received_ms: i64,
+    pub source: String,
+    /// The delivery as JSON.
+    pub payload: String,
+    /// The store's error, as the last attempt got it.
+    pub error: String,
+    pub set_aside_ms: i64,
+}
+
 impl StoreTx<'_> {
     /// Records that the journal has been applied up to `seq`.
     pub async fn set_applied(&mut self, seq: i64) -> Result<()> {
@@ -365,6 +412,15 @@ impl JournalStore {
                     .await?
                     .rows_affected())
             }
+        }
+    }
+
+    /// Records the reader found missing (SQLite's segment files; the
+    /// PostgreSQL table has no gaps to find).
+    pub fn lost(&self) -> super::Lost {
+        match self {
+            JournalStore::File(f) => f.lost(),
+            JournalStore::Postgres(_) => super::Lost::default(),
         }
     }
 

@@ -39,6 +39,12 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored row is not valid: {0}")]
     Corrupt(String),
+    /// The store's schema is not the one this binary needs.
+    #[error("{0}")]
+    Schema(String),
+    /// Another process serves this store (see [`StoreLock`]).
+    #[error("{0}")]
+    Locked(String),
     #[error("intake journal {}: {error}", path.display())]
     Journal {
         path: std::path::PathBuf,
@@ -249,9 +255,12 @@ fn padded<T: Copy>(chunk: &[T]) -> impl Iterator<Item = T> + '_ {
 mod batch;
 mod filelog;
 mod journal;
+mod lock;
+pub use lock::StoreLock;
 
 pub use filelog::FileJournal;
-pub use journal::{JournalRecord, JournalStore, sqlite_journal_dir};
+pub use filelog::Lost;
+pub use journal::{DeadDelivery, JournalRecord, JournalStore, sqlite_journal_dir};
 
 /// Options for [`Store::connect`].
 #[derive(Debug, Clone)]
@@ -325,6 +334,8 @@ pub struct StoreGauges {
     pub open_by_severity: Vec<(String, i64)>,
     pub outbox_pending: i64,
     pub outbox_dead: i64,
+    /// Journaled deliveries set aside as unappliable (`dead_deliveries`).
+    pub dead_deliveries: i64,
 }
 
 const INCIDENT_COLUMNS: &str = "id, group_key, title, severity, state, labels, impact_start_ms, detected_ms, acknowledged_ms, mitigated_ms, resolved_ms, updated_ms, truncated_alerts, chat_thread, runbook_id";
@@ -408,6 +419,68 @@ impl Store {
             Store::Postgres(pool)
         };
         Ok(store)
+    }
+
+    /// Connects for reading only: SQLite opened read-only (never created,
+    /// its journal mode left as the writer set it), PostgreSQL with every
+    /// transaction read-only. Nothing here can write, so it needs no lock.
+    pub async fn connect_read_only(opts: &ConnectOptions) -> Result<Store> {
+        if opts.url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(&opts.url)?
+                .read_only(true)
+                .create_if_missing(false)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(2)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(connect)
+                .await?;
+            Ok(Store::Sqlite(SqliteStore {
+                pool,
+                gate: Arc::new(tokio::sync::Mutex::new(())),
+                checkpointer: Arc::new(tokio::sync::Mutex::new(None)),
+            }))
+        } else {
+            let connect = PgConnectOptions::from_str(&opts.url)?
+                .options([("default_transaction_read_only", "on")]);
+            let pool = PgPoolOptions::new()
+                .max_connections(2)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(connect)
+                .await?;
+            Ok(Store::Postgres(pool))
+        }
+    }
+
+    /// Whether the store has every migration this binary knows; an error
+    /// that says to migrate if not (for read-only commands, which do not).
+    pub async fn check_schema(&self) -> Result<()> {
+        let (migrator, applied) = match self {
+            Store::Sqlite(s) => (
+                sqlx::migrate!("../migrations/sqlite"),
+                sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success")
+                    .fetch_all(&s.pool)
+                    .await,
+            ),
+            Store::Postgres(p) => (
+                sqlx::migrate!("../migrations/postgres"),
+                sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success")
+                    .fetch_all(p)
+                    .await,
+            ),
+        };
+        let applied = applied.unwrap_or_default();
+        let missing = migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .filter(|m| !applied.contains(&m.version))
+            .count();
+        if missing > 0 {
+            return Err(StoreError::Schema(format!(
+                "the store's schema lacks {missing} migration(s) this version needs; run `firstline migrate` (or start `firstline serve`, which applies them) first"
+            )));
+        }
+        Ok(())
     }
 
     /// Applies the backend's migrations (idempotent), then fills in what
@@ -697,10 +770,12 @@ impl Store {
             "SELECT COALESCE(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), 0),
                     COALESCE(SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END), 0) FROM outbox")
             .fetch_one(p).await?);
+        let dead_deliveries = self.dead_delivery_count().await?;
         Ok(StoreGauges {
             open_by_severity,
             outbox_pending: pending,
             outbox_dead: dead,
+            dead_deliveries,
         })
     }
 }
