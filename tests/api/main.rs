@@ -4,6 +4,7 @@
 mod chat_commands;
 mod config_cli;
 mod e2e;
+mod hardening;
 mod helpers;
 mod intake;
 mod outbox;

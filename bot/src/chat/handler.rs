@@ -57,12 +57,38 @@ impl Reply {
 
 /// Runs `text` typed by `user`. `thread_incident` is the incident whose
 /// thread the command was typed in, which commands without an id act on.
+/// The longest command accepted: a note or a title, not a log dump (which
+/// would be echoed into the incident thread and the postmortem).
+pub const MAX_COMMAND_BYTES: usize = 8 * 1024;
+
+/// A store failure as the user sees it: what could not be done. The
+/// database's own text goes to the log only: it means nothing in chat and
+/// may echo the input back.
+fn store_failed(what: String, e: &dyn std::fmt::Display) -> Reply {
+    tracing::warn!(error = %e, what = %what, "chat command: the store failed");
+    Reply::err(format!(
+        "{what}: the store failed (firstline's log has the details); try again shortly"
+    ))
+}
+
 pub async fn handle(
     ctx: &CommandContext,
     user: &str,
     text: &str,
     thread_incident: Option<i64>,
 ) -> Reply {
+    if text.len() > MAX_COMMAND_BYTES {
+        return Reply::err(format!(
+            "that command is {} KB; commands are at most {} KB (put long text in a file and link it)",
+            text.len() / 1024,
+            MAX_COMMAND_BYTES / 1024
+        ));
+    }
+    if text.contains('\0') {
+        return Reply::err(
+            "that command contains a NUL character, which cannot be stored; remove it and send it again",
+        );
+    }
     let command = match commands::parse(text) {
         Ok(c) => c,
         Err(e) => return Reply::err(e.to_string()),
@@ -135,7 +161,7 @@ async fn runbook(ctx: &CommandContext, user: &str, cmd: RunbookCmd, thread: Opti
                 Some(i) => match ctx.store.incident(i).await {
                     Ok(Some(inc)) => inc.labels,
                     Ok(None) => return Reply::err(format!("INC-{i} does not exist")),
-                    Err(e) => return Reply::err(format!("could not read INC-{i}: {e}")),
+                    Err(e) => return store_failed(format!("could not read INC-{i}"), &e),
                 },
                 None => Default::default(),
             };
@@ -166,11 +192,12 @@ fn which(id: Option<IncidentRef>, thread: Option<i64>, usage: &str) -> Result<i6
 async fn change(ctx: &CommandContext, user: &str, change: Change) -> Reply {
     match ctx.ledger.change(user, change).await {
         Ok(outcome) => Reply::ok(outcome.answer),
-        Err(e @ (LedgerError::Store(_) | LedgerError::Overloaded | LedgerError::Stopped)) => {
-            Reply::err(format!(
-                "could not record that, nothing changed: {e}; try again"
-            ))
+        Err(LedgerError::Store(e)) => {
+            store_failed("could not record that, nothing changed".into(), &e)
         }
+        Err(e @ (LedgerError::Overloaded | LedgerError::Stopped)) => Reply::err(format!(
+            "could not record that, nothing changed: {e}; try again"
+        )),
         Err(e) => Reply::err(e.to_string()),
     }
 }
@@ -283,7 +310,7 @@ async fn incident(
                     ExportFormat::Json => postmortem::json(&doc),
                 }),
                 Ok(None) => Reply::err(format!("INC-{id} does not exist")),
-                Err(e) => Reply::err(format!("could not read INC-{id}: {e}")),
+                Err(e) => store_failed(format!("could not read INC-{id}"), &e),
             }
         }
         IncidentCmd::List { all } => list(ctx, all).await,
@@ -310,7 +337,7 @@ async fn status(ctx: &CommandContext, id: i64) -> Reply {
             ))
         }
         Ok(None) => Reply::err(format!("INC-{id} does not exist")),
-        Err(e) => Reply::err(format!("could not read INC-{id}: {e}")),
+        Err(e) => store_failed(format!("could not read INC-{id}"), &e),
     }
 }
 
@@ -318,7 +345,9 @@ async fn timeline(ctx: &CommandContext, id: i64) -> Reply {
     let (inc, events) = match (ctx.store.incident(id).await, ctx.store.timeline(id).await) {
         (Ok(Some(inc)), Ok(events)) => (inc, events),
         (Ok(None), _) => return Reply::err(format!("INC-{id} does not exist")),
-        (Err(e), _) | (_, Err(e)) => return Reply::err(format!("could not read INC-{id}: {e}")),
+        (Err(e), _) | (_, Err(e)) => {
+            return store_failed(format!("could not read INC-{id}"), &e);
+        }
     };
     let mut out = format!("{} timeline ({} events)", inc.human_id, events.len());
     for e in &events {
@@ -349,19 +378,31 @@ async fn list(ctx: &CommandContext, all: bool) -> Reply {
             incidents
                 .iter()
                 .map(|i| {
+                    // A resolved incident is done: its icon says so, not
+                    // its severity, and "since" is when it got there.
+                    let icon = match i.state {
+                        State::Resolved => state_icon(i.state),
+                        _ => severity_icon(i.severity),
+                    };
+                    let since = match i.state {
+                        State::Triggered => Some(i.detected),
+                        State::Acknowledged => i.acknowledged,
+                        State::Mitigated => i.mitigated,
+                        State::Resolved => i.resolved,
+                    }
+                    .unwrap_or(i.updated);
                     format!(
-                        "{} {} [{}] {} — {} since {}",
-                        severity_icon(i.severity),
+                        "{icon} {} [{}] {} — {} since {}",
                         i.human_id,
                         i.severity,
                         i.title,
                         i.state,
-                        ctx.messages.time(i.detected)
+                        ctx.messages.time(since)
                     )
                 })
                 .collect::<Vec<_>>()
                 .join("\n"),
         ),
-        Err(e) => Reply::err(format!("could not list incidents: {e}")),
+        Err(e) => store_failed("could not list incidents".into(), &e),
     }
 }

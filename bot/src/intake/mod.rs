@@ -26,10 +26,61 @@ pub use parse_error::ParseError;
 
 /// Parses a body from `source`.
 pub fn parse(source: Source, body: &[u8]) -> Result<ParsedWebhook, ParseError> {
+    refuse_nul(body)?;
     match source {
         Source::Alertmanager => alertmanager::parse(body),
         Source::Grafana => grafana::parse(body),
         Source::Generic => generic::parse(body),
+    }
+}
+
+/// Refuses a body with a NUL character (`\u0000`) in any string, naming
+/// the field: PostgreSQL's text cannot hold one, and an alert accepted
+/// on one backend must be storable on both (an accepted alert that then
+/// failed every write held up all incident-making behind it). JSON can
+/// carry NUL only as that escape, so bodies without it skip the walk.
+fn refuse_nul(body: &[u8]) -> Result<(), ParseError> {
+    const ESCAPE: &[u8] = b"\\u0000";
+    if !body.windows(ESCAPE.len()).any(|w| w == ESCAPE) {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(()); // the parser names what is wrong with it
+    };
+    match nul_path(&value, String::new()) {
+        Some(field) => Err(ParseError::new(
+            if field.is_empty() {
+                "body".to_string()
+            } else {
+                field
+            },
+            "contains a NUL character (\\u0000), which cannot be stored; remove it",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The JSON path of the first string (value or key) holding a NUL.
+fn nul_path(v: &serde_json::Value, at: String) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.contains('\0') => Some(at),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, format!("{at}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let field = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            if k.contains('\0') {
+                return Some(format!("{field} (its name)").replace('\0', "\\u0000"));
+            }
+            nul_path(item, field)
+        }),
+        _ => None,
     }
 }
 
