@@ -398,3 +398,56 @@ async fn sigint_and_sigterm_stop_serve_within_seconds_while_the_console_reads_a_
         );
     }
 }
+
+#[tokio::test]
+async fn a_title_with_a_comma_and_equals_sign_does_not_join_another_services_incident() {
+    let app = spawn_app_on(Backend::Sqlite, &[]).await.expect("sqlite");
+
+    let (a, _) = app
+        .post_hook(
+            "generic",
+            r#"{"title":"Inject","labels":{"service":"pay"}}"#,
+        )
+        .await;
+    let (b, _) = app
+        .post_hook("generic", r#"{"title":"Inject,service=pay"}"#)
+        .await;
+
+    assert_eq!((a, b), (200, 200));
+    assert_eq!(app.incident_ids().await, ["INC-1", "INC-2"]);
+    let (_, first) = app.get_json("/api/incidents/INC-1").await;
+    assert_eq!(first["incident"]["title"], "Inject (service=pay)");
+}
+
+#[tokio::test]
+async fn an_alert_starting_in_the_future_gives_no_negative_ttd_and_says_why() {
+    let app = spawn_app_on(Backend::Sqlite, &[]).await.expect("sqlite");
+
+    let (status, _) = app
+        .post_hook(
+            "generic",
+            r#"{"title":"Skewed","labels":{"service":"clock"},"starts_at":"2999-01-01T00:00:00Z"}"#,
+        )
+        .await;
+
+    assert_eq!(status, 200);
+    let (_, pm) = app
+        .get_json("/api/incidents/INC-1/postmortem?format=json")
+        .await;
+    let ttd = pm["response_times"]["ttd_ms"].as_i64().expect("a TTD");
+    assert!((0..60_000).contains(&ttd), "TTD {ttd} ms: {pm}");
+    let (_, timeline) = app.get_json("/api/incidents/INC-1/timeline").await;
+    let notes: Vec<&str> = timeline["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "note")
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("2999-01-01") && n.contains("arrival")),
+        "{notes:?}"
+    );
+}

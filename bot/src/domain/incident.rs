@@ -31,9 +31,13 @@ pub fn transition_allowed(from: State, to: State) -> bool {
 }
 
 /// The key under which alerts share one incident: the configured labels in
-/// order, each written `name=value`. A label spec `a|b` takes the first of
-/// the alternatives the alert carries (the default groups by `service`, or by
-/// `job` where an alert has no `service`).
+/// order, each written `name=value`, joined by `,`. A label spec `a|b` takes
+/// the first of the alternatives the alert carries (the default groups by
+/// `service`, or by `job` where an alert has no `service`).
+///
+/// `\`, `,` and `=` inside names and values are escaped with `\`, so two
+/// different label sets can never make the same key (a title
+/// `Inject,service=pay` must not join the incident of service `pay`).
 pub fn group_key(labels: &BTreeMap<String, String>, group_by: &[String]) -> String {
     // One buffer, not a string per part: this runs for every alert, twice.
     let mut key = String::with_capacity(64);
@@ -46,12 +50,49 @@ pub fn group_key(labels: &BTreeMap<String, String>, group_by: &[String]) -> Stri
             if !key.is_empty() {
                 key.push(',');
             }
-            key.push_str(name);
+            push_escaped(&mut key, name);
             key.push('=');
-            key.push_str(value);
+            push_escaped(&mut key, value);
         }
     }
     key
+}
+
+fn push_escaped(key: &mut String, text: &str) {
+    for c in text.chars() {
+        if matches!(c, '\\' | ',' | '=') {
+            key.push('\\');
+        }
+        key.push(c);
+    }
+}
+
+/// The parts of a [`group_key`], each `(name, value)` unescaped.
+pub fn group_key_parts(key: &str) -> Vec<(String, String)> {
+    let mut parts = Vec::new();
+    let (mut name, mut value) = (String::new(), String::new());
+    let mut in_value = false;
+    let mut chars = key.chars();
+    while let Some(c) = chars.next() {
+        let target = if in_value { &mut value } else { &mut name };
+        match c {
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    target.push(next);
+                }
+            }
+            '=' if !in_value => in_value = true,
+            ',' => {
+                parts.push((std::mem::take(&mut name), std::mem::take(&mut value)));
+                in_value = false;
+            }
+            c => target.push(c),
+        }
+    }
+    if !name.is_empty() || in_value {
+        parts.push((name, value));
+    }
+    parts
 }
 
 /// A human title for an incident opened by `alert`: the alert name with
@@ -59,9 +100,10 @@ pub fn group_key(labels: &BTreeMap<String, String>, group_by: &[String]) -> Stri
 /// alert's summary, which usually names one instance of many.
 pub fn title_for(alert: &IncomingAlert, group_key: &str) -> String {
     let name = alert.name();
-    let rest: Vec<&str> = group_key
-        .split(',')
-        .filter(|p| !p.starts_with("alertname=") && !p.is_empty())
+    let rest: Vec<String> = group_key_parts(group_key)
+        .into_iter()
+        .filter(|(n, _)| n != "alertname" && !n.is_empty())
+        .map(|(n, v)| format!("{n}={v}"))
         .collect();
     if rest.is_empty() {
         name.to_string()
@@ -205,6 +247,31 @@ mod tests {
                 &by
             ),
             "alertname=Down,service=acc"
+        );
+    }
+
+    #[test]
+    fn label_values_with_commas_or_equals_signs_cannot_make_another_groups_key() {
+        let by = vec!["alertname".to_string(), "service|job".to_string()];
+        let injected = group_key(&labels(&[("alertname", "Inject,service=pay")]), &by);
+        let real = group_key(&labels(&[("alertname", "Inject"), ("service", "pay")]), &by);
+
+        assert_ne!(injected, real);
+        assert_eq!(
+            group_key_parts(&injected),
+            [("alertname".to_string(), "Inject,service=pay".to_string())]
+        );
+        assert_eq!(
+            group_key_parts(&real),
+            [
+                ("alertname".to_string(), "Inject".to_string()),
+                ("service".to_string(), "pay".to_string())
+            ]
+        );
+        let slash = group_key(&labels(&[("alertname", "a\\"), ("service", "b")]), &by);
+        assert_ne!(
+            slash,
+            group_key(&labels(&[("alertname", "a\\,service=b")]), &by)
         );
     }
 

@@ -305,6 +305,10 @@ pub(super) async fn ingest(
     Ok(out)
 }
 
+/// How far in the future of its arrival an alert's `startsAt` may lie
+/// (clock skew between hosts) before it is not believed.
+const MAX_CLOCK_SKEW_MS: i64 = 5 * 60_000;
+
 /// The open incident of the alert's group, or a new one (`true`).
 async fn incident_for(
     tx: &mut Batch<'_>,
@@ -316,9 +320,19 @@ async fn incident_for(
     let group = incident::group_key(&alert.labels, &rules.group_by);
     let severity =
         incident::severity_of(&alert.labels, &rules.severity_map, rules.default_severity);
+    // A start in the future (a sender's clock, or garbage) would make TTD
+    // negative: past a little skew, impact is taken to start on arrival.
+    let from_future = alert
+        .starts_at
+        .filter(|s| s.0 > now.0.saturating_add(MAX_CLOCK_SKEW_MS));
+    let starts_at = if from_future.is_some() {
+        Some(now)
+    } else {
+        alert.starts_at
+    };
     if let Some(mut inc) = tx.open_incident_for_group(&group).await? {
         let mut changed = false;
-        if let Some(start) = alert.starts_at
+        if let Some(start) = starts_at
             && inc.impact_start.is_none_or(|s| start < s)
         {
             inc.impact_start = Some(start);
@@ -385,7 +399,7 @@ async fn incident_for(
             title: &title,
             severity: severity.as_str(),
             labels,
-            impact_start: alert.starts_at.or(Some(now)),
+            impact_start: starts_at.or(Some(now)),
             detected: now,
         })
         .await?;
@@ -414,6 +428,24 @@ async fn incident_for(
         alert_data(alert),
     )
     .await?;
+    if let Some(claimed) = from_future {
+        let text = format!(
+            "alert {} says it started at {}, more than {} min after it arrived (the sender's clock?); impact start is taken as its arrival",
+            alert.name(),
+            claimed.to_rfc3339(),
+            MAX_CLOCK_SKEW_MS / 60_000
+        );
+        event(
+            tx,
+            &inc,
+            now,
+            alert.source.as_str(),
+            EventKind::Note,
+            &text,
+            json!({"claimed_starts_at": claimed.to_rfc3339(), "fingerprint": alert.fingerprint}),
+        )
+        .await?;
+    }
     Ok((inc.id, true))
 }
 
