@@ -320,8 +320,13 @@ impl App {
             tokio::spawn(console_stdin(commands.clone(), stop_rx.clone()));
         }
         info!(addr = %listener.local_addr()?, store = store.backend(), platform = "console", "firstline is serving");
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
+        let server = &config.settings.server;
+        let limits = http::serve::Limits {
+            max_connections: server.max_connections,
+            header_timeout: Duration::from_millis(server.header_timeout_ms),
+            body_timeout: Duration::from_millis(server.body_timeout_ms),
+        };
+        http::serve::serve(listener, router, limits, shutdown)
             .await
             .context("HTTP server failed")?;
         info!("shutting down");

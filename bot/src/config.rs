@@ -70,6 +70,14 @@ pub struct ServerSettings {
     pub listen: String,
     /// Largest request body accepted, in bytes; bigger ones get 413.
     pub max_body_bytes: usize,
+    /// Connections served at once; one more is answered 503 and closed,
+    /// so that idle or slow clients cannot take the server from senders.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this (and an idle
+    /// keep-alive connection is closed after it): slowloris protection.
+    pub header_timeout_ms: u64,
+    /// A request's body must arrive within this once its headers have.
+    pub body_timeout_ms: u64,
     /// IANA time zone in which times are shown to people (stored times are UTC).
     pub timezone: String,
 }
@@ -79,6 +87,9 @@ impl Default for ServerSettings {
         ServerSettings {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 1024 * 1024,
+            max_connections: 1024,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
             timezone: "UTC".into(),
         }
     }
@@ -561,6 +572,21 @@ fn validate(
     }
     if settings.server.max_body_bytes < 1024 {
         err("server.max_body_bytes", "must be at least 1024".into());
+    }
+    if settings.server.max_connections < 2 {
+        err("server.max_connections", "must be at least 2".into());
+    }
+    if !(100..=600_000).contains(&settings.server.header_timeout_ms) {
+        err(
+            "server.header_timeout_ms",
+            "must be 100 to 600000 (10 minutes)".into(),
+        );
+    }
+    if !(100..=600_000).contains(&settings.server.body_timeout_ms) {
+        err(
+            "server.body_timeout_ms",
+            "must be 100 to 600000 (10 minutes)".into(),
+        );
     }
     let timezone = settings
         .server

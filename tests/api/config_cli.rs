@@ -105,6 +105,48 @@ fn the_shipped_example_configuration_is_valid() {
     assert!(out.contains("configuration OK"), "{out}");
 }
 
+#[test]
+fn the_shipped_example_configuration_lists_every_key_with_its_default() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/firstline.toml");
+    let shipped: toml::Table =
+        toml::from_str(&std::fs::read_to_string(path).expect("deploy/firstline.toml"))
+            .expect("valid TOML");
+    let defaults =
+        toml::Table::try_from(firstline::config::Settings::default()).expect("defaults as TOML");
+
+    let mut problems = Vec::new();
+    compare_tables("", &defaults, &shipped, &mut problems);
+
+    assert!(
+        problems.is_empty(),
+        "deploy/firstline.toml differs from the defaults:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// Every key of `defaults` in `shipped` with the same value, and nothing more.
+fn compare_tables(at: &str, defaults: &toml::Table, shipped: &toml::Table, out: &mut Vec<String>) {
+    for (key, value) in defaults {
+        let name = format!("{at}{key}");
+        match (value, shipped.get(key)) {
+            (toml::Value::Table(d), Some(toml::Value::Table(s))) => {
+                compare_tables(&format!("{name}."), d, s, out)
+            }
+            // Maps that are empty by default (tokens, targets) are shown
+            // commented out.
+            (toml::Value::Table(d), None) if d.is_empty() => {}
+            (_, None) => out.push(format!("{name} is missing (default {value})")),
+            (d, Some(s)) if d != s => out.push(format!("{name} = {s}, but the default is {d}")),
+            _ => {}
+        }
+    }
+    for key in shipped.keys() {
+        if !defaults.contains_key(key) {
+            out.push(format!("{at}{key} is not a setting"));
+        }
+    }
+}
+
 fn firstline_env(
     dir: &std::path::Path,
     args: &[&str],

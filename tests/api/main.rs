@@ -7,6 +7,7 @@ mod e2e;
 mod hardening;
 mod helpers;
 mod intake;
+mod limits;
 mod outbox;
 mod probes_data;
 mod probes_http;

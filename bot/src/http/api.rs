@@ -61,7 +61,7 @@ async fn list(
             )));
         }
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = super::error::limit(q.limit, 100, 1000)?;
     let items: Vec<_> = state
         .store
         .incidents(filter, limit)

@@ -39,10 +39,7 @@ async fn command(
     body: Result<axum::Json<CommandBody>, JsonRejection>,
 ) -> Answer {
     let axum::Json(body) = body.map_err(|e| {
-        ApiError::BadRequest(format!(
-            "expected {{\"user\", \"text\", \"incident\"?}}: {}",
-            e.body_text()
-        ))
+        ApiError::from_json(e, r#"{"user", "text", "incident"?}"#, state.max_body_bytes)
     })?;
     if body.user.trim().is_empty() {
         return Err(ApiError::Unprocessable("user: must not be empty".into()));
@@ -80,10 +77,11 @@ async fn reaction(
     body: Result<axum::Json<ReactionBody>, JsonRejection>,
 ) -> Answer {
     let axum::Json(body) = body.map_err(|e| {
-        ApiError::BadRequest(format!(
-            "expected {{\"user\", \"message_ref\", \"emoji\"}}: {}",
-            e.body_text()
-        ))
+        ApiError::from_json(
+            e,
+            r#"{"user", "message_ref", "emoji"}"#,
+            state.max_body_bytes,
+        )
     })?;
     let emoji = body.emoji.trim().trim_matches(':').to_string();
     if emoji.is_empty() || body.user.trim().is_empty() {
@@ -108,20 +106,30 @@ async fn reaction(
     match state.ledger.change(body.user.trim(), change).await {
         Ok(o) => Ok(axum::Json(json!({"ok": true, "reply": o.answer})).into_response()),
         Err(e @ LedgerError::NotFound(_)) => Err(ApiError::NotFound(e.to_string())),
-        Err(e) => Err(ApiError::Unavailable(e.to_string())),
+        Err(LedgerError::Store(e)) => {
+            tracing::warn!(error = %e, "console reaction: the store failed");
+            Err(ApiError::Unavailable(
+                "could not record the reaction, nothing changed; try again".into(),
+            ))
+        }
+        Err(e) => Err(ApiError::Unprocessable(e.to_string())),
     }
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PostsQuery {
     limit: Option<i64>,
 }
 
-async fn posts(State(state): State<AppState>, Query(q): Query<PostsQuery>) -> Answer {
+async fn posts(
+    State(state): State<AppState>,
+    query: Result<Query<PostsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let Query(q) =
+        query.map_err(|_| ApiError::BadRequest("the query parameter is limit=N".into()))?;
+    let limit = super::error::limit(q.limit, 200, 5000)?;
     state.caught_up().await;
-    let posts = state
-        .store
-        .chat_posts(None, q.limit.unwrap_or(200).clamp(1, 5000))
-        .await?;
+    let posts = state.store.chat_posts(None, limit).await?;
     Ok(axum::Json(json!({"posts": posts})).into_response())
 }

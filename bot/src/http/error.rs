@@ -20,6 +20,38 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Unavailable(String),
+    #[error("the body is larger than the {0}-byte limit (server.max_body_bytes)")]
+    TooLarge(usize),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+}
+
+impl ApiError {
+    /// A JSON body that could not be read: 413 when it was too large,
+    /// else 400 saying what was `expected`.
+    pub fn from_json(
+        e: axum::extract::rejection::JsonRejection,
+        expected: &str,
+        limit: usize,
+    ) -> ApiError {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(limit)
+        } else {
+            ApiError::BadRequest(format!("expected {expected}: {}", e.body_text()))
+        }
+    }
+}
+
+/// A `limit=N` query parameter: `default` when absent, refused outside
+/// 1..=`max` (a negative or zero limit is a mistake, not a request for one).
+pub fn limit(raw: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::BadRequest(format!(
+            "limit={n} is out of range; use 1 to {max}"
+        ))),
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -33,6 +65,8 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         };
         (status, axum::Json(json!({"error": self.to_string()}))).into_response()
     }

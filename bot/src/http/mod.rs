@@ -13,6 +13,7 @@ pub mod console;
 pub mod error;
 pub mod health;
 pub mod hooks;
+pub mod serve;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -80,8 +81,26 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router())
         .merge(health::router())
         .merge(console::router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         // Bodies are read as bytes by the handlers, which answer an
         // oversized one with a JSON 413.
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// 404 with the JSON error body every other refusal has.
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route {}; README's HTTP section lists the routes",
+        uri.path()
+    ))
+}
+
+/// 405, likewise.
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{method} is not allowed on {}; README's HTTP section lists the methods",
+        uri.path()
+    ))
 }
