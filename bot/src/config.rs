@@ -412,24 +412,59 @@ pub fn load_with_env(
         None => None,
     };
 
-    // First the file on its own, for errors with line numbers.
-    if let Some(text) = &text
-        && let Err(e) = toml::from_str::<Settings>(text)
-    {
-        let line = e.span().map(|s| line_of(text, s.start));
-        let key = key_of_toml_error(&e);
-        let key = if key == "(file)" {
-            line.and_then(|l| key_at_line(text, l)).unwrap_or(key)
-        } else {
-            key
-        };
-        return Err(ConfigErrors(vec![ConfigError {
-            key,
-            line,
-            message: e.message().trim_end_matches('.').to_string(),
-        }]));
+    // First the file on its own, for errors with line numbers: every
+    // structural problem (a typo, a wrong type, an inline secret), not
+    // only the first, then whatever validation finds in the rest.
+    if let Some(text) = &text {
+        let (structural, rest) = structural_errors(text);
+        if !structural.is_empty() {
+            let mut errors = structural;
+            if let Some(rest) = rest
+                && let Err(more) = load_text(file, Some(rest), Vec::new())
+            {
+                for e in more.0 {
+                    if !errors.iter().any(|x| x.key == e.key && x.line == e.line) {
+                        errors.push(e);
+                    }
+                }
+            }
+            errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+            return Err(ConfigErrors(errors));
+        }
     }
+    load_text(file, text, env)
+}
 
+/// Every structural error of the file (see [`crate::toml_errors`]), each
+/// named by its dotted key; with the text left once it reads, if it does.
+fn structural_errors(text: &str) -> (Vec<ConfigError>, Option<String>) {
+    let (found, rest) = crate::toml_errors::structural::<Settings>(text);
+    let errors = found
+        .into_iter()
+        .map(|f| ConfigError {
+            key: f
+                .line
+                .and_then(|l| key_at_line(text, l))
+                .or_else(|| {
+                    f.line
+                        .and_then(|l| crate::toml_errors::header_at_line(text, l))
+                })
+                .or(f.unknown_field)
+                .unwrap_or_else(|| "(file)".into()),
+            line: f.line,
+            message: f.message,
+        })
+        .collect();
+    (errors, rest)
+}
+
+/// The settings from `text` (already known to be well formed) and the
+/// environment, validated.
+fn load_text(
+    file: Option<&Path>,
+    text: Option<String>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
     let overrides: Vec<(String, String)> = env
         .into_iter()
         .filter_map(|(k, v)| {
@@ -483,25 +518,6 @@ fn from_env_hint(path: &[String], overrides: &[(String, String)]) -> String {
     } else {
         String::new()
     }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
-}
-
-/// toml's messages name the offending key in backticks for unknown fields;
-/// otherwise the key is not recoverable and the line has to do.
-fn key_of_toml_error(e: &toml::de::Error) -> String {
-    let msg = e.message();
-    msg.split('`')
-        .nth(1)
-        .filter(|_| msg.starts_with("unknown field"))
-        .map(str::to_string)
-        .unwrap_or_else(|| "(file)".into())
 }
 
 /// The dotted key set on `line` (1-based), e.g. `intake.tokens.alertmanager`.
@@ -852,7 +868,7 @@ mod tests {
     fn an_unknown_key_is_named_with_its_line() {
         let f = file("[server]\nlisten = \"127.0.0.1:9000\"\n\n[store]\nurll = \"x\"\n");
         let e = load_with_env(Some(f.path()), Vec::new()).expect_err("unknown key");
-        assert_eq!(e.0[0].key, "urll");
+        assert_eq!(e.0[0].key, "store.urll");
         assert_eq!(e.0[0].line, Some(5));
     }
 

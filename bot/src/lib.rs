@@ -13,7 +13,8 @@
 //! - [`http`]: the axum routers;
 //! - [`store`]: SQLite and PostgreSQL (the only module naming sqlx);
 //! - [`domain`]: the pure core, no IO;
-//! - [`config`], [`telemetry`], [`app`]: wiring.
+//! - [`config`], [`telemetry`], [`app`]: wiring;
+//! - [`toml_errors`]: every structural problem of a TOML file (config, runbooks).
 
 pub mod app;
 pub mod chat;
@@ -29,3 +30,4 @@ pub mod probe;
 pub mod runbook;
 pub mod store;
 pub mod telemetry;
+pub mod toml_errors;

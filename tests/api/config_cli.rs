@@ -45,6 +45,29 @@ fn check_config_names_every_bad_key_with_its_line_and_fails() {
 }
 
 #[test]
+fn check_config_lists_a_typo_a_wrong_type_and_an_inline_secret_together() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("three.toml"),
+        "[server]\nmax_body_byts = 10\n\n[store]\nmax_connections = \"eight\"\n\n[intake.tokens]\nalertmanager = \"hunter2\"\n\n[incidents]\ndefault_severity = \"P9\"\n",
+    )
+    .unwrap();
+
+    let (code, _, err) = firstline(dir.path(), &["check-config", "--config", "three.toml"]);
+
+    assert_eq!(code, 2);
+    assert!(err.contains("4 problem(s)"), "{err}");
+    assert!(err.contains("server.max_body_byts (line 2)"), "{err}");
+    assert!(err.contains("store.max_connections (line 5)"), "{err}");
+    assert!(err.contains("intake.tokens.alertmanager (line 8)"), "{err}");
+    assert!(
+        err.contains("incidents.default_severity (line 11)"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
 fn check_config_refuses_a_pool_too_small_for_the_writer_and_incidents_lagging_seconds_behind() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -226,7 +249,7 @@ trend = "sideways"
     .unwrap();
     std::fs::write(
         dir.path().join("typo.toml"),
-        "version = 1\nid = \"t\"\ntitel = \"x\"\n",
+        "version = 1\nid = \"t\"\ntitel = \"x\"\nseverity = 2\n\n[[checks]]\nid = \"c\"\nprobe = { kind = \"sql\", target = \"db\", qurey = \"SELECT 1\" }\n",
     )
     .unwrap();
 
@@ -242,6 +265,8 @@ trend = "sideways"
         "recovery \"r\": check \"zzz\" is not a check of this runbook",
         "trend \"sideways\" is not one of decreasing, not_increasing, below",
         "typo.toml:3: unknown field `titel`",
+        "typo.toml:4: invalid type: integer `2`",
+        "typo.toml:8: ",
     ];
     for e in expect {
         assert!(out.contains(e), "missing {e:?} in:\n{out}");

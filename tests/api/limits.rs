@@ -73,9 +73,12 @@ async fn a_client_that_sends_its_headers_too_slowly_is_disconnected() {
 
 #[tokio::test]
 async fn a_body_that_stalls_is_answered_with_an_error_naming_the_body() {
-    let app = spawn_app_on(Backend::Sqlite, &[("FIRSTLINE_SERVER__BODY_TIMEOUT_MS", "300")])
-        .await
-        .expect("sqlite");
+    let app = spawn_app_on(
+        Backend::Sqlite,
+        &[("FIRSTLINE_SERVER__BODY_TIMEOUT_MS", "300")],
+    )
+    .await
+    .expect("sqlite");
     let mut slow = connect(&host_port(&app.addr)).await;
     slow.write_all(
         b"POST /hooks/alertmanager HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"version\":",
@@ -91,9 +94,12 @@ async fn a_body_that_stalls_is_answered_with_an_error_naming_the_body() {
 
 #[tokio::test]
 async fn a_connection_beyond_the_cap_is_told_503_at_once_and_the_rest_go_on() {
-    let app = spawn_app_on(Backend::Sqlite, &[("FIRSTLINE_SERVER__MAX_CONNECTIONS", "4")])
-        .await
-        .expect("sqlite");
+    let app = spawn_app_on(
+        Backend::Sqlite,
+        &[("FIRSTLINE_SERVER__MAX_CONNECTIONS", "4")],
+    )
+    .await
+    .expect("sqlite");
     let target = host_port(&app.addr);
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -116,9 +122,12 @@ async fn a_connection_beyond_the_cap_is_told_503_at_once_and_the_rest_go_on() {
 
 #[tokio::test]
 async fn console_routes_refuse_oversized_bodies_with_413_like_the_hooks() {
-    let app = spawn_app_on(Backend::Sqlite, &[("FIRSTLINE_SERVER__MAX_BODY_BYTES", "2048")])
-        .await
-        .expect("sqlite");
+    let app = spawn_app_on(
+        Backend::Sqlite,
+        &[("FIRSTLINE_SERVER__MAX_BODY_BYTES", "2048")],
+    )
+    .await
+    .expect("sqlite");
     let big = serde_json::json!({"user": "ana", "text": "x".repeat(4096)});
 
     let r = app
@@ -157,12 +166,25 @@ async fn unknown_routes_and_wrong_methods_answer_json_and_bad_limits_are_refused
     let (posts, _) = app.get_json("/console/posts?limit=0").await;
 
     assert_eq!(missing, 404);
-    assert!(missing_body["error"].as_str().unwrap_or("").contains("/no/such/route"));
+    assert!(
+        missing_body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/no/such/route")
+    );
     assert_eq!(wrong_status, 405);
-    assert!(wrong_body["error"].as_str().unwrap_or("").contains("DELETE"));
+    assert!(
+        wrong_body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("DELETE")
+    );
     assert_eq!(negative, 400);
     assert!(
-        negative_body["error"].as_str().unwrap_or("").contains("limit=-5"),
+        negative_body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("limit=-5"),
         "{negative_body}"
     );
     assert_eq!(posts, 400);
@@ -226,5 +248,9 @@ async fn out_of_file_descriptors_new_connections_get_503_not_a_silent_wait() {
 
     assert!(closed, "the connection was left waiting: {answer:?}");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
-    assert_eq!(health.ok(), Some(200), "serving again once descriptors are free");
+    assert_eq!(
+        health.ok(),
+        Some(200),
+        "serving again once descriptors are free"
+    );
 }

@@ -103,12 +103,14 @@ impl Catalog {
         for (file, text) in sources {
             let runbook = match toml::from_str::<Runbook>(text) {
                 Ok(r) => r,
-                Err(e) => {
-                    problems.push(Problem {
+                Err(_) => {
+                    // Every structural problem of the file, not the first.
+                    let (found, _) = crate::toml_errors::structural::<Runbook>(text);
+                    problems.extend(found.into_iter().map(|f| Problem {
                         file: file.clone(),
-                        line: e.span().map(|s| line_of(text, s.start)),
-                        message: e.message().trim_end_matches('.').to_string(),
-                    });
+                        line: f.line,
+                        message: f.message,
+                    }));
                     continue;
                 }
             };
@@ -200,14 +202,6 @@ pub fn read_dir(path: &Path, out: &mut Vec<(String, String)>, problems: &mut Vec
             read_dir(&p, out, problems);
         }
     }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
 }
 
 fn find_line(text: &str, needle: &str) -> Option<usize> {
