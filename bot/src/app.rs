@@ -113,6 +113,9 @@ impl App {
         // Before any task starts: a metric recorded before the recorder is
         // installed is lost (the applier lists its counters at start-up).
         let metrics = telemetry::metrics_handle();
+        http::hooks::register_metrics();
+        metrics::counter!("firstline_outbox_delivered_total").increment(0);
+        metrics::counter!("firstline_outbox_failures_total").increment(0);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         // Before anything is opened: a second process must not touch the
         // first one's journal (see `store::lock`).
@@ -137,8 +140,9 @@ impl App {
             .collect();
         if !missing.is_empty() {
             warn!(
-                targets = ?missing,
-                "runbook checks use targets that are not configured; they report an error until [targets.NAME] is set (see templates/runbooks/targets.example.toml)"
+                count = missing.len(),
+                "{} runbook target(s) not configured; `firstline runbook lint` lists them",
+                missing.len()
             );
         }
         info!(

@@ -14,6 +14,7 @@
 //! - [`store`]: SQLite and PostgreSQL (the only module naming sqlx);
 //! - [`domain`]: the pure core, no IO;
 //! - [`config`], [`telemetry`], [`app`]: wiring;
+//! - [`log_limit`]: warnings that could repeat per request, rate-limited;
 //! - [`toml_errors`]: every structural problem of a TOML file (config, runbooks).
 
 pub mod app;
@@ -23,6 +24,7 @@ pub mod domain;
 pub mod http;
 pub mod incident;
 pub mod intake;
+pub mod log_limit;
 pub mod outbox;
 pub mod postmortem;
 pub mod priority;

@@ -55,17 +55,26 @@ enum Cmd {
 enum RunbookCmd {
     /// List the loaded runbooks (bundled and from runbooks.dirs).
     List {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Show one runbook: its checks in order, actions and recovery criteria.
-    Show { id: String },
+    Show {
+        /// The runbook's id (`firstline runbook list` shows them).
+        id: String,
+    },
     /// Lint runbook files (default: every loaded runbook) against the
     /// configured targets; prints file:line: problem, exit code 1 on any.
-    Lint { path: Option<PathBuf> },
+    Lint {
+        /// A runbook file or a folder of them (default: every loaded runbook).
+        path: Option<PathBuf>,
+    },
     /// Run a runbook's checks now against the configured targets.
     Run {
+        /// The runbook's id (`firstline runbook list` shows them).
         id: String,
+        /// Print the findings as JSON.
         #[arg(long)]
         json: bool,
         /// Alert labels for placeholders, e.g. --label workflow_id=abc.
@@ -78,8 +87,10 @@ enum RunbookCmd {
 enum IncidentCmd {
     /// List incidents (open ones unless --all).
     List {
+        /// Resolved incidents too.
         #[arg(long)]
         all: bool,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -87,12 +98,15 @@ enum IncidentCmd {
     Show {
         /// INC-42 or 42.
         id: String,
+        /// Print JSON (the incident and its response times).
         #[arg(long)]
         json: bool,
     },
     /// Print the postmortem of an incident.
     Export {
+        /// INC-42 or 42.
         id: String,
+        /// md: Markdown for the postmortem document; json: for tools.
         #[arg(long, value_enum, default_value = "md")]
         format: Format,
     },

@@ -272,3 +272,38 @@ trend = "sideways"
         assert!(out.contains(e), "missing {e:?} in:\n{out}");
     }
 }
+
+#[test]
+fn every_option_and_argument_in_help_has_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let commands: [&[&str]; 12] = [
+        &[],
+        &["serve"],
+        &["check-config"],
+        &["migrate"],
+        &["incident", "list"],
+        &["incident", "show"],
+        &["incident", "export"],
+        &["runbook", "list"],
+        &["runbook", "show"],
+        &["runbook", "lint"],
+        &["runbook", "run"],
+        &["incident"],
+    ];
+    let mut bare = Vec::new();
+    for args in commands {
+        let mut with_help = args.to_vec();
+        with_help.push("--help");
+        let (code, out, err) = firstline(dir.path(), &with_help);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        for line in out.lines() {
+            let t = line.trim();
+            let entry = line.starts_with(' ') && t.starts_with(['-', '<', '[']);
+            // Help text follows an entry after a gap of two spaces or more.
+            if entry && !t.contains("  ") {
+                bare.push(format!("{args:?}: {t}"));
+            }
+        }
+    }
+    assert!(bare.is_empty(), "without help text:\n{}", bare.join("\n"));
+}

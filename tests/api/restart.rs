@@ -428,3 +428,27 @@ async fn logs_written_to_a_pipe_carry_no_terminal_colour_codes() {
     assert!(log.contains("incident opened"), "{log}");
     assert!(!log.contains('\u{1b}'), "escape codes in the log:\n{log:?}");
 }
+
+#[tokio::test]
+async fn a_fresh_server_lists_its_counters_at_zero_from_the_first_scrape() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let (mut server, base) = serve(dir.path(), &client).await;
+
+    let text = get_text(&client, &format!("{base}/metrics")).await;
+    let _ = server.kill();
+    let _ = server.wait();
+
+    for name in [
+        r#"firstline_alerts_total{source="alertmanager",status="accepted"}"#,
+        r#"firstline_alerts_total{source="grafana",status="rejected"}"#,
+        r#"firstline_alerts_total{source="generic",status="failed"}"#,
+        "firstline_outbox_delivered_total",
+        "firstline_outbox_failures_total",
+        "firstline_intake_dead_deliveries_total",
+        "firstline_intake_journal_lost_records_total",
+        "firstline_http_refused_connections_total",
+    ] {
+        assert_eq!(metric(&text, name), Some(0.0), "{name} in:\n{text}");
+    }
+}

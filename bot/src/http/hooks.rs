@@ -15,6 +15,21 @@ use super::{ApiError, AppState};
 use crate::domain::alert::Source;
 use crate::incident::{Idempotency, LedgerError};
 use crate::intake::{self, Answer, Refusal};
+use crate::log_limit::Every;
+
+static REFUSED_4XX: Every = Every::new(std::time::Duration::from_secs(10));
+static REFUSED_5XX: Every = Every::new(std::time::Duration::from_secs(10));
+
+/// Lists every (source, status) of `firstline_alerts_total` at zero, so
+/// that a dashboard's rate() works from the first scrape.
+pub fn register_metrics() {
+    for source in [Source::Alertmanager, Source::Grafana, Source::Generic] {
+        for status in ["accepted", "duplicate", "rejected", "failed"] {
+            metrics::counter!("firstline_alerts_total", "source" => source.as_str(), "status" => status)
+                .increment(0);
+        }
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/hooks/{source}", post(receive))
@@ -36,12 +51,21 @@ async fn receive(
         Ok(outcome) => Answer::from_outcome(outcome),
         Err(refusal) => {
             let (code, answer) = Answer::from_refusal(refusal);
-            warn!(
-                source = source.as_str(),
-                status = code.as_u16(),
-                error = answer.error.as_deref().unwrap_or(""),
-                "alert delivery refused"
-            );
+            // Once per request would bury the log under a storm.
+            let every = if code.is_server_error() {
+                &REFUSED_5XX
+            } else {
+                &REFUSED_4XX
+            };
+            if let Some(held_back) = every.due() {
+                warn!(
+                    source = source.as_str(),
+                    status = code.as_u16(),
+                    error = answer.error.as_deref().unwrap_or(""),
+                    held_back,
+                    "alert delivery refused (at most one such warning every 10 s; held_back counts the others)"
+                );
+            }
             metrics::counter!("firstline_alerts_total", "source" => source.as_str(), "status" => answer.status.as_str()).increment(1);
             (code, answer)
         }

@@ -199,7 +199,7 @@ impl Writer {
             }
             Err(e) => {
                 for job in batch {
-                    fail(job, LedgerError::Store(e.to_string()));
+                    fail(job, e.clone());
                 }
             }
         }

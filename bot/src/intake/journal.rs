@@ -51,6 +51,9 @@ use crate::domain::time::{Clock, Millis};
 use crate::incident::{Delivery, Idempotency, IngestOutcome, Ledger, LedgerError};
 use crate::store::{DeadDelivery, JournalRecord, JournalStore, Receipt, Store, StoreError};
 
+static APPEND_FAILED: crate::log_limit::Every =
+    crate::log_limit::Every::new(Duration::from_secs(10));
+
 /// What is stored per delivery (the `payload` column).
 #[derive(Debug, Serialize, Deserialize)]
 struct Payload {
@@ -537,7 +540,9 @@ impl Writer {
                 // Nothing of this batch is stored: forget it, and fail
                 // every answer (a duplicate of something in this batch
                 // is no longer one).
-                error!(error = %e, "intake journal: append failed; answering 503");
+                if let Some(held_back) = APPEND_FAILED.due() {
+                    error!(error = %e, held_back, "intake journal: append failed; answering 503 (at most one such error every 10 s)");
+                }
                 self.pending.forget_from(first);
                 self.next_seq = first;
                 for (entry, _) in answers {
