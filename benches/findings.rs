@@ -208,7 +208,7 @@ async fn main() -> anyhow::Result<()> {
                 && posts.iter().any(|p| p.text.starts_with("🔎"))
             {
                 let t = accepted.elapsed().as_secs_f64() * 1000.0;
-                let timeline = store.timeline(incident).await?;
+                let timeline = store.timeline_page(incident, 0, 10_000).await?;
                 let slowest = timeline
                     .iter()
                     .find(|e| e.kind == "findings")

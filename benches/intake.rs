@@ -267,13 +267,13 @@ async fn run(options: Options) -> Result<()> {
         match PgDatabase::create(&admin).await {
             Err(e) => println!(
                 "postgres: skipped ({} unreachable or refused: {e:#})",
-                firstline::app::redact_url(&admin)
+                firstline::text::redact_url(&admin)
             ),
             Ok(mut db) => {
                 println!(
                     "postgres: fresh database {} at {}",
                     db.name,
-                    firstline::app::redact_url(&admin)
+                    firstline::text::redact_url(&admin)
                 );
                 let result =
                     bench_backend("postgres", Some(&db.url), &binary, &options, &maker).await;
@@ -754,7 +754,7 @@ async fn drop_database(admin_url: &str, name: &str) -> Result<()> {
 fn with_database(url: &str, name: &str) -> Result<String> {
     let authority = url
         .find("://")
-        .with_context(|| format!("{} is not a URL", firstline::app::redact_url(url)))?
+        .with_context(|| format!("{} is not a URL", firstline::text::redact_url(url)))?
         + 3;
     let (main, query) = match url.split_once('?') {
         Some((m, q)) => (m, Some(q)),

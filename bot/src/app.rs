@@ -26,6 +26,7 @@ use crate::runbook::recovery::RecoveryWatcher;
 use crate::runbook::worker::RunbookRunner;
 use crate::store::{ConnectOptions, JournalStore, Store, StoreLock};
 use crate::telemetry;
+use crate::text::redact_url;
 
 /// A built, not yet running, firstline.
 pub struct App {
@@ -90,20 +91,6 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
         .with_context(|| format!("cannot open the store at {}", redact_url(&s.url)))?;
     store.migrate().await.context("cannot apply migrations")?;
     Ok(store)
-}
-
-/// The URL without its password, for messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }
 
 impl App {

@@ -15,6 +15,7 @@
 //! - [`domain`]: the pure core, no IO;
 //! - [`config`], [`telemetry`], [`app`]: wiring;
 //! - [`log_limit`]: warnings that could repeat per request, rate-limited;
+//! - [`text`]: URL redaction and trimming text to a size (a leaf module);
 //! - [`toml_errors`]: every structural problem of a TOML file (config, runbooks).
 
 pub mod app;
@@ -32,4 +33,5 @@ pub mod probe;
 pub mod runbook;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod toml_errors;

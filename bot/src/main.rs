@@ -171,7 +171,7 @@ fn check_config(config: &Config) -> ExitCode {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "embedded default".into());
     println!("configuration OK ({source})");
-    println!("  store:    {}", app::redact_url(&s.store.url));
+    println!("  store:    {}", firstline::text::redact_url(&s.store.url));
     println!("  http:     {}", config.listen);
     println!("  chat:     {} in {}", s.chat.platform, s.chat.channel);
     println!("  timezone: {}", config.timezone);
@@ -211,7 +211,7 @@ async fn run(command: Cmd, config: Config) -> anyhow::Result<ExitCode> {
             let store = app::open_store(&config).await?;
             println!(
                 "migrations applied to {} ({})",
-                app::redact_url(&config.settings.store.url),
+                firstline::text::redact_url(&config.settings.store.url),
                 store.backend()
             );
             store.close().await;

@@ -451,3 +451,99 @@ async fn an_alert_starting_in_the_future_gives_no_negative_ttd_and_says_why() {
         "{notes:?}"
     );
 }
+
+/// `n` distinct firing alerts of one group (service `big`), `per` a delivery.
+fn storm(n: usize, per: usize) -> Vec<String> {
+    (0..n)
+        .collect::<Vec<_>>()
+        .chunks(per)
+        .map(|chunk| {
+            let alerts: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "status": "firing",
+                        "labels": {"alertname": "Down", "service": "big", "instance": format!("i-{i}")},
+                        "annotations": {"summary": format!("instance i-{i} is down")},
+                        "startsAt": "2026-11-23T00:00:00Z",
+                        "endsAt": "0001-01-01T00:00:00Z",
+                        "fingerprint": format!("big-{i}"),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "version": "4", "groupKey": "big", "truncatedAlerts": 0, "status": "firing",
+                "receiver": "firstline", "groupLabels": {}, "commonLabels": {},
+                "commonAnnotations": {}, "externalURL": "http://am.local", "alerts": alerts,
+            })
+            .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn one_big_incident_stays_readable_in_the_api_the_timeline_the_postmortem_and_chat() {
+    let app = spawn_app_on(Backend::Sqlite, &[]).await.expect("sqlite");
+    for body in storm(600, 100) {
+        let (status, _) = app.post_hook("alertmanager", body).await;
+        assert_eq!(status, 200);
+    }
+
+    // The counted arrivals are written once the writer is idle.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let events = loop {
+        let (_, t) = app.get_json("/api/incidents/INC-1/timeline").await;
+        let events = t["events"].as_array().cloned().unwrap_or_default();
+        if events.iter().any(|e| e["kind"] == "alerts_counted") {
+            break events;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no aggregate: {t}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (_, incident) = app.get_json("/api/incidents/INC-1").await;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut next = Some("/api/incidents/INC-1/alerts?limit=250".to_string());
+    let mut pages = 0;
+    while let Some(url) = next {
+        let (status, page) = app.get_json(&url).await;
+        assert_eq!(status, 200, "{page}");
+        for a in page["alerts"].as_array().expect("alerts") {
+            seen.insert(a["fingerprint"].as_str().unwrap_or("").to_string());
+        }
+        next = page["next"].as_str().map(str::to_string);
+        pages += 1;
+    }
+    let (_, md) = app
+        .get_text("/api/incidents/INC-1/postmortem?format=md")
+        .await;
+    let (_, chat) = app.command("ana", "/incident timeline INC-1").await;
+    let chat = chat["reply"].as_str().unwrap_or("").to_string();
+
+    // 1 opened + 1 first firing + 20 joined one by one + 1 aggregate of 579.
+    let individual = events
+        .iter()
+        .filter(|e| e["kind"] == "alert_firing")
+        .count();
+    assert_eq!(individual, 21, "{events:?}");
+    let counted: i64 = events
+        .iter()
+        .filter(|e| e["kind"] == "alerts_counted")
+        .map(|e| e["data"]["fired"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(counted, 600 - 21);
+    assert_eq!(incident["alert_counts"]["total"], 600);
+    assert_eq!(incident["alerts"].as_array().map(Vec::len), Some(100));
+    assert!(
+        incident["alerts_next"].as_str().is_some(),
+        "{}",
+        incident["alerts_next"]
+    );
+    assert_eq!((seen.len(), pages), (600, 3));
+    assert!(md.len() < 40_000, "postmortem of {} bytes", md.len());
+    assert!(
+        md.contains("## Alerts (600: 600 firing, 0 resolved)"),
+        "{md}"
+    );
+    assert!(md.contains("/api/incidents/INC-1/alerts"), "{md}");
+    assert!(chat.lines().count() <= 32, "{chat}");
+}

@@ -57,6 +57,10 @@ impl Reply {
 
 /// Runs `text` typed by `user`. `thread_incident` is the incident whose
 /// thread the command was typed in, which commands without an id act on.
+/// Timeline events `/incident timeline` shows (the most recent): a
+/// screen, not a storm.
+const CHAT_TIMELINE: i64 = 30;
+
 /// The longest command accepted: a note or a title, not a log dump (which
 /// would be echoed into the incident thread and the postmortem).
 pub const MAX_COMMAND_BYTES: usize = 8 * 1024;
@@ -342,14 +346,25 @@ async fn status(ctx: &CommandContext, id: i64) -> Reply {
 }
 
 async fn timeline(ctx: &CommandContext, id: i64) -> Reply {
-    let (inc, events) = match (ctx.store.incident(id).await, ctx.store.timeline(id).await) {
-        (Ok(Some(inc)), Ok(events)) => (inc, events),
-        (Ok(None), _) => return Reply::err(format!("INC-{id} does not exist")),
-        (Err(e), _) | (_, Err(e)) => {
+    let (inc, events, total) = match (
+        ctx.store.incident(id).await,
+        ctx.store.timeline_tail(id, CHAT_TIMELINE).await,
+        ctx.store.timeline_count(id).await,
+    ) {
+        (Ok(Some(inc)), Ok(events), Ok(total)) => (inc, events, total),
+        (Ok(None), _, _) => return Reply::err(format!("INC-{id} does not exist")),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             return store_failed(format!("could not read INC-{id}"), &e);
         }
     };
-    let mut out = format!("{} timeline ({} events)", inc.human_id, events.len());
+    let mut out = format!("{} timeline ({total} events)", inc.human_id);
+    if total > events.len() as i64 {
+        out.push_str(&format!(
+            "; the last {}, GET /api/incidents/{}/timeline has them all",
+            events.len(),
+            inc.human_id
+        ));
+    }
     for e in &events {
         let offset = format_duration(e.at.0 - inc.detected.0);
         out.push_str(&format!(

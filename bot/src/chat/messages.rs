@@ -55,6 +55,13 @@ impl std::fmt::Debug for Messages {
     }
 }
 
+/// The longest post, in characters.
+pub const MAX_POST_CHARS: usize = 3000;
+/// Alerts listed in an "opened" post; the rest are counted.
+const POST_ALERTS: usize = 10;
+/// The longest line describing one alert.
+const POST_LINE_CHARS: usize = 200;
+
 impl Messages {
     /// Builds the renderer; times are shown in `tz`.
     pub fn new(tz: Tz) -> Messages {
@@ -110,7 +117,9 @@ impl Messages {
 
     fn render(&self, name: &str, ctx: minijinja::Value) -> String {
         match self.env.get_template(name).and_then(|t| t.render(ctx)) {
-            Ok(s) => s.trim_end().to_string(),
+            // Whatever the values held, a post stays a post (Slack cuts
+            // text at 4,000 characters; a terminal scrolls away).
+            Ok(s) => crate::text::clip(s.trim_end(), MAX_POST_CHARS).into_owned(),
             Err(e) => {
                 tracing::error!(template = name, error = %e, "message template failed");
                 format!("(message {name} could not be rendered: {e})")
@@ -120,7 +129,12 @@ impl Messages {
 
     pub fn opened(&self, inc: &Incident, alerts: &[&IncomingAlert], truncated: u64) -> String {
         let times = inc.milestones().response_times();
-        let alerts: Vec<String> = alerts.iter().map(|a| a.describe()).collect();
+        let more = alerts.len().saturating_sub(POST_ALERTS);
+        let alerts: Vec<String> = alerts
+            .iter()
+            .take(POST_ALERTS)
+            .map(|a| crate::text::clip(&a.describe(), POST_LINE_CHARS).into_owned())
+            .collect();
         self.render(
             "incident_opened",
             context! {
@@ -133,6 +147,7 @@ impl Messages {
                 impact_start => inc.impact_start.filter(|s| *s != inc.detected).map(|s| self.time(s)),
                 ttd => times.ttd_ms.map(format_duration),
                 alerts => alerts,
+                more => more,
                 truncated => truncated,
             },
         )

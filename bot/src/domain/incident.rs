@@ -105,12 +105,17 @@ pub fn title_for(alert: &IncomingAlert, group_key: &str) -> String {
         .filter(|(n, _)| n != "alertname" && !n.is_empty())
         .map(|(n, v)| format!("{n}={v}"))
         .collect();
-    if rest.is_empty() {
+    let title = if rest.is_empty() {
         name.to_string()
     } else {
         format!("{name} ({})", rest.join(", "))
-    }
+    };
+    // A title is a line people read, not a payload a sender can fill.
+    crate::text::clip(&title, MAX_TITLE_CHARS).into_owned()
 }
+
+/// The longest incident title, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
 
 /// Response times of one incident, each in milliseconds, `None` while the
 /// moment it ends at has not happened. Definitions from PRODUCT.md:
@@ -193,6 +198,8 @@ pub enum EventKind {
     Opened,
     AlertFiring,
     AlertResolved,
+    /// Alert arrivals counted rather than listed (see `incident::joins`).
+    AlertsCounted,
     AlertsTruncated,
     SeverityChanged,
     StateChanged,
@@ -210,6 +217,7 @@ impl EventKind {
             EventKind::Opened => "opened",
             EventKind::AlertFiring => "alert_firing",
             EventKind::AlertResolved => "alert_resolved",
+            EventKind::AlertsCounted => "alerts_counted",
             EventKind::AlertsTruncated => "alerts_truncated",
             EventKind::SeverityChanged => "severity_changed",
             EventKind::StateChanged => "state_changed",

@@ -18,6 +18,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/incidents", get(list))
         .route("/api/incidents/{id}", get(show))
+        .route("/api/incidents/{id}/alerts", get(alerts))
         .route("/api/incidents/{id}/timeline", get(timeline))
         .route("/api/incidents/{id}/posts", get(posts))
         .route("/api/incidents/{id}/postmortem", get(export))
@@ -80,25 +81,104 @@ async fn show(State(state): State<AppState>, Path(raw): Path<String>) -> Answer 
         .incident(id)
         .await?
         .ok_or_else(|| not_found(id))?;
-    let alerts = state.store.alerts_of(id).await?;
+    let counts = state.store.alert_counts(id).await?;
+    let alerts = state.store.alerts_page(id, 0, ALERTS_PAGE).await?;
+    let next = next_page(&incident.human_id, "alerts", &alerts, ALERTS_PAGE, |a| a.id);
     Ok(axum::Json(json!({
         "response_times": incident.milestones().response_times(),
         "incident": incident,
+        "alert_counts": counts,
         "alerts": alerts,
+        "alerts_next": next,
     }))
     .into_response())
 }
 
-async fn timeline(State(state): State<AppState>, Path(raw): Path<String>) -> Answer {
+/// Alerts per page by default (`limit` may ask for up to 1000).
+const ALERTS_PAGE: i64 = 100;
+/// Timeline events per page by default (`limit` may ask for up to 5000).
+const TIMELINE_PAGE: i64 = 500;
+
+/// `?after=ID&limit=N`: a page after the item with id `after`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+fn page(
+    query: Result<Query<PageQuery>, QueryRejection>,
+    default: i64,
+    max: i64,
+) -> Result<(i64, i64), ApiError> {
+    let Query(q) = query.map_err(|_| {
+        ApiError::BadRequest(
+            "query parameters are after=ID (from the last page's next) and limit=N".into(),
+        )
+    })?;
+    let after = q.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::BadRequest(format!("after={after} is not an id")));
+    }
+    Ok((after, super::error::limit(q.limit, default, max)?))
+}
+
+/// The URL of the page after `items` (`None` on the last page).
+fn next_page<T>(
+    incident: &str,
+    what: &str,
+    items: &[T],
+    limit: i64,
+    id: impl Fn(&T) -> i64,
+) -> Option<String> {
+    match items.last() {
+        Some(last) if items.len() as i64 == limit => Some(format!(
+            "/api/incidents/{incident}/{what}?after={}&limit={limit}",
+            id(last)
+        )),
+        _ => None,
+    }
+}
+
+async fn alerts(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Answer {
     let id = parse_id(&raw)?;
+    let (after, limit) = page(query, ALERTS_PAGE, 1000)?;
     state.caught_up().await;
     let incident = state
         .store
         .incident(id)
         .await?
         .ok_or_else(|| not_found(id))?;
-    let events = state.store.timeline(id).await?;
-    Ok(axum::Json(json!({"incident": incident.human_id, "events": events})).into_response())
+    let counts = state.store.alert_counts(id).await?;
+    let alerts = state.store.alerts_page(id, after, limit).await?;
+    let next = next_page(&incident.human_id, "alerts", &alerts, limit, |a| a.id);
+    Ok(axum::Json(json!({"incident": incident.human_id, "alert_counts": counts, "alerts": alerts, "next": next})).into_response())
+}
+
+async fn timeline(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Answer {
+    let id = parse_id(&raw)?;
+    let (after, limit) = page(query, TIMELINE_PAGE, 5000)?;
+    state.caught_up().await;
+    let incident = state
+        .store
+        .incident(id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let events = state.store.timeline_page(id, after, limit).await?;
+    let next = next_page(&incident.human_id, "timeline", &events, limit, |e| e.id);
+    Ok(
+        axum::Json(json!({"incident": incident.human_id, "events": events, "next": next}))
+            .into_response(),
+    )
 }
 
 async fn posts(State(state): State<AppState>, Path(raw): Path<String>) -> Answer {

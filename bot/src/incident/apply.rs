@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::joins::{Aggregate, Arrival, Joins, Record};
 use crate::chat::messages::Messages;
 use crate::domain::alert::{AlertStatus, IncomingAlert, ParsedWebhook, Source};
 use crate::domain::incident::{self, EventKind, Incident, human_id, transition_allowed};
@@ -148,6 +149,9 @@ impl From<StoreError> for LedgerError {
 #[derive(Debug, Default)]
 pub(super) struct Effects {
     pub enqueued: usize,
+    /// The writer's counts of alert arrivals, as this batch leaves them
+    /// (kept by the writer only if the batch commits).
+    pub joins: Joins,
 }
 
 /// What the ingest jobs of a batch will look up, so the batch can fetch it
@@ -245,7 +249,7 @@ pub(super) async fn ingest(
                 if new {
                     opened.push(id);
                 } else {
-                    alert_joined(tx, rules, now, id, alert).await?;
+                    alert_joined(tx, now, id, alert, &mut effects.joins).await?;
                 }
                 Some(id)
             }
@@ -474,19 +478,65 @@ async fn insert_alert(
 
 async fn alert_joined(
     tx: &mut Batch<'_>,
-    _rules: &Rules,
     now: Millis,
     id: i64,
     a: &IncomingAlert,
+    joins: &mut Joins,
 ) -> Result<(), LedgerError> {
     // The hot path of an alert storm: no need to load the incident.
+    alert_event(tx, now, id, a, Arrival::Firing, "firing", joins).await
+}
+
+/// The timeline event of one alert arriving on incident `id`: its own, or
+/// counted into an aggregate (see [`super::joins`]).
+async fn alert_event(
+    tx: &mut Batch<'_>,
+    now: Millis,
+    id: i64,
+    a: &IncomingAlert,
+    arrival: Arrival,
+    what: &str,
+    joins: &mut Joins,
+) -> Result<(), LedgerError> {
+    let kind = match arrival {
+        Arrival::Firing => EventKind::AlertFiring,
+        Arrival::Resolved => EventKind::AlertResolved,
+    };
+    match joins.arrive(id, arrival, now) {
+        Record::Individual => {
+            tx.append(NewEvent {
+                incident_id: id,
+                at: now,
+                actor: a.source.as_str(),
+                kind: kind.as_str(),
+                text: &alert_line(a, what),
+                data: json_text(&alert_data(a)),
+            })
+            .await?
+        }
+        Record::Counted => {}
+        Record::Aggregate(counts) => aggregate_event(tx, now, &counts).await?,
+    }
+    Ok(())
+}
+
+/// Writes one aggregate of counted alert arrivals.
+pub(super) async fn aggregate_event(
+    tx: &mut Batch<'_>,
+    now: Millis,
+    counts: &Aggregate,
+) -> Result<(), LedgerError> {
     tx.append(NewEvent {
-        incident_id: id,
+        incident_id: counts.incident_id,
         at: now,
-        actor: a.source.as_str(),
-        kind: EventKind::AlertFiring.as_str(),
-        text: &alert_line(a, "firing"),
-        data: json_text(&alert_data(a)),
+        actor: "firstline",
+        kind: EventKind::AlertsCounted.as_str(),
+        text: &counts.text(),
+        data: json_text(&json!({
+            "fired": counts.fired,
+            "resolved": counts.resolved,
+            "since": counts.since.to_rfc3339(),
+        })),
     })
     .await?;
     Ok(())
@@ -503,14 +553,14 @@ async fn refired(
     let Some(inc) = tx.incident(id).await? else {
         return Ok(());
     };
-    event(
+    alert_event(
         tx,
-        &inc,
         now,
-        a.source.as_str(),
-        EventKind::AlertFiring,
-        &alert_line(a, "firing again"),
-        alert_data(a),
+        id,
+        a,
+        Arrival::Firing,
+        "firing again",
+        &mut effects.joins,
     )
     .await?;
     if inc.state == State::Mitigated || inc.state == State::Resolved {
@@ -531,14 +581,14 @@ async fn alert_resolved(
     let Some(mut inc) = tx.incident(id).await? else {
         return Ok(());
     };
-    event(
+    alert_event(
         tx,
-        &inc,
         now,
-        a.source.as_str(),
-        EventKind::AlertResolved,
-        &alert_line(a, "resolved"),
-        alert_data(a),
+        id,
+        a,
+        Arrival::Resolved,
+        "resolved",
+        &mut effects.joins,
     )
     .await?;
     if tx.firing_alerts(id).await? > 0 {

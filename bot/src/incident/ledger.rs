@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use super::apply::{
     self, Change, ChangeOutcome, Effects, Idempotency, IngestOutcome, LedgerError, Rules,
 };
+use super::joins::Joins;
 use crate::domain::alert::{ParsedWebhook, Source};
 use crate::domain::time::{Clock, Millis};
 use crate::store::{Batch, Store, WriterConn};
@@ -89,6 +90,7 @@ impl Ledger {
             wakes,
             batch_max,
             conn: None,
+            joins: Joins::default(),
         };
         let handle = if writer.store.backend() == "sqlite" {
             crate::priority::spawn_background("firstline-incidents", writer.run(rx))?
@@ -143,7 +145,14 @@ struct Writer {
     /// Held across batches; dropped (closed) after a store error and taken
     /// afresh for the next batch.
     conn: Option<WriterConn>,
+    /// Alert arrivals counted for the timeline (see `joins`); a batch
+    /// works on a copy, kept only if it commits.
+    joins: Joins,
 }
+
+/// How long the writer waits without a job before it writes the counted
+/// alert arrivals of quiet incidents.
+const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
@@ -152,10 +161,15 @@ impl Writer {
             // `Store::close` waits for every pooled connection to come back
             // (the PostgreSQL writer's is one): give the held one up as soon
             // as the pool starts closing.
+            let idle = self.joins.has_pending();
             let next = tokio::select! {
                 job = rx.recv() => job,
                 _ = self.store.closing(), if self.conn.is_some() => {
                     self.conn = None;
+                    continue;
+                }
+                _ = tokio::time::sleep(IDLE_FLUSH), if idle => {
+                    self.flush_counts().await;
                     continue;
                 }
             };
@@ -226,6 +240,41 @@ impl Writer {
         result
     }
 
+    /// Writes the counted alert arrivals of every incident (the writer is
+    /// idle). A failure keeps the counts for the next try.
+    async fn flush_counts(&mut self) {
+        let mut joins = self.joins.clone();
+        let counts = joins.flush(self.clock.now());
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => match self.store.writer_conn().await {
+                Ok(c) => self.conn.insert(c),
+                Err(e) => {
+                    warn!(error = %e, "could not write counted alert arrivals; will retry");
+                    return;
+                }
+            },
+        };
+        let now = self.clock.now();
+        let result = async {
+            let mut tx = Batch::new(conn.begin().await.map_err(store_err)?);
+            for c in &counts {
+                apply::aggregate_event(&mut tx, now, c).await?;
+            }
+            tx.commit().await.map_err(store_err)
+        }
+        .await;
+        match result {
+            Ok(()) => self.joins = joins,
+            Err(e) => {
+                if let Some(conn) = self.conn.take() {
+                    conn.discard();
+                }
+                warn!(error = %e, "could not write counted alert arrivals; will retry");
+            }
+        }
+    }
+
     /// One attempt on the held connection (taken first if there is none);
     /// after a failure the connection is closed, never reused.
     async fn apply_on_conn(
@@ -238,11 +287,21 @@ impl Writer {
                 .conn
                 .insert(self.store.writer_conn().await.map_err(store_err)?),
         };
-        let result = apply_jobs(conn, &self.rules, self.clock.now(), batch).await;
-        if result.is_err()
-            && let Some(conn) = self.conn.take()
-        {
-            conn.discard();
+        let mut result = apply_jobs(
+            conn,
+            &self.rules,
+            self.clock.now(),
+            batch,
+            self.joins.clone(),
+        )
+        .await;
+        match &mut result {
+            Ok((_, effects)) => self.joins = std::mem::take(&mut effects.joins),
+            Err(_) => {
+                if let Some(conn) = self.conn.take() {
+                    conn.discard();
+                }
+            }
         }
         result
     }
@@ -254,6 +313,7 @@ async fn apply_jobs(
     rules: &Rules,
     now: crate::domain::time::Millis,
     batch: &[Job],
+    joins: Joins,
 ) -> Result<(Vec<Result<Outcome, LedgerError>>, Effects), LedgerError> {
     let mut tx = Batch::new(conn.begin().await.map_err(store_err)?);
     let deliveries = batch.iter().flat_map(|job| match job {
@@ -264,7 +324,10 @@ async fn apply_jobs(
     tx.prefetch(&apply::prefetch_for(rules, deliveries), now)
         .await
         .map_err(store_err)?;
-    let mut effects = Effects::default();
+    let mut effects = Effects {
+        joins,
+        ..Effects::default()
+    };
     let mut outcomes = Vec::with_capacity(batch.len());
     for job in batch {
         let outcome = match job {

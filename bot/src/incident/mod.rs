@@ -6,6 +6,7 @@
 //! (a chat post) is written there too, as an outbox intent.
 
 mod apply;
+pub mod joins;
 mod ledger;
 
 pub use apply::{Change, ChangeOutcome, Idempotency, IngestOutcome, LedgerError, Rules};

@@ -13,7 +13,8 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Observation, ProbeError, Target, TargetSettings, trim_evidence};
+use super::{Observation, ProbeError, Target, TargetSettings};
+use crate::text::trim_lines;
 
 /// `kind = "http"`: a read of an HTTP endpoint (seed 000's summary API,
 /// seed 003's `/health`, seed 004's Execution Logs API).
@@ -185,7 +186,7 @@ pub async fn observe(
             "attempts": made,
             "elapsed_ms": elapsed_ms,
         }),
-        evidence: trim_evidence(&evidence, EVIDENCE_LINES, EVIDENCE_CHARS),
+        evidence: trim_lines(&evidence, EVIDENCE_LINES, EVIDENCE_CHARS),
     })
 }
 

@@ -24,7 +24,8 @@ use super::http::{
     EVIDENCE_CHARS, EVIDENCE_LINES, display_url, get_once, header_map, join_url, parse_url, redact,
     status_line,
 };
-use super::{Observation, ProbeError, Target, TargetSettings, trim_evidence};
+use super::{Observation, ProbeError, Target, TargetSettings};
+use crate::text::trim_lines;
 
 /// `kind = "metrics"`: scrape a `/metrics` endpoint in Prometheus text
 /// format and select one metric by name and labels (seed 004 §2:
@@ -154,7 +155,7 @@ pub async fn observe(
             "sum": sum,
             "max": max,
         }),
-        evidence: trim_evidence(&evidence, EVIDENCE_LINES, EVIDENCE_CHARS),
+        evidence: trim_lines(&evidence, EVIDENCE_LINES, EVIDENCE_CHARS),
     })
 }
 

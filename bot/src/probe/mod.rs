@@ -231,20 +231,3 @@ fn outer_bound(spec: &ProbeSpec, timeout: Duration) -> Duration {
         _ => timeout + Duration::from_secs(1),
     }
 }
-
-/// Trims evidence to what fits a chat message: at most `max_lines` lines and
-/// `max_chars` characters, marking the cut.
-pub fn trim_evidence(text: &str, max_lines: usize, max_chars: usize) -> String {
-    let mut out = String::new();
-    for (i, line) in text.lines().enumerate() {
-        if i == max_lines || out.len() + line.len() > max_chars {
-            out.push('…');
-            return out;
-        }
-        if i > 0 {
-            out.push('\n');
-        }
-        out.push_str(line);
-    }
-    out
-}

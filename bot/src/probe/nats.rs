@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::sql::Secrets;
-use super::{Observation, ProbeError, Target, TargetSettings, trim_evidence};
-use crate::app::redact_url;
+use super::{Observation, ProbeError, Target, TargetSettings};
+use crate::text::redact_url;
+use crate::text::trim_lines;
 
 /// `kind = "nats"`: NATS connectivity and JetStream stream / consumer
 /// state (seed 001 §4.1, seed 002 §5.6).
@@ -101,7 +102,7 @@ pub async fn observe(
     let Some(stream_name) = &p.stream else {
         return Ok(Observation {
             data: json!({"connected": true, "stream": null, "consumer": null}),
-            evidence: trim_evidence(&evidence.join("\n"), 20, 2000),
+            evidence: trim_lines(&evidence.join("\n"), 20, 2000),
         });
     };
 
@@ -197,7 +198,7 @@ pub async fn observe(
 
     Ok(Observation {
         data: json!({"connected": true, "stream": stream_data, "consumer": consumer_data}),
-        evidence: trim_evidence(&evidence.join("\n"), 20, 2000),
+        evidence: trim_lines(&evidence.join("\n"), 20, 2000),
     })
 }
 

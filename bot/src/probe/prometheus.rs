@@ -12,7 +12,8 @@ use super::http::{
     status_line,
 };
 use super::metrics::{json_number, series_text, value_text};
-use super::{Observation, ProbeError, Target, TargetSettings, trim_evidence};
+use super::{Observation, ProbeError, Target, TargetSettings};
+use crate::text::trim_lines;
 
 /// `kind = "prometheus"`: a PromQL query against a Prometheus HTTP API
 /// (`/api/v1/query`, or `/api/v1/query_range` for a trend).
@@ -269,7 +270,7 @@ pub async fn observe(
             "max": max,
             "sum": sum,
         }),
-        evidence: trim_evidence(&lines.join("\n"), EVIDENCE_LINES, EVIDENCE_CHARS),
+        evidence: trim_lines(&lines.join("\n"), EVIDENCE_LINES, EVIDENCE_CHARS),
     })
 }
 

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::sql::Secrets;
 use super::{Observation, ProbeError, Target, TargetSettings};
-use crate::app::redact_url;
+use crate::text::redact_url;
 
 /// `kind = "redis"`: reachability and round-trip latency (seed 002 §5.8).
 ///

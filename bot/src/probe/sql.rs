@@ -26,8 +26,9 @@ use sqlx::{
     Statement, TypeInfo, ValueRef,
 };
 
-use super::{Observation, ProbeError, Target, TargetSettings, trim_evidence};
-use crate::app::redact_url;
+use super::{Observation, ProbeError, Target, TargetSettings};
+use crate::text::redact_url;
+use crate::text::trim_lines;
 
 /// `kind = "sql"`: a query against a PostgreSQL target, always in a
 /// read-only transaction with a statement timeout and a row cap (seed 001 /
@@ -300,7 +301,7 @@ fn evidence(table: &Table) -> String {
         (false, true) => format!("({n} {plural}, {} shown)", shown.len()),
         (false, false) => format!("({n} {plural})"),
     });
-    trim_evidence(&lines.join("\n"), 20, 2000)
+    trim_lines(&lines.join("\n"), 20, 2000)
 }
 
 fn render_cell(value: &Value) -> String {

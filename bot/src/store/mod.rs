@@ -338,6 +338,14 @@ pub struct StoreGauges {
     pub dead_deliveries: i64,
 }
 
+/// How many alerts an incident has, by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AlertCounts {
+    pub total: i64,
+    pub firing: i64,
+    pub resolved: i64,
+}
+
 const INCIDENT_COLUMNS: &str = "id, group_key, title, severity, state, labels, impact_start_ms, detected_ms, acknowledged_ms, mitigated_ms, resolved_ms, updated_ms, truncated_alerts, chat_thread, runbook_id";
 
 /// How receipts are found: the first 16 bytes of SHA-256 over the source,
@@ -642,18 +650,70 @@ impl Store {
         rows.into_iter().map(Incident::try_from).collect()
     }
 
-    pub async fn timeline(&self, incident_id: i64) -> Result<Vec<TimelineEvent>> {
+    /// Up to `limit` timeline events of the incident after event id
+    /// `after` (0: from the start), oldest first: a page.
+    pub async fn timeline_page(
+        &self,
+        incident_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<TimelineEvent>> {
         let rows: Vec<TimelineRow> = on_pool!(self, p => sqlx::query_as(
-            "SELECT id, incident_id, at_ms, actor, kind, text, data FROM timeline WHERE incident_id = $1 ORDER BY id")
-            .bind(incident_id).fetch_all(p).await?);
+            "SELECT id, incident_id, at_ms, actor, kind, text, data FROM timeline WHERE incident_id = $1 AND id > $2 ORDER BY id LIMIT $3")
+            .bind(incident_id).bind(after).bind(limit).fetch_all(p).await?);
         rows.into_iter().map(TimelineEvent::try_from).collect()
     }
 
-    pub async fn alerts_of(&self, incident_id: i64) -> Result<Vec<StoredAlert>> {
+    /// The incident's last `limit` timeline events, oldest first.
+    pub async fn timeline_tail(&self, incident_id: i64, limit: i64) -> Result<Vec<TimelineEvent>> {
+        let mut rows: Vec<TimelineRow> = on_pool!(self, p => sqlx::query_as(
+            "SELECT id, incident_id, at_ms, actor, kind, text, data FROM timeline WHERE incident_id = $1 ORDER BY id DESC LIMIT $2")
+            .bind(incident_id).bind(limit).fetch_all(p).await?);
+        rows.reverse();
+        rows.into_iter().map(TimelineEvent::try_from).collect()
+    }
+
+    /// How many timeline events the incident has.
+    pub async fn timeline_count(&self, incident_id: i64) -> Result<i64> {
+        Ok(
+            on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM timeline WHERE incident_id = $1")
+            .bind(incident_id).fetch_one(p).await?),
+        )
+    }
+
+    /// Up to `limit` alerts of the incident after alert id `after` (0:
+    /// from the first), oldest first: a page.
+    pub async fn alerts_page(
+        &self,
+        incident_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredAlert>> {
         let rows: Vec<AlertRow> = on_pool!(self, p => sqlx::query_as(
-            "SELECT id, incident_id, source, fingerprint, status, name, starts_ms, ends_ms, labels, annotations, generator_url, received_ms FROM alerts WHERE incident_id = $1 ORDER BY id")
-            .bind(incident_id).fetch_all(p).await?);
+            "SELECT id, incident_id, source, fingerprint, status, name, starts_ms, ends_ms, labels, annotations, generator_url, received_ms FROM alerts WHERE incident_id = $1 AND id > $2 ORDER BY id LIMIT $3")
+            .bind(incident_id).bind(after).bind(limit).fetch_all(p).await?);
         rows.into_iter().map(StoredAlert::try_from).collect()
+    }
+
+    /// The incident's last `limit` alerts, oldest first.
+    pub async fn alerts_tail(&self, incident_id: i64, limit: i64) -> Result<Vec<StoredAlert>> {
+        let mut rows: Vec<AlertRow> = on_pool!(self, p => sqlx::query_as(
+            "SELECT id, incident_id, source, fingerprint, status, name, starts_ms, ends_ms, labels, annotations, generator_url, received_ms FROM alerts WHERE incident_id = $1 ORDER BY id DESC LIMIT $2")
+            .bind(incident_id).bind(limit).fetch_all(p).await?);
+        rows.reverse();
+        rows.into_iter().map(StoredAlert::try_from).collect()
+    }
+
+    /// How many alerts the incident has, and how many of them fire.
+    pub async fn alert_counts(&self, incident_id: i64) -> Result<AlertCounts> {
+        let (total, firing): (i64, i64) = on_pool!(self, p => sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'firing' THEN 1 ELSE 0 END), 0) FROM alerts WHERE incident_id = $1")
+            .bind(incident_id).fetch_one(p).await?);
+        Ok(AlertCounts {
+            total,
+            firing,
+            resolved: total - firing,
+        })
     }
 
     /// Posts the bot made, oldest first; for one incident or (None) all.
