@@ -14,6 +14,7 @@
 //! - [`store`]: SQLite and PostgreSQL (the only module naming sqlx);
 //! - [`domain`]: the pure core, no IO;
 //! - [`config`], [`telemetry`], [`app`]: wiring;
+//! - [`memory`]: freed memory returned to the system;
 //! - [`log_limit`]: warnings that could repeat per request, rate-limited;
 //! - [`text`]: URL redaction and trimming text to a size (a leaf module);
 //! - [`toml_errors`]: every structural problem of a TOML file (config, runbooks).
@@ -26,6 +27,7 @@ pub mod http;
 pub mod incident;
 pub mod intake;
 pub mod log_limit;
+pub mod memory;
 pub mod outbox;
 pub mod postmortem;
 pub mod priority;

@@ -45,7 +45,10 @@ fn parse_field_by_field(body: &[u8]) -> Result<ParsedWebhook, ParseError> {
         Some(other) => {
             return Err(root.error(
                 "version",
-                format!("unsupported version {other:?}, expected {VERSION:?}"),
+                format!(
+                    "unsupported version {:?}, expected {VERSION:?}",
+                    crate::text::clip(other, 64)
+                ),
             ));
         }
     }

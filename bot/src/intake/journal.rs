@@ -162,7 +162,12 @@ impl Journal {
     ) -> Result<(Journal, JournalTasks), StoreError> {
         let applied = store.applied_seq().await?;
         let last = journal.last_seq().await?.max(applied);
-        let mut seen = Seen::load(&store).await?;
+        // The filter of stored alerts fills in the background: start-up
+        // does not wait for a scan of every alert ever stored. Until it
+        // is in, every alert is looked up (exact, only slower).
+        let mut seen = Seen::with_capacity(Seen::MIN_CAPACITY);
+        seen.loading = true;
+        let loaded = Seen::spawn_load(store.clone());
         let mut pending = Pending::default();
         let mut from = applied;
         loop {
@@ -209,6 +214,7 @@ impl Journal {
             clock,
             pending,
             seen,
+            loaded: Some(loaded),
             next_seq: last + 1,
             head,
             applied: applied_rx,
@@ -357,6 +363,9 @@ impl Pending {
 /// false "seen" answers, which cost a query each, stay under twice
 /// [`Seen::FALSE_POSITIVES`] however long the process runs.
 struct Seen {
+    /// While the stored alerts are still being read in (after start-up),
+    /// "seen" for everything: the database is asked.
+    loading: bool,
     /// Oldest first; only the last takes inserts.
     filters: Vec<BloomFilter>,
     /// Items the last filter was sized for, and inserted into it so far.
@@ -368,10 +377,13 @@ impl Seen {
     /// ~1.2 MB of filter, touched only as it fills.
     const MIN_CAPACITY: usize = 1 << 20;
     const FALSE_POSITIVES: f64 = 0.01;
-    const PAGE: i64 = 10_000;
+    // Small pages: the scan's buffers stay small, so little is left
+    // in the allocator's hands afterwards.
+    const PAGE: i64 = 1_000;
 
     fn with_capacity(capacity: usize) -> Seen {
         Seen {
+            loading: false,
             filters: vec![Self::filter(capacity, 0)],
             capacity,
             inserted: 0,
@@ -385,22 +397,43 @@ impl Seen {
         BloomFilter::with_false_pos(rate).expected_items(capacity.max(1))
     }
 
+    /// Reads every stored (source, fingerprint) into a filter, in the
+    /// background (retrying after a failure); the writer takes it in with
+    /// [`Seen::absorb`].
+    fn spawn_load(store: Store) -> oneshot::Receiver<Seen> {
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut wait = Duration::from_secs(1);
+            loop {
+                match Seen::load(&store).await {
+                    Ok(seen) => {
+                        let _ = tx.send(seen);
+                        return;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "intake: reading stored alerts for the dedup filter failed; every alert is looked up meanwhile; will retry");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(60));
+                    }
+                }
+            }
+        });
+        rx
+    }
+
     async fn load(store: &Store) -> Result<Seen, StoreError> {
         let started = std::time::Instant::now();
         let upper = usize::try_from(store.max_alert_id().await?).unwrap_or(0);
-        let mut seen = Seen::with_capacity(upper.saturating_mul(2).max(Self::MIN_CAPACITY));
-        let (mut after, mut count) = (0, 0u64);
-        loop {
-            let page = store.alert_keys_after(after, Self::PAGE).await?;
-            let Some(last) = page.last().map(|r| r.0) else {
-                break;
-            };
-            for (_, source, fingerprint) in &page {
-                seen.insert_key(source, fingerprint);
-            }
-            count += page.len() as u64;
-            after = last;
-        }
+        // Only the writer's own filter, absorbed after this one, takes
+        // inserts later: this one is sized for what is stored (an upper
+        // bound).
+        let mut seen = Seen::with_capacity(upper.max(1));
+        let count = store
+            .for_each_alert_identity(Self::PAGE, |source, fingerprint| {
+                seen.insert_key(source, fingerprint)
+            })
+            .await?;
+        crate::memory::return_freed_memory();
         if count > 0 {
             info!(
                 alerts = count,
@@ -409,6 +442,16 @@ impl Seen {
             );
         }
         Ok(seen)
+    }
+
+    /// Takes in the filter of stored alerts read in the background. Its
+    /// filters go first; this one's (what was journaled meanwhile) stay,
+    /// the last still taking inserts: together they cover everything.
+    fn absorb(&mut self, loaded: Seen) {
+        let mut filters = loaded.filters;
+        filters.append(&mut self.filters);
+        self.filters = filters;
+        self.loading = false;
     }
 
     fn insert(&mut self, source: Source, fingerprint: &str) {
@@ -429,6 +472,9 @@ impl Seen {
     }
 
     fn may_have(&self, source: Source, fingerprint: &str) -> bool {
+        if self.loading {
+            return true;
+        }
         let key = (source.as_str(), fingerprint);
         self.filters.iter().any(|f| f.contains(&key))
     }
@@ -448,6 +494,8 @@ struct Writer {
     clock: Arc<dyn Clock>,
     pending: Pending,
     seen: Seen,
+    /// The filter of stored alerts, while it is read in the background.
+    loaded: Option<oneshot::Receiver<Seen>>,
     next_seq: i64,
     head: Arc<AtomicI64>,
     applied: watch::Receiver<i64>,
@@ -500,6 +548,16 @@ impl Writer {
     }
 
     async fn handle(&mut self, batch: Vec<Entry>) {
+        if let Some(rx) = &mut self.loaded {
+            match rx.try_recv() {
+                Ok(loaded) => {
+                    self.seen.absorb(loaded);
+                    self.loaded = None;
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {}
+                Err(oneshot::error::TryRecvError::Closed) => self.loaded = None,
+            }
+        }
         let applied = *self.applied.borrow();
         // Applied entries are in the database now: the lookups below see
         // them there (they run after the commit that applied them).

@@ -34,51 +34,64 @@ pub fn parse(source: Source, body: &[u8]) -> Result<ParsedWebhook, ParseError> {
     }
 }
 
-/// Refuses a body with a NUL character (`\u0000`) in any string, naming
+/// Refuses a body with a NUL character (`\\u0000`) in any string, naming
 /// the field: PostgreSQL's text cannot hold one, and an alert accepted
 /// on one backend must be storable on both (an accepted alert that then
 /// failed every write held up all incident-making behind it). JSON can
-/// carry NUL only as that escape, so bodies without it skip the walk.
+/// carry NUL only as that escape: the body's bytes are scanned for it
+/// (whatever else the body holds), and only then is it walked to name
+/// the field.
 fn refuse_nul(body: &[u8]) -> Result<(), ParseError> {
-    const ESCAPE: &[u8] = b"\\u0000";
-    if !body.windows(ESCAPE.len()).any(|w| w == ESCAPE) {
+    if !has_nul_escape(body) {
         return Ok(());
     }
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Ok(()); // the parser names what is wrong with it
-    };
-    match nul_path(&value, String::new()) {
-        Some(field) => Err(ParseError::new(
-            if field.is_empty() {
-                "body".to_string()
-            } else {
-                field
-            },
-            "contains a NUL character (\\u0000), which cannot be stored; remove it",
-        )),
-        None => Ok(()),
+    let field = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| nul_path(&value, ""))
+        .unwrap_or_else(|| "body".to_string());
+    Err(ParseError::new(
+        field,
+        "contains a NUL character (\\u0000), which cannot be stored; remove it",
+    ))
+}
+
+/// Whether the JSON text has a `\\u0000` escape (an escaped backslash
+/// followed by `u0000` is not one).
+fn has_nul_escape(body: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(at) = body[i..].iter().position(|b| *b == b'\\') {
+        let escape = i + at + 1;
+        if body[escape..].starts_with(b"u0000") {
+            return true;
+        }
+        // Skip the escaped character, whatever it is.
+        i = escape + 1;
+        if i >= body.len() {
+            return false;
+        }
     }
+    false
 }
 
 /// The JSON path of the first string (value or key) holding a NUL.
-fn nul_path(v: &serde_json::Value, at: String) -> Option<String> {
+fn nul_path(v: &serde_json::Value, at: &str) -> Option<String> {
     use serde_json::Value;
     match v {
-        Value::String(s) if s.contains('\0') => Some(at),
+        Value::String(s) if s.contains('\0') => Some(if at.is_empty() {
+            "body".to_string()
+        } else {
+            at.to_string()
+        }),
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .find_map(|(i, item)| nul_path(item, format!("{at}[{i}]"))),
+            .find_map(|(i, item)| nul_path(item, &format!("{at}[{i}]"))),
         Value::Object(map) => map.iter().find_map(|(k, item)| {
-            let field = if at.is_empty() {
-                k.clone()
-            } else {
-                format!("{at}.{k}")
-            };
+            let field = parse_error::join_path(at, k);
             if k.contains('\0') {
-                return Some(format!("{field} (its name)").replace('\0', "\\u0000"));
+                return Some(format!("{field} (its name)"));
             }
-            nul_path(item, field)
+            nul_path(item, &field)
         }),
         _ => None,
     }

@@ -42,6 +42,25 @@ impl ParseError {
     }
 }
 
+/// The path of `key` inside the object at `parent` (`""`: the body):
+/// `alerts[0].labels.severity`, or, for a key that is empty or holds a
+/// character a dotted path cannot show, `labels["a.b"]` with the key as a
+/// JSON string, so that every path names exactly one field.
+pub fn join_path(parent: &str, key: &str) -> String {
+    let plain = !key.is_empty()
+        && key.chars().all(|c| {
+            !c.is_control() && !c.is_whitespace() && !matches!(c, '.' | '[' | ']' | '"' | '\\')
+        });
+    match (plain, parent.is_empty()) {
+        (true, true) => key.to_owned(),
+        (true, false) => format!("{parent}.{key}"),
+        (false, _) => format!(
+            "{parent}[{}]",
+            serde_json::to_string(key).unwrap_or_else(|_| "\"?\"".into())
+        ),
+    }
+}
+
 /// The fingerprint of an alert whose sender did not provide one: lower-case
 /// hex of the first 8 bytes of SHA-256 over the labels sorted by name, each
 /// written as `name=value\n` (16 hex digits, the same length as
@@ -152,11 +171,7 @@ impl<'a> Obj<'a> {
 
     /// The JSON path of `key` inside this object.
     pub(crate) fn path_of(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{}", self.path, key)
-        }
+        join_path(&self.path, key)
     }
 
     /// An error about `key` of this object.

@@ -153,16 +153,58 @@ impl Store {
         )
     }
 
-    /// (id, source, fingerprint) of up to `limit` stored alerts after
-    /// `after_id`, in id order: the whole table, a page at a time.
-    pub async fn alert_keys_after(
+    /// Calls `each(source, fingerprint)` for every distinct pair stored as
+    /// an alert, `page` at a time, reading only the `alerts_identity`
+    /// index in its order (not the table). On SQLite this runs on a
+    /// connection of its own with a small page cache, closed at the end,
+    /// so that reading a million alerts does not leave the pool's caches
+    /// full of index pages. The count of pairs read.
+    pub async fn for_each_alert_identity(
         &self,
-        after_id: i64,
-        limit: i64,
-    ) -> Result<Vec<(i64, String, String)>> {
-        Ok(on_pool!(self, p => sqlx::query_as(
-            "SELECT id, source, fingerprint FROM alerts WHERE id > $1 ORDER BY id LIMIT $2")
-            .bind(after_id).bind(limit).fetch_all(p).await?))
+        page: i64,
+        mut each: impl FnMut(&str, &str),
+    ) -> Result<u64> {
+        const FIRST: &str =
+            "SELECT DISTINCT source, fingerprint FROM alerts ORDER BY source, fingerprint LIMIT $1";
+        const NEXT: &str = "SELECT DISTINCT source, fingerprint FROM alerts WHERE (source, fingerprint) > ($2, $3) ORDER BY source, fingerprint LIMIT $1";
+        let mut count = 0u64;
+        let mut last: Option<(String, String)> = None;
+        // One loop for both backends; `$conn` is what the queries run on.
+        macro_rules! pages {
+            ($conn:expr) => {
+                loop {
+                    let rows: Vec<(String, String)> = match &last {
+                        None => sqlx::query_as(FIRST).bind(page).fetch_all($conn).await?,
+                        Some((src, fp)) => {
+                            sqlx::query_as(NEXT)
+                                .bind(page)
+                                .bind(src)
+                                .bind(fp)
+                                .fetch_all($conn)
+                                .await?
+                        }
+                    };
+                    count += rows.len() as u64;
+                    rows.iter().for_each(|(src, fp)| each(src, fp));
+                    if (rows.len() as i64) < page {
+                        break;
+                    }
+                    last = rows.into_iter().last();
+                }
+            };
+        }
+        match self {
+            Store::Sqlite(s) => {
+                let opts = (*s.pool.connect_options())
+                    .clone()
+                    .pragma("cache_size", "-1024");
+                let mut conn = sqlx::ConnectOptions::connect(&opts).await?;
+                pages!(&mut conn);
+                let _ = sqlx::Connection::close(conn).await;
+            }
+            Store::Postgres(p) => pages!(p),
+        }
+        Ok(count)
     }
 
     /// Receipts stored under any of `keys` ((source, key) pairs), with
