@@ -119,6 +119,7 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    firstline::memory::purge_freed_memory_at_once();
     let cli = Cli::parse();
     let config = match config::load(cli.config.as_deref()) {
         Ok(c) => c,

@@ -51,6 +51,9 @@ use crate::domain::time::{Clock, Millis};
 use crate::incident::{Delivery, Idempotency, IngestOutcome, Ledger, LedgerError};
 use crate::store::{DeadDelivery, JournalRecord, JournalStore, Receipt, Store, StoreError};
 
+static TRIM: crate::log_limit::Every = crate::log_limit::Every::new(Duration::from_secs(5));
+static BACKLOG_FULL: crate::log_limit::Every =
+    crate::log_limit::Every::new(Duration::from_secs(10));
 static APPEND_FAILED: crate::log_limit::Every =
     crate::log_limit::Every::new(Duration::from_secs(10));
 
@@ -565,11 +568,14 @@ impl Writer {
         let deliveries = self.next_seq - 1 - applied;
         let alerts = self.pending.receipts.len() as i64;
         if deliveries.max(alerts) >= self.settings.max_backlog {
-            warn!(
-                deliveries,
-                alerts,
-                "intake journal is full (intake.max_backlog): answering 503 until incidents catch up"
-            );
+            if let Some(held_back) = BACKLOG_FULL.due() {
+                warn!(
+                    deliveries,
+                    alerts,
+                    held_back,
+                    "intake journal is full (intake.max_backlog): answering 503 until incidents catch up (at most one such warning every 10 s)"
+                );
+            }
             for e in batch {
                 let _ = e.reply.send(Err(LedgerError::Overloaded));
             }
@@ -885,6 +891,7 @@ async fn apply_loop(
     let mut backoff = Duration::from_millis(100);
     let mut alerts_per_delivery = 1;
     let mut last_run: Option<Instant> = None;
+    let mut worked = false;
     loop {
         if *stop.borrow() {
             return;
@@ -918,6 +925,14 @@ async fn apply_loop(
             let limit = (batch / alerts_per_delivery.max(1)).clamp(1, batch);
             match journal.read_after(from, limit).await {
                 Ok(records) if records.is_empty() => {
+                    // Caught up after work: SQLite's freed buffers (a run
+                    // of 1 MB alerts leaves tens of MB) go back to the
+                    // system, at most every 5 s (a steady flow catches up
+                    // after every run).
+                    if worked && TRIM.due().is_some() {
+                        worked = false;
+                        crate::memory::return_freed_memory();
+                    }
                     tokio::select! {
                         _ = wake.notified() => {}
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -941,6 +956,7 @@ async fn apply_loop(
         let outcome = match applier.ledger.apply_journal(run.deliveries, upto).await {
             Ok(()) => {
                 count_run(1, alerts as u64);
+                worked = true;
                 applied.send_replace(upto);
                 Ok(())
             }
