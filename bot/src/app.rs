@@ -45,6 +45,8 @@ pub struct App {
     stop: watch::Sender<bool>,
     /// This process's claim on the store, held until `run` returns.
     lock: StoreLock,
+    /// Shared with `/readyz`: set while the lock may be lost.
+    lock_lost: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 fn connect_options(config: &Config) -> ConnectOptions {
@@ -107,6 +109,7 @@ impl App {
         // Before anything is opened: a second process must not touch the
         // first one's journal (see `store::lock`).
         let lock = lock_store(&config).await?;
+        let lock_lost = Arc::new(std::sync::Mutex::new(None));
         let store = open_store(&config).await?;
         let messages = Messages::new(config.timezone);
         // Targets are not held against runbooks here: a check whose target
@@ -234,6 +237,7 @@ impl App {
             ledger,
             journal,
             journal_store: journal_store.clone(),
+            lock_lost: lock_lost.clone(),
             messages,
             tokens: Arc::new(config.tokens.clone()),
             max_body_bytes: config.settings.server.max_body_bytes,
@@ -258,6 +262,7 @@ impl App {
             journal_tasks,
             stop,
             lock,
+            lock_lost,
         })
     }
 
@@ -295,8 +300,14 @@ impl App {
             journal_tasks,
             stop: stop_tx,
             lock,
+            lock_lost,
         } = self;
         let stop_rx = stop_tx.subscribe();
+        let lock = tokio::spawn(lock.keep(
+            config.settings.store.url.clone(),
+            lock_lost,
+            stop_rx.clone(),
+        ));
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx.clone()));
         let runner = tokio::spawn(runner.run(stop_rx.clone()));
         let recovery = tokio::spawn(recovery.run(stop_rx.clone()));
@@ -335,7 +346,9 @@ impl App {
         writer.abort();
         journal.close().await;
         store.close().await;
-        lock.release().await;
+        if let Ok(lock) = lock.await {
+            lock.release().await;
+        }
         Ok(())
     }
 }
@@ -417,12 +430,16 @@ async fn react(ctx: &CommandContext, user: &str, rest: &str) -> String {
     let (Some(message_ref), Some(emoji)) = (parts.next(), parts.next()) else {
         return "usage: react MESSAGE_REF EMOJI (e.g. react console-3 white_check_mark)".into();
     };
+    let emoji = emoji.trim_matches(':');
+    if let Err(e) = handler::check_reaction(user, emoji, message_ref) {
+        return e;
+    }
     match ctx.store.post_by_ref("console", message_ref).await {
         Ok(Some(post)) => match post.incident_id {
             Some(id) => {
                 let change = Change::Reaction {
                     id,
-                    emoji: emoji.trim_matches(':').into(),
+                    emoji: emoji.into(),
                     message_ref: message_ref.into(),
                 };
                 match ctx.ledger.change(user, change).await {

@@ -547,3 +547,89 @@ async fn one_big_incident_stays_readable_in_the_api_the_timeline_the_postmortem_
     assert!(md.contains("/api/incidents/INC-1/alerts"), "{md}");
     assert!(chat.lines().count() <= 32, "{chat}");
 }
+
+#[tokio::test]
+async fn a_reaction_with_a_500_kb_emoji_is_refused_in_a_line_not_echoed() {
+    let app = spawn_app_on(Backend::Sqlite, &[]).await.expect("sqlite");
+    let emoji = "x".repeat(500 * 1024);
+
+    let r = app
+        .client
+        .post(format!("{}/console/reactions", app.addr))
+        .json(&serde_json::json!({"user": "ana", "message_ref": "console-1", "emoji": emoji}))
+        .send()
+        .await
+        .expect("request");
+
+    assert_eq!(r.status().as_u16(), 422);
+    let text = r.text().await.expect("body");
+    assert!(text.len() < 300, "echoed back: {} bytes", text.len());
+    assert!(text.contains("emoji"), "{text}");
+}
+
+#[tokio::test]
+async fn a_postgres_store_lock_lost_with_its_session_is_taken_back_or_reported_on_readyz() {
+    use sqlx::Connection;
+    let Some(app) = spawn_app_on(Backend::Postgres, &[]).await else {
+        return;
+    };
+    let mut admin = sqlx::PgConnection::connect(&app.db_url)
+        .await
+        .expect("postgres");
+    let holder = "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+                  WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()";
+    let wait_ready = |want: &'static str| {
+        let app = &app;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let (_, body) = app.get_json("/readyz").await;
+                if body["status"] == want {
+                    return body;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "still {body}, not {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+
+    // The lock's session ends, and another process takes the lock first.
+    let pid: i32 = sqlx::query_scalar(holder)
+        .fetch_one(&mut admin)
+        .await
+        .expect("the app holds the lock");
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .execute(&mut admin)
+        .await
+        .expect("terminate");
+    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(1718366574)")
+        .fetch_one(&mut admin)
+        .await
+        .expect("take");
+    assert!(taken);
+    let lost = wait_ready("not_ready").await;
+
+    // Once it is free again, the app takes it back.
+    sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut admin)
+        .await
+        .expect("unlock");
+    wait_ready("ready").await;
+    let again: i32 = sqlx::query_scalar(holder)
+        .fetch_one(&mut admin)
+        .await
+        .expect("held again");
+
+    assert!(
+        lost["problems"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("held elsewhere"),
+        "{lost}"
+    );
+    assert_ne!(again, pid);
+}

@@ -65,6 +65,32 @@ const CHAT_TIMELINE: i64 = 30;
 /// would be echoed into the incident thread and the postmortem).
 pub const MAX_COMMAND_BYTES: usize = 8 * 1024;
 
+/// The longest emoji name a reaction may carry (Slack's are at most 100
+/// characters; anything longer is not an emoji).
+pub const MAX_EMOJI_CHARS: usize = 64;
+/// The longest user name or message reference accepted from a platform.
+pub const MAX_NAME_CHARS: usize = 128;
+
+/// Refuses a reaction whose parts are not what a platform sends, with a
+/// short answer that does not echo them.
+pub fn check_reaction(user: &str, emoji: &str, message_ref: &str) -> Result<(), String> {
+    let odd = |s: &str| s.chars().any(|c| c.is_control() || c.is_whitespace());
+    if emoji.is_empty() || emoji.chars().count() > MAX_EMOJI_CHARS || odd(emoji) {
+        return Err(format!(
+            "an emoji is a name of 1 to {MAX_EMOJI_CHARS} characters without spaces, like white_check_mark"
+        ));
+    }
+    if user.trim().is_empty() || user.chars().count() > MAX_NAME_CHARS {
+        return Err(format!("user must be 1 to {MAX_NAME_CHARS} characters"));
+    }
+    if message_ref.is_empty() || message_ref.chars().count() > MAX_NAME_CHARS || odd(message_ref) {
+        return Err(format!(
+            "message_ref must be 1 to {MAX_NAME_CHARS} characters without spaces, like console-3"
+        ));
+    }
+    Ok(())
+}
+
 /// A store failure as the user sees it: what could not be done. The
 /// database's own text goes to the log only: it means nothing in chat and
 /// may echo the input back.

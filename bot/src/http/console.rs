@@ -41,8 +41,11 @@ async fn command(
     let axum::Json(body) = body.map_err(|e| {
         ApiError::from_json(e, r#"{"user", "text", "incident"?}"#, state.max_body_bytes)
     })?;
-    if body.user.trim().is_empty() {
-        return Err(ApiError::Unprocessable("user: must not be empty".into()));
+    if body.user.trim().is_empty() || body.user.chars().count() > handler::MAX_NAME_CHARS {
+        return Err(ApiError::Unprocessable(format!(
+            "user: must be 1 to {} characters",
+            handler::MAX_NAME_CHARS
+        )));
     }
     let thread = body
         .incident
@@ -84,11 +87,8 @@ async fn reaction(
         )
     })?;
     let emoji = body.emoji.trim().trim_matches(':').to_string();
-    if emoji.is_empty() || body.user.trim().is_empty() {
-        return Err(ApiError::Unprocessable(
-            "user and emoji must not be empty".into(),
-        ));
-    }
+    handler::check_reaction(&body.user, &emoji, &body.message_ref)
+        .map_err(ApiError::Unprocessable)?;
     state.caught_up().await;
     let post = state
         .store

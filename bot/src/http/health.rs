@@ -28,6 +28,15 @@ async fn ready(State(state): State<AppState>) -> Response {
         serving = false;
         problems.push("the store is not reachable".to_string());
     }
+    if let Some(why) = state
+        .lock_lost
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+    {
+        serving = false;
+        problems.push(why);
+    }
     if let Some(e) = state.journal.progress().failing() {
         serving = false;
         problems.push(format!(

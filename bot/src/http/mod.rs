@@ -56,6 +56,9 @@ pub struct Shared {
     pub journal: Journal,
     /// Where the journal is kept (for its health on `/readyz`).
     pub journal_store: crate::store::JournalStore,
+    /// Why this process may no longer hold the store's lock (PostgreSQL
+    /// session lost), for `/readyz`; see `StoreLock::keep`.
+    pub lock_lost: Arc<std::sync::Mutex<Option<String>>>,
     pub messages: Messages,
     /// Bearer token per intake source.
     pub tokens: Arc<BTreeMap<String, SecretString>>,

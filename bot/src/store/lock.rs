@@ -20,15 +20,21 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
+use tokio::sync::watch;
 
 use super::{Result, StoreError};
 
 /// The advisory lock key on PostgreSQL (in its own database): "fl1n" in
 /// ASCII, small enough that `pg_locks.classid` is 0 and `objid` is the key.
 const PG_LOCK_KEY: i64 = 0x666c_316e;
+
+/// How often the PostgreSQL lock's session is checked.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// Held for the life of the process that writes to the store.
 #[derive(Debug)]
@@ -56,6 +62,62 @@ impl StoreLock {
         } else {
             lock_postgres(url).await
         }
+    }
+
+    /// Keeps the lock held until `stop`, then hands it back for release.
+    /// A PostgreSQL advisory lock lives as long as its session: a server
+    /// restart or a cut connection ends it silently, and a second process
+    /// could then take it. So its session is checked every
+    /// [`CHECK_EVERY`]; once it is gone the lock is taken again on a new
+    /// one. Until then, or if another process got it first, `lost` says
+    /// why (for `/readyz`). SQLite's lock is the kernel's: nothing to do.
+    pub async fn keep(
+        mut self,
+        url: String,
+        lost: Arc<Mutex<Option<String>>>,
+        mut stop: watch::Receiver<bool>,
+    ) -> StoreLock {
+        let set = |why: Option<String>| *lost.lock().unwrap_or_else(|p| p.into_inner()) = why;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(CHECK_EVERY) => {}
+                _ = stop.changed() => return self,
+            }
+            let alive = match &mut self {
+                StoreLock::Postgres(conn) => {
+                    sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok()
+                }
+                StoreLock::File { .. } | StoreLock::None => return self.held_until(stop).await,
+            };
+            if alive {
+                continue;
+            }
+            match lock_postgres(&url).await {
+                Ok(again) => {
+                    self = again;
+                    set(None);
+                    tracing::warn!(
+                        "the store lock's PostgreSQL session had ended; the lock is held again"
+                    );
+                }
+                Err(StoreError::Locked(m)) => {
+                    tracing::error!(holder = %m, "the store lock was lost while its PostgreSQL session was down, and another process holds it now: stop one of the two");
+                    set(Some(format!(
+                        "the store lock was lost and is held elsewhere: {m}"
+                    )));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the store lock's PostgreSQL session ended; taking the lock again when the database answers");
+                    set(Some("the store lock's PostgreSQL session ended; it is taken again when the database answers".into()));
+                }
+            }
+        }
+    }
+
+    /// Waits for `stop`, for a lock that needs no care.
+    async fn held_until(self, mut stop: watch::Receiver<bool>) -> StoreLock {
+        let _ = stop.changed().await;
+        self
     }
 
     /// Gives the lock up (also done by dropping it).
