@@ -35,6 +35,14 @@ fn not_found(id: i64) -> ApiError {
     ApiError::NotFound(format!("INC-{id} does not exist"))
 }
 
+/// Incident `id`, or a 404 naming it.
+async fn existing(
+    state: &AppState,
+    id: i64,
+) -> Result<crate::domain::incident::Incident, ApiError> {
+    state.store.incident(id).await?.ok_or_else(|| not_found(id))
+}
+
 type Answer = Result<Response, ApiError>;
 
 #[derive(Debug, Deserialize)]
@@ -76,11 +84,7 @@ async fn list(
 async fn show(State(state): State<AppState>, Path(raw): Path<String>) -> Answer {
     let id = parse_id(&raw)?;
     state.caught_up().await;
-    let incident = state
-        .store
-        .incident(id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let incident = existing(&state, id).await?;
     let counts = state.store.alert_counts(id).await?;
     let alerts = state.store.alerts_page(id, 0, ALERTS_PAGE).await?;
     let next = next_page(&incident.human_id, "alerts", &alerts, ALERTS_PAGE, |a| a.id);
@@ -149,11 +153,7 @@ async fn alerts(
     let id = parse_id(&raw)?;
     let (after, limit) = page(query, ALERTS_PAGE, 1000)?;
     state.caught_up().await;
-    let incident = state
-        .store
-        .incident(id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let incident = existing(&state, id).await?;
     let counts = state.store.alert_counts(id).await?;
     let alerts = state.store.alerts_page(id, after, limit).await?;
     let next = next_page(&incident.human_id, "alerts", &alerts, limit, |a| a.id);
@@ -168,11 +168,7 @@ async fn timeline(
     let id = parse_id(&raw)?;
     let (after, limit) = page(query, TIMELINE_PAGE, 5000)?;
     state.caught_up().await;
-    let incident = state
-        .store
-        .incident(id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let incident = existing(&state, id).await?;
     let events = state.store.timeline_page(id, after, limit).await?;
     let next = next_page(&incident.human_id, "timeline", &events, limit, |e| e.id);
     Ok(
@@ -184,11 +180,7 @@ async fn timeline(
 async fn posts(State(state): State<AppState>, Path(raw): Path<String>) -> Answer {
     let id = parse_id(&raw)?;
     state.caught_up().await;
-    let incident = state
-        .store
-        .incident(id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let incident = existing(&state, id).await?;
     let posts = state.store.chat_posts(Some(id), 1000).await?;
     Ok(axum::Json(json!({"incident": incident.human_id, "posts": posts})).into_response())
 }

@@ -943,11 +943,10 @@ mod tests {
         assert_eq!(read[1].payload, "2");
     }
 
-    #[tokio::test]
-    async fn full_segments_roll_over_and_applied_ones_are_removed() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("j");
-        let journal = FileJournal::open_with(path.clone(), true, 200)
+    /// A journal of 200-byte segments at `path` holding records 1 to 5,
+    /// one a segment.
+    async fn five_segments(path: &Path) -> FileJournal {
+        let journal = FileJournal::open_with(path.to_path_buf(), true, 200)
             .await
             .expect("open");
         let payload = "p".repeat(100);
@@ -957,6 +956,14 @@ mod tests {
                 .await
                 .expect("append");
         }
+        journal
+    }
+
+    #[tokio::test]
+    async fn full_segments_roll_over_and_applied_ones_are_removed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("j");
+        let journal = five_segments(&path).await;
         assert_eq!(segments(&path).expect("list").len(), 5);
         assert_eq!(
             seqs(&journal.read_after(0, 10).await.expect("read")),
@@ -987,17 +994,7 @@ mod tests {
     async fn a_missing_segment_is_reported_as_lost_records_and_reading_goes_on_past_it() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("j");
-        let journal = FileJournal::open_with(path.clone(), true, 200)
-            .await
-            .expect("open");
-        let payload = "p".repeat(100);
-        for seq in 1..=5 {
-            journal
-                .append(vec![record(seq, &payload)])
-                .await
-                .expect("append");
-        }
-        drop(journal);
+        drop(five_segments(&path).await);
         // Records 2 and 3 gone (their segments removed by hand).
         for seq in [2, 3] {
             fs::remove_file(path.join(segment_name(seq))).expect("remove");
