@@ -130,7 +130,6 @@ impl App {
             .collect();
         if !missing.is_empty() {
             warn!(
-                count = missing.len(),
                 "{} runbook target(s) not configured; `firstline runbook lint` lists them",
                 missing.len()
             );
