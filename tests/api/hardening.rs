@@ -606,11 +606,23 @@ async fn a_postgres_store_lock_lost_with_its_session_is_taken_back_or_reported_o
         .execute(&mut admin)
         .await
         .expect("terminate");
-    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(1718366574)")
-        .fetch_one(&mut admin)
-        .await
-        .expect("take");
-    assert!(taken);
+    // The backend exits a moment after it is signalled: take the lock as
+    // soon as it is free (well before the app checks its session, 5 s).
+    let mut taken = false;
+    for _ in 0..100 {
+        taken = sqlx::query_scalar("SELECT pg_try_advisory_lock(1718366574)")
+            .fetch_one(&mut admin)
+            .await
+            .expect("take");
+        if taken {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        taken,
+        "the terminated session still holds the lock after 2 s"
+    );
     let lost = wait_ready("not_ready").await;
 
     // Once it is free again, the app takes it back.
