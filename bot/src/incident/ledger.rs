@@ -245,33 +245,33 @@ impl Writer {
     async fn flush_counts(&mut self) {
         let mut joins = self.joins.clone();
         let counts = joins.flush(self.clock.now());
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => match self.store.writer_conn().await {
-                Ok(c) => self.conn.insert(c),
-                Err(e) => {
-                    warn!(error = %e, "could not write counted alert arrivals; will retry");
-                    return;
-                }
-            },
-        };
         let now = self.clock.now();
-        let result = async {
-            let mut tx = Batch::new(conn.begin().await.map_err(store_err)?);
-            for c in &counts {
-                apply::aggregate_event(&mut tx, now, c).await?;
+        let result = match held_conn(&mut self.conn, &self.store).await {
+            Ok(conn) => {
+                async {
+                    let mut tx = Batch::new(conn.begin().await.map_err(store_err)?);
+                    for c in &counts {
+                        apply::aggregate_event(&mut tx, now, c).await?;
+                    }
+                    tx.commit().await.map_err(store_err)
+                }
+                .await
             }
-            tx.commit().await.map_err(store_err)
-        }
-        .await;
+            Err(e) => Err(e),
+        };
         match result {
             Ok(()) => self.joins = joins,
             Err(e) => {
-                if let Some(conn) = self.conn.take() {
-                    conn.discard();
-                }
+                self.drop_conn();
                 warn!(error = %e, "could not write counted alert arrivals; will retry");
             }
+        }
+    }
+
+    /// Closes the held connection after a failure: it is never reused.
+    fn drop_conn(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.discard();
         }
     }
 
@@ -281,30 +281,28 @@ impl Writer {
         &mut self,
         batch: &[Job],
     ) -> Result<(Vec<Result<Outcome, LedgerError>>, Effects), LedgerError> {
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => self
-                .conn
-                .insert(self.store.writer_conn().await.map_err(store_err)?),
-        };
-        let mut result = apply_jobs(
-            conn,
-            &self.rules,
-            self.clock.now(),
-            batch,
-            self.joins.clone(),
-        )
-        .await;
+        let joins = self.joins.clone();
+        let conn = held_conn(&mut self.conn, &self.store).await?;
+        let mut result = apply_jobs(conn, &self.rules, self.clock.now(), batch, joins).await;
         match &mut result {
             Ok((_, effects)) => self.joins = std::mem::take(&mut effects.joins),
-            Err(_) => {
-                if let Some(conn) = self.conn.take() {
-                    conn.discard();
-                }
-            }
+            Err(_) => self.drop_conn(),
         }
         result
     }
+}
+
+/// The writer's connection held across batches (`slot`), taken from
+/// `store` first if there is none.
+async fn held_conn<'a>(
+    slot: &'a mut Option<WriterConn>,
+    store: &Store,
+) -> Result<&'a mut WriterConn, LedgerError> {
+    if slot.is_none() {
+        *slot = Some(store.writer_conn().await.map_err(store_err)?);
+    }
+    slot.as_mut()
+        .ok_or_else(|| LedgerError::Store("no writer connection".into()))
 }
 
 /// The body of [`Writer::try_apply`] on the writer's connection.

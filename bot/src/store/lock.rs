@@ -77,6 +77,10 @@ impl StoreLock {
         lost: Arc<Mutex<Option<String>>>,
         mut stop: watch::Receiver<bool>,
     ) -> StoreLock {
+        if !matches!(self, StoreLock::Postgres(_)) {
+            let _ = stop.changed().await;
+            return self;
+        }
         let set = |why: Option<String>| *lost.lock().unwrap_or_else(|p| p.into_inner()) = why;
         loop {
             tokio::select! {
@@ -87,7 +91,7 @@ impl StoreLock {
                 StoreLock::Postgres(conn) => {
                     sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok()
                 }
-                StoreLock::File { .. } | StoreLock::None => return self.held_until(stop).await,
+                StoreLock::File { .. } | StoreLock::None => true,
             };
             if alive {
                 continue;
@@ -112,12 +116,6 @@ impl StoreLock {
                 }
             }
         }
-    }
-
-    /// Waits for `stop`, for a lock that needs no care.
-    async fn held_until(self, mut stop: watch::Receiver<bool>) -> StoreLock {
-        let _ = stop.changed().await;
-        self
     }
 
     /// Gives the lock up (also done by dropping it).
