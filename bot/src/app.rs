@@ -120,7 +120,11 @@ impl App {
             None,
         );
         for p in &problems {
-            warn!(problem = %p, "runbook not loaded");
+            if p.warning {
+                warn!(problem = %p, "runbook warning");
+            } else {
+                warn!(problem = %p, "runbook not loaded");
+            }
         }
         let missing: std::collections::BTreeSet<&str> = catalog
             .entries
@@ -136,7 +140,7 @@ impl App {
         }
         info!(
             runbooks = catalog.entries.len(),
-            left_out = problems.len(),
+            left_out = problems.iter().filter(|p| !p.warning).count(),
             "runbooks loaded"
         );
         let catalog = Arc::new(catalog);

@@ -345,18 +345,19 @@ async fn runbook(cmd: RunbookCmd, config: Config) -> anyhow::Result<ExitCode> {
         for p in &problems {
             println!("{p}");
         }
+        let warnings = problems.iter().filter(|p| p.warning).count();
+        let errors = problems.len() - warnings;
         println!(
-            "{} runbook file(s): {} clean, {} problem(s){}",
+            "{} runbook file(s): {} loadable, {errors} problem(s), {warnings} warning(s){}",
             sources.len(),
             catalog.entries.len(),
-            problems.len(),
             if config.settings.targets.is_empty() {
                 " (no [targets] configured: every target counts as unknown; see templates/runbooks/targets.example.toml)"
             } else {
                 ""
             }
         );
-        return Ok(if problems.is_empty() {
+        return Ok(if errors == 0 {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

@@ -133,7 +133,7 @@ async fn an_alert_runs_its_runbook_and_the_findings_name_the_first_failing_check
     assert!(lines[0].starts_with("1. ✅ 集計APIの取得可否"), "{text}");
     assert!(lines[1].starts_with("2. ❌ status=failed の件数"), "{text}");
     assert!(
-        lines[1].contains("observed 7")
+        lines[1].contains("body.by_status.failed = 7, breached > 5")
             && lines[1].contains("investigate reason_class=infra first"),
         "{text}"
     );
@@ -215,7 +215,7 @@ async fn runbook_run_from_chat_records_fresh_findings_on_the_incident() {
         text.contains("⚙ Not configured, so not checked: dead_db"),
         "{text}"
     );
-    assert!(text.contains("No configured check failed."), "{text}");
+    assert!(text.contains("No check that ran failed."), "{text}");
 }
 
 const BACKLOG_RUNBOOK: &str = r#"

@@ -202,7 +202,17 @@ async fn runbook(ctx: &CommandContext, user: &str, cmd: RunbookCmd, thread: Opti
             };
             let report = run::run(&entry.runbook, &ctx.targets, &run_ctx, ctx.concurrency).await;
             match incident_id {
-                Some(i) => change(ctx, user, Change::Findings { id: i, report }).await,
+                Some(i) => {
+                    change(
+                        ctx,
+                        user,
+                        Change::Findings {
+                            id: i,
+                            report: Box::new(report),
+                        },
+                    )
+                    .await
+                }
                 None => Reply::ok(ctx.messages.findings(
                     "(no incident)",
                     &report,

@@ -12,7 +12,8 @@ use crate::domain::incident::{Incident, format_duration};
 use crate::domain::time::Millis;
 use crate::domain::{Severity, State};
 use crate::runbook::model::ActionDecl;
-use crate::runbook::run::{Report, Status};
+use crate::runbook::run::{Breach, Finding, Report, Status};
+use serde_json::Value;
 
 const TEMPLATES: [(&str, &str); 5] = [
     (
@@ -213,22 +214,16 @@ impl Messages {
             .findings
             .iter()
             .map(|f| {
-                let detail = match (&f.error, &f.observed, &f.threshold) {
-                    _ if f.unconfigured => Some("not run: target not configured".to_string()),
-                    (Some(e), _, _) => Some(e.clone()),
-                    (None, Some(v), Some(t)) if f.status != Status::Ok => Some(format!(
-                        "observed {v}, breached {t}{}",
-                        f.meaning.as_deref().map(|m| format!(" — {m}")).unwrap_or_default()
-                    )),
-                    (None, Some(v), Some(t)) => Some(format!("observed {v} ({t})")),
-                    (None, Some(v), None) => Some(format!("observed {v}")),
-                    _ => None,
+                let detail = finding_detail(f);
+                let evidence_lines = if f.show_evidence {
+                    evidence_excerpt(&f.evidence)
+                } else {
+                    Vec::new()
                 };
                 context! {
                     icon => f.status.icon(), title => &f.title, probe => f.probe, target => &f.target,
                     status => f.status.as_str(), detail => detail, duration => format_duration(f.duration_ms as i64),
-                    evidence => !f.evidence.is_empty(),
-                    evidence_lines => f.evidence.lines().take(6).map(str::to_string).collect::<Vec<_>>(),
+                    evidence_lines => evidence_lines,
                 }
             })
             .collect();
@@ -240,9 +235,33 @@ impl Messages {
             .collect();
         unconfigured.sort_unstable();
         unconfigured.dedup();
-        let bottleneck = report.bottleneck.map(|i| {
-            let f = &report.findings[i];
-            context! { index => i + 1, title => &f.title, verb => if f.status == Status::Error { "could not be checked" } else { "failed" } }
+        let bottleneck = report.bottleneck.and_then(|i| {
+            let f = report.findings.get(i)?;
+            Some(context! { index => i + 1, title => &f.title, verb => if f.status == Status::Error { "could not be checked" } else { "failed" } })
+        });
+        let not_run_labels: Vec<String> = {
+            let mut l: Vec<String> = report
+                .findings
+                .iter()
+                .flat_map(|f| f.missing_labels.iter().cloned())
+                .collect();
+            l.sort();
+            l.dedup();
+            l
+        };
+        let verdict = report.verdict.as_ref().map(|v| {
+            let action = v.action.as_ref().map(|id| {
+                let decl = actions.iter().find(|a| &a.id == id);
+                context! {
+                    id => id,
+                    title => decl.map(|a| a.title_en.clone().unwrap_or_else(|| a.title.clone())),
+                    reversible => decl.map(|a| if a.reversible { "reversible" } else { "not reversible" }),
+                }
+            });
+            context! {
+                title => &v.title, title_en => &v.title_en, severity => &v.severity,
+                because => v.because.join("; "), action => action,
+            }
         });
         let counts = [Status::Fail, Status::Error, Status::Warn, Status::Ok]
             .iter()
@@ -270,10 +289,83 @@ impl Messages {
             context! {
                 id => incident, runbook_id => &report.runbook_id, title => &report.title, title_en => &report.title_en,
                 summary => counts, findings => findings, bottleneck => bottleneck, actions => actions,
-                unconfigured => unconfigured,
+                unconfigured => unconfigured, missing_labels => not_run_labels, verdict => verdict,
             },
         )
     }
+}
+
+/// What one finding says after its title: why it could not run, every
+/// threshold crossed, or what was observed.
+fn finding_detail(f: &Finding) -> Option<String> {
+    if f.unconfigured {
+        return Some("not run: target not configured".to_string());
+    }
+    if let Some(e) = &f.error {
+        let mut text = e.clone();
+        // Thresholds crossed before a value went missing still count.
+        for b in f.breaches.iter().filter(|b| b.status >= Status::Fail) {
+            text.push_str(&format!("; {}", breach_text(b)));
+        }
+        return Some(text);
+    }
+    if !f.breaches.is_empty() {
+        let all: Vec<String> = f.breaches.iter().map(breach_text).collect();
+        return Some(all.join("; "));
+    }
+    match (&f.observed, &f.threshold) {
+        (Some(v), Some(t)) => Some(format!("observed {} ({t})", short_value(v))),
+        (Some(v), None) => Some(format!("observed {}", short_value(v))),
+        (None, Some(t)) => Some(t.clone()),
+        (None, None) => None,
+    }
+}
+
+/// `failed = 12, breached > 5 — meaning`.
+fn breach_text(b: &Breach) -> String {
+    let meaning = b
+        .meaning
+        .as_deref()
+        .map(|m| format!(" — {m}"))
+        .unwrap_or_default();
+    match &b.observed {
+        Some(v) => format!(
+            "{} = {}, breached {}{meaning}",
+            b.path,
+            short_value(v),
+            b.condition
+        ),
+        None => format!(
+            "{}: no data, which counts as {}{meaning}",
+            b.path,
+            b.status.as_str()
+        ),
+    }
+}
+
+/// A value in a line: strings bare, anything long cut.
+fn short_value(v: &Value) -> String {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    crate::text::clip(&text, 120).into_owned()
+}
+
+/// The evidence as post lines: at most 8, each at most 160 characters, so
+/// nine checks fit a chat message.
+fn evidence_excerpt(evidence: &str) -> Vec<String> {
+    const LINES: usize = 8;
+    let all: Vec<&str> = evidence.lines().collect();
+    let mut out: Vec<String> = all
+        .iter()
+        .take(LINES)
+        .map(|l| crate::text::clip(l, 160).into_owned())
+        .collect();
+    if all.len() > LINES {
+        out.push(format!("… {} more line(s)", all.len() - LINES));
+    }
+    out
 }
 
 /// `TTA 3m10s · TTR 1h02m`: the response times reached so far.

@@ -99,7 +99,7 @@ pub enum Change {
     /// A runbook run's findings, recorded on the timeline and posted.
     Findings {
         id: i64,
-        report: Report,
+        report: Box<Report>,
     },
     /// One recovery sample: per criterion (title, holds, line); `all_hold`
     /// marks the incident mitigated; `next` schedules the next sample.
@@ -839,15 +839,26 @@ pub(super) async fn change(
         Change::Findings { id, report } => {
             let inc = load(tx, *id).await?;
             let worst = report.worst();
-            let text = match report.bottleneck.map(|i| &report.findings[i]) {
-                Some(f) => format!(
-                    "runbook {} checked: {} — likely bottleneck: {}",
+            let mut text = match report
+                .bottleneck
+                .and_then(|i| Some((i, report.findings.get(i)?)))
+            {
+                Some((i, f)) => format!(
+                    "runbook {} checked: {} — likely bottleneck: #{} {} ({})",
                     report.runbook_id,
                     worst.as_str(),
-                    f.title
+                    i + 1,
+                    f.title,
+                    f.status.as_str()
                 ),
                 None => format!("runbook {} checked: {}", report.runbook_id, worst.as_str()),
             };
+            if let Some(v) = &report.verdict {
+                text.push_str(&format!(
+                    " — verdict: {}",
+                    v.title_en.as_deref().unwrap_or(&v.title)
+                ));
+            }
             let data = serde_json::to_value(report).unwrap_or_default();
             event(tx, &inc, now, actor, EventKind::Findings, &text, data).await?;
             let actions = rules

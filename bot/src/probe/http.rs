@@ -20,7 +20,10 @@ use crate::text::trim_lines;
 /// seed 003's `/health`, seed 004's Execution Logs API).
 ///
 /// Data: `{"status": 200, "body": <JSON, or the text when not JSON>,
-/// "attempts": 1, "elapsed_ms": 12}`.
+/// "attempts": 1, "elapsed_ms": 12}`. With `expect_status` set (a health
+/// check), a service that never answers (refused, timed out) is observed
+/// as `{"status": 0, "reachable": false, "error": "…"}`: that is the
+/// failure such a check looks for. Without it, no answer is an error.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpProbe {
@@ -148,17 +151,41 @@ pub async fn observe(
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
 
     let Some((status, raw)) = last else {
+        let reason = if all_timed_out {
+            format!("no answer within {timeout:?}")
+        } else {
+            last_error.unwrap_or_else(|| "no answer".into())
+        };
+        let tried = format!(
+            "{method} {} ({made} attempt{})",
+            display_url(&url),
+            if made == 1 { "" } else { "s" }
+        );
+        // A health check (expect_status set) is asking whether the service
+        // answers: no answer is the failure it checks, observed as status 0.
+        if p.expect_status.is_some() {
+            return Ok(Observation {
+                data: json!({
+                    "status": 0,
+                    "reachable": false,
+                    "body": null,
+                    "error": reason,
+                    "attempts": made,
+                    "elapsed_ms": elapsed_ms,
+                }),
+                evidence: trim_lines(
+                    &format!("no answer: {tried}: {reason}"),
+                    EVIDENCE_LINES,
+                    EVIDENCE_CHARS,
+                ),
+            });
+        }
         if all_timed_out {
             return Err(ProbeError::Timeout(name.clone(), timeout));
         }
-        let reason = last_error.unwrap_or_else(|| "no answer".into());
         return Err(ProbeError::Unreachable(
             name.clone(),
-            format!(
-                "{method} {} ({made} attempt{}): {reason}",
-                display_url(&url),
-                if made == 1 { "" } else { "s" }
-            ),
+            format!("{tried}: {reason}"),
         ));
     };
 
@@ -171,9 +198,12 @@ pub async fn observe(
     if made > 1 {
         evidence.push_str(&format!(" (attempt {made} of {attempts})"));
     }
+    // JSON keeps its own key order, one member a line, trimmed by size.
     let shown = match &body {
         serde_json::Value::String(s) => s.clone(),
-        v => serde_json::to_string_pretty(v).unwrap_or_else(|_| text.clone()),
+        _ => crate::text::json_lines(&text)
+            .map(|lines| lines.join("\n"))
+            .unwrap_or_else(|| text.clone()),
     };
     if !shown.trim().is_empty() {
         evidence.push('\n');
@@ -182,6 +212,7 @@ pub async fn observe(
     Ok(Observation {
         data: json!({
             "status": status.as_u16(),
+            "reachable": true,
             "body": body,
             "attempts": made,
             "elapsed_ms": elapsed_ms,

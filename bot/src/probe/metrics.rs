@@ -32,7 +32,8 @@ use crate::text::trim_lines;
 /// `worker_dlq_total`).
 ///
 /// Data: `{"samples": [{"labels": {…}, "value": 3.0}], "count": 1, "sum":
-/// 3.0, "max": 3.0}` (sum/max 0 and null when nothing matched).
+/// 3.0, "max": 3.0, "no_data": false}` (`no_data` true and sum/max null
+/// when nothing matched: a metric the page does not carry is not a zero).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsProbe {
@@ -150,9 +151,11 @@ pub async fn observe(
     };
     Ok(Observation {
         data: json!({
+            // A metric the page does not carry is no data, not zero.
+            "no_data": selected.is_empty(),
             "samples": samples,
             "count": selected.len(),
-            "sum": sum,
+            "sum": (!selected.is_empty()).then_some(sum),
             "max": max,
         }),
         evidence: trim_lines(&evidence, EVIDENCE_LINES, EVIDENCE_CHARS),

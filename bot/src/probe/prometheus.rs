@@ -19,7 +19,9 @@ use crate::text::trim_lines;
 /// (`/api/v1/query`, or `/api/v1/query_range` for a trend).
 ///
 /// Data, instant: `{"series": [{"labels": {…}, "value": 0.02}], "count": 1,
-/// "min": …, "max": …, "sum": …}` (min/max/sum null when there is no series).
+/// "min": …, "max": …, "sum": …, "no_data": false}` (min/max/sum null and
+/// `no_data` true when there is no series: every expectation then sees no
+/// value, unless it says what absence means with `missing`).
 /// Range: each series also has `"values": [[unix_s, v], …]`, `"first"`,
 /// `"last"` and `"delta"` (last − first); `value` is the last sample.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -264,6 +266,9 @@ pub async fn observe(
     }
     Ok(Observation {
         data: json!({
+            // No series is no data, not zero: expectations say what it
+            // means (`missing`), or the check cannot be called ok.
+            "no_data": series.is_empty(),
             "series": series,
             "count": series.len(),
             "min": min,

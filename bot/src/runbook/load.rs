@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use super::expect::{parse_condition, parse_path};
-use super::model::{ACTION_KINDS, Runbook, TRENDS};
+use super::expect::{parse_condition, parse_selector};
+use super::model::{
+    ACTION_KINDS, MISSING_WORDS, Missing, Runbook, SHOW_EVIDENCE, TRENDS, VERDICT_STATUSES,
+};
 use crate::probe::{ProbeSpec, TargetSettings};
 
 mod bundled {
@@ -31,13 +33,17 @@ pub struct Problem {
     pub file: String,
     pub line: Option<usize>,
     pub message: String,
+    /// A warning leaves the runbook loaded; anything else leaves it out.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warning: bool,
 }
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.warning { "warning: " } else { "" };
         match self.line {
-            Some(l) => write!(f, "{}:{l}: {}", self.file, self.message),
-            None => write!(f, "{}: {}", self.file, self.message),
+            Some(l) => write!(f, "{}:{l}: {kind}{}", self.file, self.message),
+            None => write!(f, "{}: {kind}{}", self.file, self.message),
         }
     }
 }
@@ -110,6 +116,7 @@ impl Catalog {
                         file: file.clone(),
                         line: f.line,
                         message: f.message,
+                        warning: false,
                     }));
                     continue;
                 }
@@ -120,9 +127,14 @@ impl Catalog {
                     file: file.clone(),
                     line: find_line(text, &format!("id = \"{}\"", runbook.id)),
                     message: format!("runbook id {:?} is already used by {first}", runbook.id),
+                    warning: false,
                 });
             }
             let matchers = compile_matchers(&runbook);
+            let (warnings, errors): (Vec<Problem>, Vec<Problem>) =
+                own.into_iter().partition(|p| p.warning);
+            let own = errors;
+            problems.extend(warnings);
             if own.is_empty()
                 && let Ok(matchers) = matchers
             {
@@ -178,6 +190,7 @@ pub fn read_dir(path: &Path, out: &mut Vec<(String, String)>, problems: &mut Vec
                 file: path.display().to_string(),
                 line: None,
                 message: format!("cannot read: {e}"),
+                warning: false,
             }),
         }
         return;
@@ -189,6 +202,7 @@ pub fn read_dir(path: &Path, out: &mut Vec<(String, String)>, problems: &mut Vec
                 file: path.display().to_string(),
                 line: None,
                 message: format!("cannot read directory: {e}"),
+                warning: false,
             });
             return;
         }
@@ -285,18 +299,23 @@ fn lint(
     let mut problems = Vec::new();
     // `needle` is found after the current check's id line when there is one.
     let mut anchor = String::new();
-    let mut p = |anchor: &str, needle: &str, message: String| {
-        let line = if anchor.is_empty() {
+    let locate = |anchor: &str, needle: &str| {
+        if anchor.is_empty() {
             find_line(text, needle)
         } else {
             find_line_after(text, anchor, needle)
-        };
+        }
+    };
+    let mut warnings = Vec::new();
+    let mut p = |anchor: &str, needle: &str, message: String| {
         problems.push(Problem {
             file: file.to_string(),
-            line,
+            line: locate(anchor, needle),
             message,
+            warning: false,
         });
     };
+    let guaranteed = guaranteed_labels(rb);
     if rb.version != 1 {
         p(
             &anchor,
@@ -354,9 +373,35 @@ fn lint(
                 ),
             );
         }
+        if let Some(show) = &c.show_evidence
+            && !SHOW_EVIDENCE.contains(&show.as_str())
+        {
+            p(
+                &anchor,
+                "show_evidence",
+                format!(
+                    "check {:?}: show_evidence {show:?} is not one of {}",
+                    c.id,
+                    SHOW_EVIDENCE.join(", ")
+                ),
+            );
+        }
         for e in &c.expect {
-            if let Err(m) = parse_path(&e.path) {
+            if let Err(m) = parse_selector(&e.path) {
                 p(&anchor, &e.path, format!("check {:?}: path: {m}", c.id));
+            }
+            if let Some(Missing::Word(w)) = &e.missing
+                && !MISSING_WORDS.contains(&w.as_str())
+            {
+                p(
+                    &anchor,
+                    "missing",
+                    format!(
+                        "check {:?}: missing = {w:?} is not one of {} or a number",
+                        c.id,
+                        MISSING_WORDS.join(", ")
+                    ),
+                );
             }
             if e.warn_if.is_none() && e.fail_if.is_none() {
                 p(
@@ -407,6 +452,19 @@ fn lint(
                     format!("check {:?}: probe.{field}: template error: {e}", c.id),
                 ),
                 Ok(t) => {
+                    for label in super::run::label_references(&s) {
+                        if !guaranteed.contains(&label) && !defaulted(&s, &label) {
+                            warnings.push(Problem {
+                                file: file.to_string(),
+                                line: locate(&anchor, &label),
+                                message: format!(
+                                    "check {:?}: probe.{field} needs alert label {label:?}, which [match] does not guarantee; an alert without it leaves the check not run (add a matcher such as {{ name = \"{label}\", op = \"=~\", value = \".+\" }}, or write labels.{label} | default(\"…\"))",
+                                    c.id
+                                ),
+                                warning: true,
+                            });
+                        }
+                    }
                     for var in t.undeclared_variables(false) {
                         if !TEMPLATE_ROOTS.contains(&var.as_str()) {
                             p(
@@ -515,6 +573,7 @@ fn lint(
             );
         }
     }
+    lint_verdicts(rb, &check_ids, &action_ids, &mut p);
     for r in &rb.recovery {
         if !check_ids.contains(&r.check) {
             p(
@@ -538,11 +597,14 @@ fn lint(
                 ),
             );
         }
-        if r.trend == "below" && r.threshold.is_none() {
+        if matches!(r.trend.as_str(), "below" | "above") && r.threshold.is_none() {
             p(
                 &anchor,
                 &r.title,
-                format!("recovery {:?}: trend below needs a threshold", r.title),
+                format!(
+                    "recovery {:?}: trend {} needs a threshold",
+                    r.title, r.trend
+                ),
             );
         }
         if r.samples < 2 {
@@ -552,7 +614,7 @@ fn lint(
                 format!("recovery {:?}: samples must be at least 2", r.title),
             );
         }
-        if let Err(m) = parse_path(&r.path) {
+        if let Err(m) = parse_selector(&r.path) {
             p(
                 &anchor,
                 &r.path,
@@ -560,7 +622,147 @@ fn lint(
             );
         }
     }
+    problems.extend(warnings);
     problems
+}
+
+/// Labels every alert this runbook matches is sure to have: `alertname`
+/// when names are listed, and labels whose matcher cannot hold for an
+/// empty value (`=` a non-empty value, `=~` a regex that needs a
+/// character).
+fn guaranteed_labels(rb: &Runbook) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    if !rb.matcher.alertname.is_empty() {
+        out.insert("alertname".to_string());
+    }
+    for m in &rb.matcher.labels {
+        let needs_value = match m.op.as_str() {
+            "=" => !m.value.is_empty(),
+            "=~" => Regex::new(&format!("^(?:{})$", m.value)).is_ok_and(|r| !r.is_match("")),
+            _ => false,
+        };
+        if needs_value {
+            out.insert(m.name.clone());
+        }
+    }
+    out
+}
+
+/// Whether every use of `label` in `template` has a `default` filter.
+fn defaulted(template: &str, label: &str) -> bool {
+    template
+        .split("{{")
+        .skip(1)
+        .filter_map(|part| part.split("}}").next())
+        .filter(|expr| {
+            super::run::label_references(expr)
+                .iter()
+                .any(|l| l == label)
+        })
+        .all(|expr| expr.contains("default"))
+}
+
+/// Verdicts name checks and actions of this runbook, conditions parse, and
+/// one without conditions (always applies) comes last.
+fn lint_verdicts(
+    rb: &Runbook,
+    check_ids: &BTreeSet<String>,
+    action_ids: &BTreeSet<String>,
+    p: &mut impl FnMut(&str, &str, String),
+) {
+    let mut ids = BTreeSet::new();
+    for (i, v) in rb.verdicts.iter().enumerate() {
+        let at = format!("id = \"{}\"", v.id);
+        if !ids.insert(v.id.clone()) {
+            p("", &at, format!("verdict id {:?} appears twice", v.id));
+        }
+        if v.when.is_empty() && i + 1 < rb.verdicts.len() {
+            p(
+                "",
+                &at,
+                format!(
+                    "verdict {:?} has no conditions, so it always applies and the verdicts after it never do; move it last",
+                    v.id
+                ),
+            );
+        }
+        if let Some(a) = &v.action
+            && !action_ids.contains(a)
+        {
+            p(
+                &at,
+                a,
+                format!(
+                    "verdict {:?}: action {a:?} is not an action of this runbook",
+                    v.id
+                ),
+            );
+        }
+        if let Some(sev) = &v.severity
+            && sev.parse::<commands::Severity>().is_err()
+        {
+            p(
+                &at,
+                "severity",
+                format!("verdict {:?}: severity {sev:?} is not P1, P2 or P3", v.id),
+            );
+        }
+        for cond in &v.when {
+            if cond.checks.is_empty() {
+                p(
+                    &at,
+                    "checks",
+                    format!("verdict {:?}: a condition names no checks", v.id),
+                );
+            }
+            for c in &cond.checks {
+                if !check_ids.contains(c) {
+                    p(
+                        &at,
+                        c,
+                        format!("verdict {:?}: {c:?} is not a check of this runbook", v.id),
+                    );
+                }
+            }
+            if let Some(st) = &cond.status
+                && !VERDICT_STATUSES.contains(&st.as_str())
+            {
+                p(
+                    &at,
+                    st,
+                    format!(
+                        "verdict {:?}: status {st:?} is not one of {}",
+                        v.id,
+                        VERDICT_STATUSES.join(", ")
+                    ),
+                );
+            }
+            match (&cond.path, &cond.is) {
+                (Some(path), Some(is)) => {
+                    if let Err(m) = parse_selector(path) {
+                        p(&at, path, format!("verdict {:?}: path: {m}", v.id));
+                    }
+                    if let Err(m) = parse_condition(is) {
+                        p(&at, is, format!("verdict {:?}: {m}", v.id));
+                    }
+                }
+                (None, None) if cond.status.is_none() => p(
+                    &at,
+                    "checks",
+                    format!(
+                        "verdict {:?}: a condition needs status = \"…\" or path = \"…\" with is = \"…\"",
+                        v.id
+                    ),
+                ),
+                (None, None) => {}
+                _ => p(
+                    &at,
+                    "path",
+                    format!("verdict {:?}: path and is go together", v.id),
+                ),
+            }
+        }
+    }
 }
 
 /// Parentheses, braces and brackets balance and quotes close (a cheap

@@ -61,6 +61,12 @@ pub struct Runbook {
     /// Declared here; run only after an approval.
     #[serde(default)]
     pub actions: Vec<ActionDecl>,
+    /// The conclusions the seed draws from what the checks found, most
+    /// specific first: the first whose conditions all hold ends the
+    /// findings post (a verdict without conditions always applies, so it
+    /// goes last).
+    #[serde(default)]
+    pub verdicts: Vec<Verdict>,
     /// When the incident counts as mitigated.
     #[serde(default)]
     pub recovery: Vec<RecoveryCriterion>,
@@ -122,6 +128,12 @@ pub struct Check {
     /// Evidence only: ok unless the probe fails.
     #[serde(default)]
     pub informational: bool,
+    /// When the probe's evidence (a table, the records, the answer) is shown
+    /// in the findings post: `always`, `problem` (only when the check is not
+    /// ok) or `never`. Default: `always` for an informational check (its
+    /// evidence is the answer), `problem` otherwise.
+    #[serde(default)]
+    pub show_evidence: Option<String>,
     /// Probe budget, milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -133,9 +145,15 @@ fn default_timeout_ms() -> u64 {
 
 /// A threshold on one value of the observation. `path` selects it
 /// (`body.by_status.failed`, `rows.0.count`, `rows[status=PENDING].count`,
-/// `consumer.backlog`); `warn_if` / `fail_if` are conditions such as
+/// `consumer.backlog`, `count(body.items[retryable=true])`,
+/// `ratio(a.sum, b.sum)`); `warn_if` / `fail_if` are conditions such as
 /// `> 100`, `!= 200`, `== "ok"`, `< 0.999`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+///
+/// A value that is not there (the path selects nothing, it is null, or the
+/// probe got no data at all, such as a Prometheus query without series) is
+/// never ok by itself: the check is `error` ("no data") unless `missing`
+/// says what absence means.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expectation {
     pub path: String,
@@ -146,7 +164,65 @@ pub struct Expectation {
     /// What a breach means, shown with the finding.
     #[serde(default)]
     pub meaning: Option<String>,
+    /// What it means when there is no value: `"ok"`, `"warn"`, `"fail"`, or
+    /// a number that stands in for it (`0`: a count the answer omits when
+    /// it is zero).
+    #[serde(default)]
+    pub missing: Option<Missing>,
 }
+
+/// What absence of a value means (see [`Expectation::missing`]).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Missing {
+    Number(f64),
+    Word(String),
+}
+
+/// Words `missing` takes.
+pub const MISSING_WORDS: [&str; 3] = ["ok", "warn", "fail"];
+
+/// A conclusion the seed draws (seed 003: every service down → P1, propose
+/// the emergency rollback). It applies when all of `when` hold.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verdict {
+    pub id: String,
+    /// As the seed words it.
+    pub title: String,
+    #[serde(default)]
+    pub title_en: Option<String>,
+    /// Conditions over the checks' outcomes; all must hold. Empty: always.
+    #[serde(default)]
+    pub when: Vec<VerdictCondition>,
+    /// The action (an `[[actions]]` id) the verdict points to.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// The severity the seed gives this situation, when it differs
+    /// (shown as advice; `/incident sev` changes it).
+    #[serde(default)]
+    pub severity: Option<String>,
+}
+
+/// One condition of a verdict: the outcome of one or several checks
+/// (`status`: `ok`, `warn` (warn or fail), `fail`, `error`), or a value of
+/// one check's observation held to a condition (`path` and `is`, as in
+/// expectations: `is = "== 1"`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictCondition {
+    /// Every one of these checks must meet the condition.
+    pub checks: Vec<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub is: Option<String>,
+}
+
+/// Outcomes a verdict condition's `status` takes.
+pub const VERDICT_STATUSES: [&str; 4] = ["ok", "warn", "fail", "error"];
 
 /// A first-response action (executed by the approval flow, later).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -215,4 +291,13 @@ pub const ACTION_KINDS: [&str; 7] = [
 ];
 
 /// Trend kinds the format knows.
-pub const TRENDS: [&str; 3] = ["decreasing", "not_increasing", "below"];
+pub const TRENDS: [&str; 5] = [
+    "decreasing",
+    "not_increasing",
+    "below",
+    "increasing",
+    "above",
+];
+
+/// `show_evidence` values.
+pub const SHOW_EVIDENCE: [&str; 3] = ["always", "problem", "never"];

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::expect::select;
 use super::load::Catalog;
 use super::model::RecoveryCriterion;
 use super::run::{RunContext, Targets};
@@ -33,12 +32,17 @@ pub fn holds(criterion: &RecoveryCriterion, values: &[f64]) -> bool {
     }
     let w = &values[values.len() - n..];
     let steps_down = w.windows(2).all(|p| p[1] <= p[0]);
+    let steps_up = w.windows(2).all(|p| p[1] >= p[0]);
     match criterion.trend.as_str() {
         "decreasing" => steps_down && w[n - 1] < w[0],
         "not_increasing" => steps_down,
+        "increasing" => steps_up && w[n - 1] > w[0],
         "below" => criterion
             .threshold
             .is_some_and(|t| w.iter().all(|v| *v < t)),
+        "above" => criterion
+            .threshold
+            .is_some_and(|t| w.iter().all(|v| *v > t)),
         _ => false,
     }
 }
@@ -177,12 +181,7 @@ async fn sample(
     )
     .await
     .ok()?;
-    match select(&obs.data, path)? {
-        serde_json::Value::Number(n) => n.as_f64(),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
-        serde_json::Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
-        _ => None,
-    }
+    super::expect::as_number(&super::expect::value_at(&obs.data, path)?)
 }
 
 #[cfg(test)]
@@ -231,6 +230,16 @@ mod tests {
             !holds(&criterion("decreasing", 3, None), &[300.0, 100.0]),
             "too few samples"
         );
+    }
+
+    #[test]
+    fn increasing_and_above_mirror_decreasing_and_below() {
+        assert!(holds(&criterion("increasing", 3, None), &[1.0, 2.0, 2.0]));
+        assert!(!holds(&criterion("increasing", 3, None), &[2.0, 2.0, 2.0]));
+        assert!(!holds(&criterion("increasing", 3, None), &[1.0, 3.0, 2.0]));
+        assert!(holds(&criterion("above", 2, Some(0.99)), &[0.995, 0.999]));
+        assert!(!holds(&criterion("above", 2, Some(0.99)), &[0.98, 0.999]));
+        assert!(!holds(&criterion("above", 2, None), &[5.0, 6.0]));
     }
 
     #[test]

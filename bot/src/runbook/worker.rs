@@ -58,7 +58,7 @@ impl Handler for RunbookRunner {
                 "firstline",
                 Change::Findings {
                     id: incident_id,
-                    report,
+                    report: Box::new(report),
                 },
             )
             .await
