@@ -425,7 +425,45 @@ async fn runbook(cmd: RunbookCmd, config: Config) -> anyhow::Result<ExitCode> {
                         .iter()
                         .filter_map(|(w, c)| c.as_ref().map(|c| format!("{w} {} {c}", x.path)))
                         .collect();
-                    println!("     {}", conds.join("; "));
+                    let missing = match &x.missing {
+                        None => String::new(),
+                        Some(firstline::runbook::model::Missing::Number(n)) => {
+                            format!("; no value counts as {n}")
+                        }
+                        Some(firstline::runbook::model::Missing::Word(w)) => {
+                            format!("; no value counts as {w}")
+                        }
+                    };
+                    println!("     {}{missing}", conds.join("; "));
+                }
+            }
+            if !r.verdicts.is_empty() {
+                println!("\nverdicts (the first that holds ends the findings post):");
+                for v in &r.verdicts {
+                    let when: Vec<String> = v
+                        .when
+                        .iter()
+                        .map(|c| match (&c.status, &c.path, &c.is) {
+                            (Some(st), _, _) => format!("{} {st}", c.checks.join(", ")),
+                            (None, Some(p), Some(is)) => {
+                                format!("{}: {p} {is}", c.checks.join(", "))
+                            }
+                            _ => c.checks.join(", "),
+                        })
+                        .collect();
+                    println!(
+                        "  - {}: {}{}",
+                        if when.is_empty() {
+                            "otherwise".to_string()
+                        } else {
+                            format!("when {}", when.join(" and "))
+                        },
+                        v.title_en.as_deref().unwrap_or(&v.title),
+                        v.action
+                            .as_deref()
+                            .map(|a| format!(" → action {a}"))
+                            .unwrap_or_default()
+                    );
                 }
             }
             if !r.actions.is_empty() {

@@ -117,10 +117,14 @@ impl Messages {
     }
 
     fn render(&self, name: &str, ctx: minijinja::Value) -> String {
+        // Whatever the values held, a post stays a post (Slack cuts text at
+        // 4,000 characters; a terminal scrolls away).
+        crate::text::clip(&self.render_unclipped(name, ctx), MAX_POST_CHARS).into_owned()
+    }
+
+    fn render_unclipped(&self, name: &str, ctx: minijinja::Value) -> String {
         match self.env.get_template(name).and_then(|t| t.render(ctx)) {
-            // Whatever the values held, a post stays a post (Slack cuts
-            // text at 4,000 characters; a terminal scrolls away).
-            Ok(s) => crate::text::clip(s.trim_end(), MAX_POST_CHARS).into_owned(),
+            Ok(s) => s.trim_end().to_string(),
             Err(e) => {
                 tracing::error!(template = name, error = %e, "message template failed");
                 format!("(message {name} could not be rendered: {e})")
@@ -210,13 +214,33 @@ impl Messages {
     /// The findings of a runbook run, in the runbook's order, naming the
     /// likely bottleneck.
     pub fn findings(&self, incident: &str, report: &Report, actions: &[ActionDecl]) -> String {
+        // Evidence gives way first: the post must keep every check's line,
+        // the bottleneck and the verdict within the platform's size.
+        let mut text = String::new();
+        for lines in [8, 4, 2, 1, 0] {
+            text = self.findings_with(incident, report, actions, lines);
+            if text.chars().count() <= MAX_POST_CHARS {
+                break;
+            }
+        }
+        crate::text::clip(&text, MAX_POST_CHARS).into_owned()
+    }
+
+    /// The findings post with at most `evidence` lines of evidence a check.
+    fn findings_with(
+        &self,
+        incident: &str,
+        report: &Report,
+        actions: &[ActionDecl],
+        evidence: usize,
+    ) -> String {
         let findings: Vec<_> = report
             .findings
             .iter()
             .map(|f| {
                 let detail = finding_detail(f);
                 let evidence_lines = if f.show_evidence {
-                    evidence_excerpt(&f.evidence)
+                    evidence_excerpt(&f.evidence, evidence)
                 } else {
                     Vec::new()
                 };
@@ -284,7 +308,7 @@ impl Messages {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        self.render(
+        self.render_unclipped(
             "findings",
             context! {
                 id => incident, runbook_id => &report.runbook_id, title => &report.title, title_en => &report.title_en,
@@ -352,18 +376,20 @@ fn short_value(v: &Value) -> String {
     crate::text::clip(&text, 120).into_owned()
 }
 
-/// The evidence as post lines: at most 8, each at most 160 characters, so
-/// nine checks fit a chat message.
-fn evidence_excerpt(evidence: &str) -> Vec<String> {
-    const LINES: usize = 8;
+/// The evidence as post lines: at most `lines`, each at most 160
+/// characters.
+fn evidence_excerpt(evidence: &str, lines: usize) -> Vec<String> {
+    if lines == 0 {
+        return Vec::new();
+    }
     let all: Vec<&str> = evidence.lines().collect();
     let mut out: Vec<String> = all
         .iter()
-        .take(LINES)
+        .take(lines)
         .map(|l| crate::text::clip(l, 160).into_owned())
         .collect();
-    if all.len() > LINES {
-        out.push(format!("… {} more line(s)", all.len() - LINES));
+    if all.len() > lines {
+        out.push(format!("… {} more line(s)", all.len() - lines));
     }
     out
 }
