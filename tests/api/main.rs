@@ -12,5 +12,6 @@ mod outbox;
 mod probes_data;
 mod probes_http;
 mod restart;
+mod run_speed;
 mod runbooks;
 mod store_contract;

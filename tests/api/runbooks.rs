@@ -183,10 +183,10 @@ async fn runbook_run_from_chat_records_fresh_findings_on_the_incident() {
     let (_, list) = app.command("kim", "/runbook list").await;
 
     assert_eq!(status, 200, "{reply}");
-    // The only failing check could not run (its target is not configured):
-    // that is said, but not named as the bottleneck.
+    // Answered at once; the findings follow in the thread.
     assert_eq!(
-        reply["reply"], "runbook workflow-events-failed checked: error",
+        reply["reply"],
+        "running 3 checks of workflow-events-failed for INC-1; the findings will be posted in its thread",
         "{reply}"
     );
     assert!(
@@ -215,6 +215,8 @@ async fn runbook_run_from_chat_records_fresh_findings_on_the_incident() {
         text.contains("⚙ Not configured, so not checked: dead_db"),
         "{text}"
     );
+    // The only failing check could not run (its target is not configured):
+    // that is said, but not named as the bottleneck.
     assert!(text.contains("No configured check failed."), "{text}");
 }
 
