@@ -471,7 +471,8 @@ async fn runbook(cmd: RunbookCmd, config: Config) -> anyhow::Result<ExitCode> {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let report = run::run(&e.runbook, &config.targets, &ctx, rb.concurrency).await;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                let value = firstline::runbook::report_json::to_value(&report);
+                println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 let messages = Messages::new(config.timezone);
                 println!(

@@ -158,7 +158,20 @@ async fn an_alert_runs_its_runbook_and_the_findings_name_the_first_failing_check
         .map(|f| f["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["ok", "fail", "error"]);
-    assert_eq!(findings["data"]["bottleneck"], 1);
+    // The same number as the text's "#2", and the check it names.
+    assert_eq!(findings["data"]["bottleneck"], 2);
+    assert_eq!(findings["data"]["bottleneck_check"], "failed");
+    let (_, pm) = app
+        .get_json("/api/incidents/INC-1/postmortem?format=json")
+        .await;
+    let in_export = pm["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "findings")
+        .cloned()
+        .expect("findings event in the export");
+    assert_eq!(in_export["data"]["bottleneck"], 2, "{in_export}");
 }
 
 #[tokio::test]

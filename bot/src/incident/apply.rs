@@ -856,7 +856,8 @@ pub(super) async fn change(
                 ),
                 None => format!("runbook {} checked: {}", report.runbook_id, worst.as_str()),
             };
-            let data = serde_json::to_value(report).unwrap_or_default();
+            // Numbered as the findings text numbers the checks (from 1).
+            let data = crate::runbook::report_json::to_value(report);
             event(tx, &inc, now, actor, EventKind::Findings, &text, data).await?;
             let actions = rules
                 .catalog
