@@ -160,3 +160,51 @@ fn json_names_the_bottleneck_by_the_same_number_as_the_text() {
     assert_eq!(report["bottleneck_check"], "second", "{out}");
     assert!(text.contains("Likely bottleneck: #2 second"), "{text}");
 }
+
+const NATS_ADDR: &str = "127.0.0.1:4222";
+
+#[test]
+fn with_a_nats_check_stdout_holds_the_report_only() {
+    if std::net::TcpStream::connect(NATS_ADDR).is_err() {
+        let required = matches!(
+            std::env::var("FIRSTLINE_REQUIRE_NATS").as_deref(),
+            Ok("1") | Ok("true")
+        );
+        assert!(
+            !required,
+            "NATS is required but {NATS_ADDR} is not reachable"
+        );
+        eprintln!("SKIPPED: NATS is not reachable at {NATS_ADDR}");
+        return;
+    }
+    let checks = r#"
+[[checks]]
+id = "bus"
+title = "bus connected"
+probe = { kind = "nats", target = "bus" }
+expect = [{ path = "connected", fail_if = "!= true" }]
+"#;
+    let env = [
+        ("FIRSTLINE_TARGETS__BUS__KIND", "nats"),
+        ("FIRSTLINE_TARGETS__BUS__URL", "nats://127.0.0.1:4222"),
+    ];
+
+    let (code, out, err) = run(checks, &[], &env);
+    let (json_code, json_out, json_err) = run(checks, &["--json"], &env);
+
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("🔎 (no incident) checks of runbook rb"),
+        "{out}"
+    );
+    assert!(out.contains("1. ✅ bus connected [nats → bus]"), "{out}");
+    for noise in ["event:", "INFO", "WARN", "async_nats"] {
+        assert!(!out.contains(noise), "{noise} on stdout: {out}");
+    }
+    // The library's connection chatter is held back by default.
+    assert!(!err.contains("event: connected"), "{err}");
+    assert_eq!(json_code, 0, "{json_out}{json_err}");
+    let report: serde_json::Value = serde_json::from_str(&json_out)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {json_out}"));
+    assert_eq!(report["findings"][0]["status"], "ok", "{json_out}");
+}
