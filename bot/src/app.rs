@@ -213,7 +213,8 @@ impl App {
             clock.clone(),
             config.settings.outbox.clone(),
             wake_runner,
-        );
+        )
+        .with_parallel(config.settings.runbooks.max_parallel_runs);
         let recovery = Dispatcher::new(
             store.clone(),
             RecoveryWatcher {
@@ -234,6 +235,11 @@ impl App {
             catalog: catalog.clone(),
             targets: targets.clone(),
             concurrency: config.settings.runbooks.concurrency,
+            channel: config.settings.chat.channel.clone(),
+            posts_wake: wake.clone(),
+            runs: Arc::new(tokio::sync::Semaphore::new(
+                config.settings.runbooks.max_parallel_runs,
+            )),
         };
         let state = AppState::new(Shared {
             store: store.clone(),

@@ -49,6 +49,9 @@ pub struct RunbookSettings {
     pub run_on_alert: bool,
     /// Checks of one runbook probed at the same time.
     pub concurrency: usize,
+    /// Runbook runs of different incidents under way at the same time (one
+    /// incident's runs still go one at a time, in order).
+    pub max_parallel_runs: usize,
 }
 
 impl Default for RunbookSettings {
@@ -58,6 +61,7 @@ impl Default for RunbookSettings {
             dirs: Vec::new(),
             run_on_alert: true,
             concurrency: 4,
+            max_parallel_runs: 4,
         }
     }
 }
@@ -384,6 +388,10 @@ pub struct Config {
     /// Probe targets with their secrets resolved.
     pub targets: BTreeMap<String, Target>,
 }
+
+/// The most runbook runs `runbooks.max_parallel_runs` allows at once: each
+/// may hold `runbooks.concurrency` probe connections.
+pub const MAX_PARALLEL_RUNS: usize = 64;
 
 const KNOWN_SOURCES: [&str; 3] = ["alertmanager", "grafana", "generic"];
 
@@ -758,6 +766,14 @@ fn validate(
     if settings.runbooks.concurrency == 0 {
         err("runbooks.concurrency", "must be at least 1".into());
     }
+    if !(1..=MAX_PARALLEL_RUNS).contains(&settings.runbooks.max_parallel_runs) {
+        err(
+            "runbooks.max_parallel_runs",
+            format!(
+                "must be 1 to {MAX_PARALLEL_RUNS} (runbook runs of different incidents at once; each holds up to runbooks.concurrency probes)"
+            ),
+        );
+    }
     let mut targets = BTreeMap::new();
     for (name, t) in &settings.targets {
         let key = format!("targets.{name}");
@@ -910,6 +926,26 @@ mod tests {
         let c = load_with_env(Some(f.path()), env).expect("valid");
         assert_eq!(c.settings.store.url, "sqlite://b.db");
         assert_eq!(c.settings.intake.max_receipts, 5000);
+    }
+
+    #[test]
+    fn parallel_runbook_runs_are_bounded_and_at_least_one() {
+        let c = load_with_env(None, Vec::new()).expect("defaults are valid");
+        assert_eq!(c.settings.runbooks.max_parallel_runs, 4);
+        for bad in ["0", "65"] {
+            let env = vec![(
+                "FIRSTLINE_RUNBOOKS__MAX_PARALLEL_RUNS".to_string(),
+                bad.to_string(),
+            )];
+            let e = load_with_env(None, env).expect_err("out of range");
+            let text = e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+            assert!(
+                text.iter()
+                    .any(|t| t.contains("runbooks.max_parallel_runs")
+                        && t.contains("must be 1 to 64")),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

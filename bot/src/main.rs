@@ -324,7 +324,7 @@ async fn incident(cmd: IncidentCmd, config: Config) -> anyhow::Result<ExitCode> 
 
 async fn runbook(cmd: RunbookCmd, config: Config) -> anyhow::Result<ExitCode> {
     use firstline::runbook::load::{Catalog, read_dir};
-    use firstline::runbook::run::{self, RunContext, Status};
+    use firstline::runbook::run::{self, RunContext};
     let rb = &config.settings.runbooks;
     if let RunbookCmd::Lint { path } = &cmd {
         let mut sources = Vec::new();
@@ -496,21 +496,33 @@ async fn runbook(cmd: RunbookCmd, config: Config) -> anyhow::Result<ExitCode> {
             }
         }
         RunbookCmd::Run { id, json, labels } => {
-            let e = find(&id)?;
+            // Whatever stops the run before any check is "could not run" (2),
+            // never "a check failed" (1).
+            let e = match find(&id) {
+                Ok(e) => e,
+                Err(err) => {
+                    eprintln!("firstline: {err}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             let mut ctx = RunContext {
                 now: firstline::domain::time::Clock::now(&firstline::domain::time::SystemClock),
                 ..Default::default()
             };
             for l in labels {
-                let (k, v) = l
-                    .split_once('=')
-                    .ok_or_else(|| anyhow::anyhow!("--label {l:?} is not NAME=VALUE"))?;
+                let Some((k, v)) = l.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
+                    eprintln!(
+                        "firstline: --label {l:?} is not NAME=VALUE (e.g. --label workflow_id=abc)"
+                    );
+                    return Ok(ExitCode::from(2));
+                };
                 ctx.labels.insert(k.to_string(), v.to_string());
             }
             let _ = rustls::crypto::ring::default_provider().install_default();
             let report = run::run(&e.runbook, &config.targets, &ctx, rb.concurrency).await;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                let value = firstline::runbook::report_json::to_value(&report);
+                println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 let messages = Messages::new(config.timezone);
                 println!(
@@ -518,15 +530,94 @@ async fn runbook(cmd: RunbookCmd, config: Config) -> anyhow::Result<ExitCode> {
                     messages.findings("(no incident)", &report, &e.runbook.actions)
                 );
             }
-            return Ok(if report.worst() >= Status::Fail {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            });
+            let outcome = RunOutcome::of(&report);
+            // The report is stdout's; the verdict goes to stderr, so
+            // `--json` stays one JSON document.
+            eprintln!("firstline: {}", outcome.summary(&report));
+            return Ok(outcome.code());
         }
         RunbookCmd::Lint { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `runbook run` exits with: 0 when no check failed and every one
+/// could run (warnings included: they are reported, not failures), 1 when a
+/// check failed (whatever else could not run), 2 when nothing failed but
+/// some check could not run (its target is not configured, or its probe
+/// could not observe), so the run proves nothing either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunOutcome {
+    Ok,
+    Warn,
+    Failed,
+    NotRun,
+}
+
+impl RunOutcome {
+    fn of(report: &firstline::runbook::run::Report) -> RunOutcome {
+        use firstline::runbook::run::Status;
+        let has = |s: Status| report.findings.iter().any(|f| f.status == s);
+        if has(Status::Fail) {
+            RunOutcome::Failed
+        } else if has(Status::Error) {
+            RunOutcome::NotRun
+        } else if has(Status::Warn) {
+            RunOutcome::Warn
+        } else {
+            RunOutcome::Ok
+        }
+    }
+
+    fn code(self) -> ExitCode {
+        match self {
+            RunOutcome::Ok | RunOutcome::Warn => ExitCode::SUCCESS,
+            RunOutcome::Failed => ExitCode::from(1),
+            RunOutcome::NotRun => ExitCode::from(2),
+        }
+    }
+
+    fn summary(self, report: &firstline::runbook::run::Report) -> String {
+        use firstline::runbook::run::Status;
+        let count = |p: &dyn Fn(&firstline::runbook::run::Finding) -> bool| {
+            report.findings.iter().filter(|f| p(f)).count()
+        };
+        let counts = [
+            ("fail", count(&|f| f.status == Status::Fail)),
+            (
+                "not run (target not configured)",
+                count(&|f| f.unconfigured),
+            ),
+            (
+                "could not observe",
+                count(&|f| f.status == Status::Error && !f.unconfigured),
+            ),
+            ("warn", count(&|f| f.status == Status::Warn)),
+            ("ok", count(&|f| f.status == Status::Ok)),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{n} {what}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+        let verdict = match self {
+            RunOutcome::Ok => "exit 0: every check passed",
+            RunOutcome::Warn => "exit 0: no check failed, but some warn",
+            RunOutcome::Failed => "exit 1: a check failed",
+            RunOutcome::NotRun => {
+                "exit 2: no check failed, but some could not run, so this run is not conclusive"
+            }
+        };
+        format!(
+            "runbook {}: {} — {verdict}",
+            report.runbook_id,
+            if counts.is_empty() {
+                "no checks".to_string()
+            } else {
+                counts
+            }
+        )
+    }
 }
 
 /// Ctrl-C or SIGTERM. The handlers are installed here, at once: one

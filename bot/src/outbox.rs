@@ -7,14 +7,21 @@
 //! recorded. A crash between the two leads to a redelivery that the
 //! platform recognises and does not show again.
 //!
+//! Items of one incident go one at a time, in order; different incidents'
+//! may go at once, up to the dispatcher's `parallel` (the runbook runner's
+//! is `runbooks.max_parallel_runs`, so one incident's slow checks do not
+//! hold up the next incident's findings).
+//!
 //! [`Dispatcher::step`] delivers everything due now and returns; tests call
-//! it directly, `run` loops it until shutdown.
+//! it directly. `run` starts deliveries as they fall due until shutdown.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::chat::{ChatPlatform, PostRequest};
@@ -58,12 +65,27 @@ impl<P: ChatPlatform> ChatPoster<P> {
 }
 
 /// Works through the outbox intents of one kind.
+///
+/// Items of one incident are delivered one at a time, in id order; items of
+/// different incidents (and items of no incident) may be delivered at the
+/// same time, at most `parallel` deliveries at once (1 unless
+/// [`Dispatcher::with_parallel`] says otherwise). While an incident's
+/// delivery is in flight its later items wait, and an item backing off
+/// after a failure holds back its incident's later items (the store's
+/// `due_outbox` does not hand them out), so a thread never shows them out
+/// of order.
 pub struct Dispatcher<H: Handler> {
+    inner: Arc<Inner<H>>,
+    wake: Arc<Notify>,
+    parallel: usize,
+}
+
+/// What the dispatcher's tasks share.
+struct Inner<H: Handler> {
     store: Store,
     handler: H,
     clock: Arc<dyn Clock>,
     settings: OutboxSettings,
-    wake: Arc<Notify>,
 }
 
 /// What one step did, for tests and logs.
@@ -74,6 +96,46 @@ pub struct StepReport {
     pub dead: usize,
 }
 
+impl StepReport {
+    fn add(&mut self, other: StepReport) {
+        self.delivered += other.delivered;
+        self.failed += other.failed;
+        self.dead += other.dead;
+    }
+}
+
+/// Items that must be delivered in turn: those of one incident, or a single
+/// item of no incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Lane {
+    Incident(i64),
+    Item(i64),
+}
+
+/// Due items in lanes, each lane's in id order, lanes in the order of their
+/// oldest item.
+fn lanes(due: Vec<OutboxItem>) -> Vec<(Lane, Vec<OutboxItem>)> {
+    let mut out: Vec<(Lane, Vec<OutboxItem>)> = Vec::new();
+    let mut at: HashMap<Lane, usize> = HashMap::new();
+    for item in due {
+        let lane = match item.incident_id {
+            Some(i) => Lane::Incident(i),
+            None => Lane::Item(item.id),
+        };
+        match at.get(&lane) {
+            Some(&i) => out[i].1.push(item),
+            None => {
+                at.insert(lane, out.len());
+                out.push((lane, vec![item]));
+            }
+        }
+    }
+    out
+}
+
+/// Items fetched per look at the store.
+const FETCH: i64 = 256;
+
 impl<H: Handler> Dispatcher<H> {
     pub fn new(
         store: Store,
@@ -83,40 +145,132 @@ impl<H: Handler> Dispatcher<H> {
         wake: Arc<Notify>,
     ) -> Self {
         Dispatcher {
-            store,
-            handler,
-            clock,
-            settings,
+            inner: Arc::new(Inner {
+                store,
+                handler,
+                clock,
+                settings,
+            }),
             wake,
+            parallel: 1,
         }
     }
 
-    /// Delivers until `shutdown` turns true. Wakes on the ledger's notify,
-    /// when the next retry is due, and every poll interval.
+    /// Lets up to `parallel` incidents' deliveries run at the same time
+    /// (at least 1). Each incident's own items still go one at a time.
+    pub fn with_parallel(mut self, parallel: usize) -> Self {
+        self.parallel = parallel.max(1);
+        self
+    }
+
+    /// Delivers until `shutdown` turns true, starting a lane whenever one
+    /// is due and a slot is free: a slow delivery holds up only its own
+    /// incident. Wakes on the ledger's notify, when a delivery ends, when
+    /// the next retry is due, and every poll interval. At shutdown it waits
+    /// for the deliveries under way (an item is marked delivered only after
+    /// its handler is done, so one cut short would simply run again).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut running: JoinSet<Result<StepReport, StoreError>> = JoinSet::new();
+        let mut busy: HashMap<tokio::task::Id, Lane> = HashMap::new();
         loop {
             if *shutdown.borrow() {
-                return;
+                break;
             }
-            match self.step().await {
-                Ok(r) if r.failed + r.dead > 0 => {
-                    warn!(
-                        delivered = r.delivered,
-                        failed = r.failed,
-                        dead = r.dead,
-                        "outbox step had failures"
-                    )
+            if running.len() < self.parallel {
+                match self.inner.due().await {
+                    Ok(due) => {
+                        for (lane, items) in lanes(due) {
+                            if running.len() >= self.parallel {
+                                break;
+                            }
+                            if busy.values().any(|l| *l == lane) {
+                                continue;
+                            }
+                            let inner = self.inner.clone();
+                            let task = running.spawn(async move { inner.deliver(items).await });
+                            busy.insert(task.id(), lane);
+                        }
+                    }
+                    Err(e) => warn!(kind = H::KIND, error = %e, "outbox: could not read the store"),
                 }
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "outbox step could not read the store"),
             }
-            let wait = self.until_next_due().await;
+            // With deliveries under way, their end wakes us and the due
+            // items in the store include theirs: only poll.
+            let wait = if running.is_empty() {
+                self.inner.until_next_due().await
+            } else {
+                Duration::from_millis(self.inner.settings.poll_interval_ms)
+            };
             tokio::select! {
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                    finished(&mut busy, done);
+                }
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
             }
         }
+        while let Some(done) = running.join_next_with_id().await {
+            finished(&mut busy, done);
+        }
+    }
+
+    /// Delivers every item due now, oldest first, up to `parallel` lanes at
+    /// once, and returns when they are done. An incident whose item fails
+    /// has its later items held back so its thread stays in order.
+    pub async fn step(&self) -> Result<StepReport, StoreError> {
+        let mut report = StepReport::default();
+        let mut lanes = lanes(self.inner.due().await?).into_iter();
+        let mut running: JoinSet<Result<StepReport, StoreError>> = JoinSet::new();
+        loop {
+            while running.len() < self.parallel {
+                let Some((_, items)) = lanes.next() else {
+                    break;
+                };
+                let inner = self.inner.clone();
+                running.spawn(async move { inner.deliver(items).await });
+            }
+            let Some(done) = running.join_next().await else {
+                return Ok(report);
+            };
+            match done {
+                Ok(r) => report.add(r?),
+                Err(e) => {
+                    warn!(kind = H::KIND, error = %e, "outbox delivery task ended abnormally")
+                }
+            }
+        }
+    }
+}
+
+/// Logs what a lane's delivery did and frees its lane.
+fn finished(
+    busy: &mut HashMap<tokio::task::Id, Lane>,
+    done: Result<(tokio::task::Id, Result<StepReport, StoreError>), tokio::task::JoinError>,
+) {
+    let id = match &done {
+        Ok((id, _)) => *id,
+        Err(e) => e.id(),
+    };
+    busy.remove(&id);
+    match done {
+        Ok((_, Ok(r))) if r.failed + r.dead > 0 => warn!(
+            delivered = r.delivered,
+            failed = r.failed,
+            dead = r.dead,
+            "outbox deliveries had failures"
+        ),
+        Ok((_, Ok(_))) => {}
+        Ok((_, Err(e))) => warn!(error = %e, "outbox: could not record a delivery in the store"),
+        Err(e) => warn!(error = %e, "outbox delivery task ended abnormally"),
+    }
+}
+
+impl<H: Handler> Inner<H> {
+    async fn due(&self) -> Result<Vec<OutboxItem>, StoreError> {
+        self.store
+            .due_outbox(self.clock.now(), FETCH, H::KIND)
+            .await
     }
 
     async fn until_next_due(&self) -> Duration {
@@ -130,22 +284,26 @@ impl<H: Handler> Dispatcher<H> {
         }
     }
 
-    /// Delivers every item due now, oldest first. An incident whose item
-    /// fails has its later items held back so its thread stays in order.
-    pub async fn step(&self) -> Result<StepReport, StoreError> {
+    /// Delivers one lane's items in order, stopping at the first failure
+    /// (the rest wait behind it).
+    async fn deliver(self: Arc<Self>, items: Vec<OutboxItem>) -> Result<StepReport, StoreError> {
         let mut report = StepReport::default();
-        let due = self
-            .store
-            .due_outbox(self.clock.now(), 256, H::KIND)
-            .await?;
-        let mut held: Vec<i64> = Vec::new();
-        for item in due {
-            if let Some(incident) = item.incident_id
-                && held.contains(&incident)
-            {
-                continue;
-            }
-            match self.handler.handle(&item).await {
+        for item in items {
+            // Its own task, so a handler that panics fails this item (and
+            // backs it off) rather than the dispatcher.
+            let handled = {
+                let inner = self.clone();
+                let item = item.clone();
+                tokio::spawn(async move { inner.handler.handle(&item).await }).await
+            };
+            let outcome = handled.unwrap_or_else(|e| {
+                Err(Failure {
+                    message: format!("the {} handler crashed: {e}", H::KIND),
+                    retryable: true,
+                    retry_after_ms: None,
+                })
+            });
+            match outcome {
                 Ok(()) => {
                     self.store
                         .outbox_delivered(item.id, self.clock.now())
@@ -154,9 +312,6 @@ impl<H: Handler> Dispatcher<H> {
                     report.delivered += 1;
                 }
                 Err(failure) => {
-                    if let Some(incident) = item.incident_id {
-                        held.push(incident);
-                    }
                     let attempts = item.attempts + 1;
                     let dead = !failure.retryable || attempts >= self.settings.max_attempts as i64;
                     let next = self.clock.now().0
@@ -173,6 +328,8 @@ impl<H: Handler> Dispatcher<H> {
                     } else {
                         report.failed += 1;
                     }
+                    // The incident's later items wait for the next look.
+                    break;
                 }
             }
         }

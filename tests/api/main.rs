@@ -13,5 +13,7 @@ mod outbox;
 mod probes_data;
 mod probes_http;
 mod restart;
+mod run_speed;
+mod runbook_cli;
 mod runbooks;
 mod store_contract;

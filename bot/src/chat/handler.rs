@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::{Notify, Semaphore};
+
 use commands::{Command, ExportFormat, IncidentCmd, IncidentRef, RunbookCmd, State};
 
 use super::messages::{Messages, response_times_line, severity_icon, state_icon};
@@ -29,6 +31,14 @@ pub struct CommandContext {
     pub targets: Arc<Targets>,
     /// Checks of one runbook probed at the same time.
     pub concurrency: usize,
+    /// Where the findings of a run typed outside an incident are posted.
+    pub channel: String,
+    /// Wakes the post dispatcher once such findings are written.
+    pub posts_wake: Arc<Notify>,
+    /// Runs typed outside an incident under way at once
+    /// (`runbooks.max_parallel_runs`); an incident's runs take their turn
+    /// in the runbook runner instead.
+    pub runs: Arc<Semaphore>,
 }
 
 /// The answer to a command.
@@ -186,39 +196,65 @@ async fn runbook(ctx: &CommandContext, user: &str, cmd: RunbookCmd, thread: Opti
             let Some(entry) = ctx.catalog.get(&id) else {
                 return Reply::err(format!("no runbook {id:?}; /runbook list shows the ids"));
             };
-            let incident_id = incident.map(|r| r.0).or(thread);
-            let labels = match incident_id {
-                Some(i) => match ctx.store.incident(i).await {
-                    Ok(Some(inc)) => inc.labels,
-                    Ok(None) => return Reply::err(format!("INC-{i} does not exist")),
-                    Err(e) => return store_failed(format!("could not read INC-{i}"), &e),
-                },
-                None => Default::default(),
-            };
-            let run_ctx = RunContext {
-                labels,
-                incident: incident_id.map(crate::domain::incident::human_id),
-                now: crate::domain::time::Millis::from_datetime(chrono::Utc::now()),
-            };
-            let report = run::run(&entry.runbook, &ctx.targets, &run_ctx, ctx.concurrency).await;
-            match incident_id {
+            match incident.map(|r| r.0).or(thread) {
+                // Through the ledger and the runbook runner: the answer
+                // comes at once, the findings follow in the thread.
                 Some(i) => {
                     change(
                         ctx,
                         user,
-                        Change::Findings {
+                        Change::RunRunbook {
                             id: i,
-                            report: Box::new(report),
+                            runbook_id: id,
                         },
                     )
                     .await
                 }
-                None => Reply::ok(ctx.messages.findings(
-                    "(no incident)",
-                    &report,
-                    &entry.runbook.actions,
-                )),
+                None => {
+                    let checks = entry.runbook.checks.len();
+                    tokio::spawn(run_and_post(ctx.clone(), id.clone()));
+                    Reply::ok(format!(
+                        "running {checks} check{} of {id}; the findings will be posted here when done",
+                        if checks == 1 { "" } else { "s" }
+                    ))
+                }
             }
+        }
+    }
+}
+
+/// Runs a runbook typed outside an incident and posts its findings into
+/// the channel, as a `chat_post` intent of no incident. Not written ahead:
+/// a run cut short by a stop is not redone (typing it again is).
+async fn run_and_post(ctx: CommandContext, runbook_id: String) {
+    let Some(entry) = ctx.catalog.get(&runbook_id) else {
+        return;
+    };
+    let Ok(_permit) = ctx.runs.clone().acquire_owned().await else {
+        return;
+    };
+    let now = crate::domain::time::Millis::from_datetime(chrono::Utc::now());
+    let run_ctx = RunContext {
+        labels: Default::default(),
+        incident: None,
+        now,
+    };
+    let report = run::run(&entry.runbook, &ctx.targets, &run_ctx, ctx.concurrency).await;
+    tracing::info!(runbook = %report.runbook_id, worst = report.worst().as_str(), "runbook checked (asked in chat)");
+    let text = ctx
+        .messages
+        .findings("(no incident)", &report, &entry.runbook.actions);
+    let payload = serde_json::json!({"channel": ctx.channel, "template": "findings", "text": text});
+    let written = async {
+        let mut tx = ctx.store.begin().await?;
+        tx.enqueue(None, "chat_post", &payload, now).await?;
+        tx.commit().await
+    }
+    .await;
+    match written {
+        Ok(()) => ctx.posts_wake.notify_one(),
+        Err(e) => {
+            tracing::warn!(runbook = %runbook_id, error = %e, "could not post the findings of a runbook run asked in chat")
         }
     }
 }

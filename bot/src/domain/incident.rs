@@ -208,6 +208,8 @@ pub enum EventKind {
     Reaction,
     ChatPosted,
     Findings,
+    /// A person asked for a runbook's checks; the findings follow.
+    RunbookRequested,
     RecoverySample,
 }
 
@@ -226,6 +228,7 @@ impl EventKind {
             EventKind::Reaction => "reaction",
             EventKind::ChatPosted => "chat_posted",
             EventKind::Findings => "findings",
+            EventKind::RunbookRequested => "runbook_requested",
             EventKind::RecoverySample => "recovery_sample",
         }
     }

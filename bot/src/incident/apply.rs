@@ -101,6 +101,14 @@ pub enum Change {
         id: i64,
         report: Box<Report>,
     },
+    /// A person asked for a runbook's checks on an incident: recorded on
+    /// the timeline and written as a `runbook_run` intent, so the run takes
+    /// its turn behind the incident's earlier runs and survives a crash;
+    /// its findings follow as [`Change::Findings`].
+    RunRunbook {
+        id: i64,
+        runbook_id: String,
+    },
     /// One recovery sample: per criterion (title, holds, line); `all_hold`
     /// marks the incident mitigated; `next` schedules the next sample.
     RecoverySample {
@@ -859,7 +867,8 @@ pub(super) async fn change(
                     v.title_en.as_deref().unwrap_or(&v.title)
                 ));
             }
-            let data = serde_json::to_value(report).unwrap_or_default();
+            // Numbered as the findings text numbers the checks (from 1).
+            let data = crate::runbook::report_json::to_value(report);
             event(tx, &inc, now, actor, EventKind::Findings, &text, data).await?;
             let actions = rules
                 .catalog
@@ -870,6 +879,38 @@ pub(super) async fn change(
             post(tx, rules, now, &inc, "findings", msg, effects).await?;
             Ok(ChangeOutcome {
                 answer: text,
+                incident: inc,
+            })
+        }
+        Change::RunRunbook { id, runbook_id } => {
+            let inc = load(tx, *id).await?;
+            let entry = rules
+                .catalog
+                .get(runbook_id)
+                .ok_or_else(|| LedgerError::NotFound(format!("runbook {runbook_id:?}")))?;
+            let checks = entry.runbook.checks.len();
+            let payload =
+                json!({"runbook_id": runbook_id, "labels": inc.labels, "requested_by": actor});
+            tx.enqueue(Some(inc.id), "runbook_run", &payload, now)
+                .await?;
+            effects.enqueued += 1;
+            let text = format!("{actor} asked for the checks of runbook {runbook_id}");
+            event(
+                tx,
+                &inc,
+                now,
+                actor,
+                EventKind::RunbookRequested,
+                &text,
+                json!({"runbook_id": runbook_id, "checks": checks}),
+            )
+            .await?;
+            Ok(ChangeOutcome {
+                answer: format!(
+                    "running {checks} check{} of {runbook_id} for {}; the findings will be posted in its thread",
+                    if checks == 1 { "" } else { "s" },
+                    inc.human_id
+                ),
                 incident: inc,
             })
         }
