@@ -525,10 +525,7 @@ async fn runbook(cmd: RunbookCmd, config: Config) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 let messages = Messages::new(config.timezone);
-                println!(
-                    "{}",
-                    messages.findings("(no incident)", &report, &e.runbook.actions)
-                );
+                println!("{}", messages.findings(None, &report, &e.runbook.actions));
             }
             let outcome = RunOutcome::of(&report);
             // The report is stdout's; the verdict goes to stderr, so

@@ -66,7 +66,11 @@ async fn run_with(catalog: &Catalog, targets: &Targets, labels: &[(&str, &str)])
 }
 
 fn post(catalog: &Catalog, report: &Report) -> String {
-    Messages::new(chrono_tz::UTC).findings("INC-9", report, &catalog.entries[0].runbook.actions)
+    Messages::new(chrono_tz::UTC).findings(
+        Some("INC-9"),
+        report,
+        &catalog.entries[0].runbook.actions,
+    )
 }
 
 /// A Prometheus that answers every query with no series.

@@ -349,6 +349,8 @@ async fn runbook_run_in_chat_answers_before_its_checks_are_done() {
         text.contains("(no incident) checks of runbook slow") && text.contains("✅"),
         "{text}"
     );
+    // The rerun line is a command that works as typed.
+    assert!(text.ends_with("Rerun: /runbook run slow"), "{text}");
     assert_eq!(reply["channel"], "#incidents");
 }
 

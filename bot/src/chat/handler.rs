@@ -241,9 +241,7 @@ async fn run_and_post(ctx: CommandContext, runbook_id: String) {
     };
     let report = run::run(&entry.runbook, &ctx.targets, &run_ctx, ctx.concurrency).await;
     tracing::info!(runbook = %report.runbook_id, worst = report.worst().as_str(), "runbook checked (asked in chat)");
-    let text = ctx
-        .messages
-        .findings("(no incident)", &report, &entry.runbook.actions);
+    let text = ctx.messages.findings(None, &report, &entry.runbook.actions);
     let payload = serde_json::json!({"channel": ctx.channel, "template": "findings", "text": text});
     let written = async {
         let mut tx = ctx.store.begin().await?;

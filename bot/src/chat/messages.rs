@@ -213,7 +213,14 @@ impl Messages {
 impl Messages {
     /// The findings of a runbook run, in the runbook's order, naming the
     /// likely bottleneck.
-    pub fn findings(&self, incident: &str, report: &Report, actions: &[ActionDecl]) -> String {
+    /// `incident` is `None` for a run of no incident (`runbook run` on the
+    /// command line, `/runbook run ID` outside an incident).
+    pub fn findings(
+        &self,
+        incident: Option<&str>,
+        report: &Report,
+        actions: &[ActionDecl],
+    ) -> String {
         // Evidence gives way first: the post must keep every check's line,
         // the bottleneck and the verdict within the platform's size.
         let mut text = String::new();
@@ -229,7 +236,7 @@ impl Messages {
     /// The findings post with at most `evidence` lines of evidence a check.
     fn findings_with(
         &self,
-        incident: &str,
+        incident: Option<&str>,
         report: &Report,
         actions: &[ActionDecl],
         evidence: usize,
@@ -311,7 +318,7 @@ impl Messages {
         self.render_unclipped(
             "findings",
             context! {
-                id => incident, runbook_id => &report.runbook_id, title => &report.title, title_en => &report.title_en,
+                id => incident.unwrap_or("(no incident)"), incident => incident, runbook_id => &report.runbook_id, title => &report.title, title_en => &report.title_en,
                 summary => counts, findings => findings, bottleneck => bottleneck, actions => actions,
                 unconfigured => unconfigured, missing_labels => not_run_labels, verdict => verdict,
             },

@@ -875,7 +875,9 @@ pub(super) async fn change(
                 .get(&report.runbook_id)
                 .map(|e| e.runbook.actions.clone())
                 .unwrap_or_default();
-            let msg = rules.messages.findings(&inc.human_id, report, &actions);
+            let msg = rules
+                .messages
+                .findings(Some(&inc.human_id), report, &actions);
             post(tx, rules, now, &inc, "findings", msg, effects).await?;
             Ok(ChangeOutcome {
                 answer: text,
