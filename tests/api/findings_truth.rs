@@ -499,3 +499,46 @@ fn lint_names_every_broken_verdict_reference() {
         assert!(all.contains(needle), "{needle:?} in\n{all}");
     }
 }
+
+#[tokio::test]
+async fn an_answer_several_checks_read_is_shown_once_and_referred_to_after() {
+    let base = serve(Router::new().route(
+        "/summary",
+        get(|| async { axum::Json(json!({"status": "ok", "by_status": {"failed": 3}})) }),
+    ))
+    .await;
+    let targets = targets(&format!(
+        "[targets.api]\nkind = \"http\"\nbase_url = \"{base}\"\n"
+    ));
+    let (catalog, _) = runbook(
+        r#"
+version = 1
+id = "summary-twice"
+title = "集計"
+title_en = "Summary"
+severity = "P2"
+source = { seed = "test", section = "-" }
+
+[[checks]]
+id = "status"
+title = "summary status"
+probe = { kind = "http", target = "api", path = "/summary" }
+expect = [{ path = "body.status", fail_if = "!= \"ok\"" }]
+show_evidence = "always"
+
+[[checks]]
+id = "failed"
+title = "failed events"
+probe = { kind = "http", target = "api", path = "/summary" }
+expect = [{ path = "body.by_status.failed", warn_if = "> 0" }]
+"#,
+    );
+    let report = run_with(&catalog, &targets, &[]).await;
+    let text = post(&catalog, &report);
+    assert_eq!(
+        text.matches("│ by_status: {\"failed\":3}").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("│ (the same answer as #1)"), "{text}");
+}

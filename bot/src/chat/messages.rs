@@ -241,15 +241,26 @@ impl Messages {
         actions: &[ActionDecl],
         evidence: usize,
     ) -> String {
+        // Several checks often read one answer (seed 000's summary): its
+        // evidence is shown once and referred to after that.
+        let mut shown: Vec<(&str, usize)> = Vec::new();
         let findings: Vec<_> = report
             .findings
             .iter()
-            .map(|f| {
+            .enumerate()
+            .map(|(i, f)| {
                 let detail = finding_detail(f);
-                let evidence_lines = if f.show_evidence {
-                    evidence_excerpt(&f.evidence, evidence)
-                } else {
+                let evidence_lines = if !f.show_evidence || f.evidence.is_empty() {
                     Vec::new()
+                } else if let Some((_, first)) = shown.iter().find(|(e, _)| *e == f.evidence) {
+                    if evidence > 0 {
+                        vec![format!("(the same answer as #{first})")]
+                    } else {
+                        Vec::new()
+                    }
+                } else {
+                    shown.push((&f.evidence, i + 1));
+                    evidence_excerpt(&f.evidence, evidence)
                 };
                 context! {
                     icon => f.status.icon(), title => &f.title, probe => f.probe, target => &f.target,
