@@ -428,3 +428,236 @@ async fn an_alert_joining_an_incident_without_a_runbook_brings_its_runbook() {
         "{posts:?}"
     );
 }
+
+/// The bundled catalog (every seed's runbooks), linted without targets.
+fn bundled_catalog() -> firstline::runbook::load::Catalog {
+    let sources = firstline::runbook::load::bundled_sources();
+    let (catalog, problems) = firstline::runbook::load::Catalog::build(&sources, None);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(
+        catalog.entries.len(),
+        sources.len(),
+        "every bundled file loads"
+    );
+    catalog
+}
+
+#[test]
+fn every_bundled_runbook_draws_its_seeds_conclusions_and_ends_with_a_fallback() {
+    let catalog = bundled_catalog();
+
+    for entry in &catalog.entries {
+        let rb = &entry.runbook;
+        assert!(
+            rb.verdicts.iter().any(|v| !v.when.is_empty()),
+            "{}: no conditional verdict",
+            rb.id
+        );
+        let last = rb
+            .verdicts
+            .last()
+            .unwrap_or_else(|| panic!("{}: no verdict", rb.id));
+        assert!(
+            last.when.is_empty(),
+            "{}: the last verdict ({}) must be the fallback, without conditions",
+            rb.id,
+            last.id
+        );
+        for v in &rb.verdicts {
+            if let Some(action) = &v.action {
+                assert!(
+                    rb.actions.iter().any(|a| &a.id == action),
+                    "{}: verdict {} points to {action}, which is not an action of the runbook",
+                    rb.id,
+                    v.id
+                );
+            }
+        }
+    }
+}
+
+/// An Execution Logs API (seed 004 §3) answering `records` for every query.
+async fn execution_logs_server(records: Value) -> String {
+    let app = axum::Router::new().route(
+        "/execution-logs",
+        get(move || {
+            let records = records.clone();
+            async move { Json(json!({ "items": records })) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_dlq_alert_with_non_retryable_records_ends_with_the_business_error_verdict() {
+    let base = execution_logs_server(json!([
+        {"trace_id": "t-1", "workflow_id": "wf-42", "status": "failed", "retryable": false,
+         "queued_to_dlq": true, "attempts": 1, "last_error": "payload.customer_id is required",
+         "payload_snapshot": {"customer_id": null}, "action_duration_ms": 120},
+        {"trace_id": "t-2", "workflow_id": "wf-42", "status": "failed", "retryable": false,
+         "queued_to_dlq": true, "attempts": 1, "last_error": "payload.customer_id is required",
+         "payload_snapshot": {"customer_id": null}, "action_duration_ms": 95},
+    ]))
+    .await;
+    // The bundled runbooks, with only the Execution Logs API configured:
+    // the Prometheus and /metrics checks do not run.
+    let app = spawn_app_on(
+        Backend::Sqlite,
+        &[
+            ("FIRSTLINE_TARGETS__EXECUTION_LOGS__KIND", "http"),
+            ("FIRSTLINE_TARGETS__EXECUTION_LOGS__BASE_URL", base.as_str()),
+        ],
+    )
+    .await
+    .expect("the SQLite app starts");
+    let mut alert: Value = serde_json::from_str(&am_payload(
+        "g",
+        &[(
+            "DLQGrowing",
+            "worker",
+            "warning",
+            "worker:8000",
+            "firing",
+            "2026-11-23T00:00:00Z",
+        )],
+    ))
+    .expect("the payload is JSON");
+    alert["alerts"][0]["labels"]["workflow_id"] = json!("wf-42");
+
+    let (status, _) = app.post_hook("alertmanager", alert.to_string()).await;
+    let posts = app.wait_posts("INC-1", 2).await;
+
+    assert_eq!(status, 200);
+    let (_, inc) = app.get_json("/api/incidents/INC-1").await;
+    assert_eq!(inc["incident"]["runbook_id"], "dlq-growth");
+    let text = posts[1]["text"].as_str().expect("a text post");
+    assert!(
+        text.starts_with("🔎 INC-1 checks of runbook dlq-growth"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "🧭 Verdict: Бизнес-ошибка (не retryable): исправить входные данные/конфигурацию."
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("count(body.items[retryable=false]) = 2"),
+        "the verdict says why: {text}"
+    );
+    assert!(
+        text.contains("Next: action fix_input_or_config — Fix the input data / configuration (business error) (not reversible)."),
+        "{text}"
+    );
+    assert!(
+        text.contains("payload.customer_id is required"),
+        "the DLQ records are shown: {text}"
+    );
+}
+
+/// A Prometheus where the nine workflow instances are down: `sum(1 - up)`
+/// is 9, every instance's availability 0.
+async fn prometheus_all_down() -> String {
+    let app = axum::Router::new().route(
+        "/api/v1/query",
+        get(
+            |axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+                let query = q.get("query").cloned().unwrap_or_default();
+                let result: Vec<Value> = if query.starts_with("sum(1 - up") {
+                    vec![json!({"metric": {}, "value": [1_700_000_000, "9"]})]
+                } else {
+                    (1..=9)
+                        .map(|i| json!({"metric": {"instance": format!("svc:800{i}")}, "value": [1_700_000_000, "0"]}))
+                        .collect()
+                };
+                Json(json!({"status": "success", "data": {"resultType": "vector", "result": result}}))
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn every_health_check_refused_makes_microservice_down_a_p1_with_the_emergency_rollback() {
+    let source = firstline::runbook::load::bundled_sources()
+        .into_iter()
+        .find(|(name, _)| name.ends_with("microservice-down.toml"))
+        .expect("microservice-down is bundled");
+    // The seed's 10 attempts 5 s apart would take minutes against a refused
+    // port; two attempts keep the check's logic and the test fast.
+    let text = source.1.replace(
+        "attempts = 10, spacing_ms = 5000",
+        "attempts = 2, spacing_ms = 10",
+    );
+    assert!(text.contains("attempts = 2, spacing_ms = 10"));
+    let (catalog, problems) =
+        firstline::runbook::load::Catalog::build(&[(source.0.clone(), text)], None);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let rb = &catalog.entries.first().expect("the runbook loads").runbook;
+    // Prometheus sees the nine instances down as well, as it would.
+    let prometheus = prometheus_all_down().await;
+    let mut config =
+        format!("[targets.prometheus]\nkind = \"prometheus\"\nurl = \"{prometheus}\"\n\n");
+    for check in rb.checks.iter().filter(|c| c.probe.kind() == "http") {
+        config.push_str(&format!(
+            "[targets.{}]\nkind = \"http\"\nbase_url = \"http://{}\"\n\n",
+            check.probe.target(),
+            dead_address()
+        ));
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("firstline.toml");
+    std::fs::write(&path, &config).expect("write config");
+    let targets = firstline::config::load_with_env(Some(&path), Vec::new())
+        .expect("the test configuration loads")
+        .targets;
+
+    let report = firstline::runbook::run::run(
+        rb,
+        &targets,
+        &firstline::runbook::run::RunContext::default(),
+        9,
+    )
+    .await;
+
+    let health: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.probe == "http")
+        .map(|f| f.status.as_str())
+        .collect();
+    assert_eq!(health, ["fail"; 9], "{:#?}", report.findings);
+    assert_eq!(report.worst(), firstline::runbook::run::Status::Fail);
+    let verdict = report.verdict.as_ref().expect("a verdict applies");
+    assert_eq!(verdict.id, "all_down");
+    assert_eq!(verdict.severity.as_deref(), Some("P1"));
+    assert_eq!(verdict.action.as_deref(), Some("emergency_rollback"));
+    let post = firstline::chat::messages::Messages::new(chrono_tz::UTC).findings(
+        "INC-3",
+        &report,
+        &rb.actions,
+    );
+    assert!(
+        post.contains("🧭 Verdict: 全サービス停止 → P1: 即座に責任者連絡、緊急ロールバック"),
+        "{post}"
+    );
+    assert!(post.contains("Severity by the runbook: P1"), "{post}");
+    assert!(
+        post.contains("Next: action emergency_rollback — Emergency rollback to the previous stable version (reversible)."),
+        "{post}"
+    );
+}
