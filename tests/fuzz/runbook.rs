@@ -55,7 +55,10 @@ fn check(sources: &[(String, String)]) -> Result<&'static str, String> {
                 "{name} has {lines} lines, the problem says {line}: {problem}"
             ));
         }
-        troubled.insert(name.as_str());
+        // A warning leaves the runbook loaded; only errors leave it out.
+        if !problem.warning {
+            troubled.insert(name.as_str());
+        }
     }
     let mut ids = BTreeSet::new();
     for entry in &catalog.entries {
