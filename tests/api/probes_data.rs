@@ -799,13 +799,14 @@ async fn a_nats_consumer_without_its_stream_is_a_config_error() {
 }
 
 #[tokio::test]
-async fn an_unreachable_nats_port_is_unreachable() {
-    let result = nats(None, None, "nats://127.0.0.1:1").await;
+async fn an_unreachable_nats_server_is_observed_as_not_connected() {
+    let o = nats(Some("EVENTS"), Some("notifier"), "nats://127.0.0.1:1")
+        .await
+        .expect("a server that does not answer is an observation");
 
-    assert!(
-        matches!(result, Err(ProbeError::Unreachable(ref t, _)) if t == "bus"),
-        "{result:?}"
-    );
+    assert_eq!(o.data["connected"], false);
+    assert_eq!(o.data["consumer"], serde_json::Value::Null, "nothing known of it");
+    assert!(o.evidence.contains("cannot connect to nats://127.0.0.1:1"), "{}", o.evidence);
 }
 
 // --------------------------------------------------------------------- Redis

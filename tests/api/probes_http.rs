@@ -475,18 +475,17 @@ async fn a_tcp_probe_connects_to_a_listening_port() {
 }
 
 #[tokio::test]
-async fn a_tcp_probe_to_a_closed_port_is_unreachable() {
+async fn a_tcp_probe_to_a_closed_port_observes_that_it_does_not_connect() {
     let addr = closed_address().await;
     let spec = ProbeSpec::Tcp(TcpProbe {
         target: "db-port".into(),
     });
 
-    let e = observe_err(&spec, &tcp_target(&addr), TIMEOUT).await;
+    let o = observe_ok(&spec, &tcp_target(&addr)).await;
 
-    assert!(
-        matches!(e, ProbeError::Unreachable(ref t, _) if t == "db-port"),
-        "{e:?}"
-    );
+    assert_eq!(o.data["connected"], false);
+    assert_eq!(o.data["address"], addr.as_str());
+    assert!(o.evidence.starts_with(&format!("cannot connect to {addr}")), "{}", o.evidence);
 }
 
 #[tokio::test]

@@ -137,7 +137,8 @@ async fn an_alert_runs_its_runbook_and_the_findings_name_the_first_failing_check
             && lines[1].contains("investigate reason_class=infra first"),
         "{text}"
     );
-    assert!(lines[2].starts_with("3. ⛔ DB reachable"), "{text}");
+    // Whether it connects is what a tcp check observes: a refusal fails it.
+    assert!(lines[2].starts_with("3. ❌ DB reachable"), "{text}");
     assert!(
         text.contains("Likely bottleneck: #2 status=failed の件数"),
         "{text}"
@@ -157,7 +158,7 @@ async fn an_alert_runs_its_runbook_and_the_findings_name_the_first_failing_check
         .iter()
         .map(|f| f["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["ok", "fail", "error"]);
+    assert_eq!(statuses, ["ok", "fail", "fail"]);
     // The same number as the text's "#2", and the check it names.
     assert_eq!(findings["data"]["bottleneck"], 2);
     assert_eq!(findings["data"]["bottleneck_check"], "failed");
@@ -647,7 +648,7 @@ async fn every_health_check_refused_makes_microservice_down_a_p1_with_the_emerge
     assert_eq!(verdict.severity.as_deref(), Some("P1"));
     assert_eq!(verdict.action.as_deref(), Some("emergency_rollback"));
     let post = firstline::chat::messages::Messages::new(chrono_tz::UTC).findings(
-        "INC-3",
+        Some("INC-3"),
         &report,
         &rb.actions,
     );

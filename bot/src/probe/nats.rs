@@ -76,21 +76,27 @@ pub async fn observe(
         Ok(Ok(client)) => client,
         Ok(Err(e)) => {
             let message = secrets.scrub(&format!("cannot connect to {shown_url}: {e}"));
-            return Err(match e.kind() {
-                ConnectErrorKind::TimedOut => ProbeError::Timeout(name.to_string(), timeout),
-                ConnectErrorKind::Io
+            return match e.kind() {
+                // The server does not answer: observed, so a check on
+                // `connected` can say so (its stream and consumer are no data).
+                ConnectErrorKind::TimedOut
+                | ConnectErrorKind::Io
                 | ConnectErrorKind::Dns
-                | ConnectErrorKind::Tls
-                | ConnectErrorKind::MaxReconnects => {
-                    ProbeError::Unreachable(name.to_string(), message)
+                | ConnectErrorKind::MaxReconnects => Ok(not_connected(message)),
+                ConnectErrorKind::Tls => Err(ProbeError::Unreachable(name.to_string(), message)),
+                ConnectErrorKind::ServerParse => {
+                    Err(ProbeError::Config(name.to_string(), message))
                 }
-                ConnectErrorKind::ServerParse => ProbeError::Config(name.to_string(), message),
                 ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
-                    ProbeError::Failed(name.to_string(), message)
+                    Err(ProbeError::Failed(name.to_string(), message))
                 }
-            });
+            };
         }
-        Err(_) => return Err(ProbeError::Timeout(name.to_string(), timeout)),
+        Err(_) => {
+            return Ok(not_connected(format!(
+                "no answer from {shown_url} within {timeout:?}"
+            )));
+        }
     };
     let info = client.server_info();
     let mut evidence = vec![format!(
@@ -224,4 +230,13 @@ fn request_error(
 
 fn or_unknown(s: &str) -> &str {
     if s.is_empty() { "unknown" } else { s }
+}
+
+/// What a server that cannot be reached looks like: `connected` false, the
+/// reason in `error`, nothing known of its stream or consumer.
+fn not_connected(message: String) -> Observation {
+    Observation {
+        data: json!({"connected": false, "error": message, "stream": null, "consumer": null}),
+        evidence: trim_lines(&message, 20, 2000),
+    }
 }

@@ -10,7 +10,8 @@ use super::{Observation, ProbeError, Target};
 
 /// `kind = "tcp"`: connect within the timeout.
 ///
-/// Data: `{"connected": true, "address": "10.0.0.5:5432", "connect_ms": 1.2}`.
+/// Data: `{"connected": true, "address": "10.0.0.5:5432", "connect_ms": 1.2}`,
+/// or `{"connected": false, "address": …, "error": "connection refused"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpProbe {
@@ -36,17 +37,15 @@ pub async fn observe(
         ));
     };
     let started = Instant::now();
+    // Whether it connects is what this probe observes: a refused or
+    // timed-out connection is an answer (`connected` false), not an error.
+    let refused = |why: String| Observation {
+        data: json!({"connected": false, "address": address, "error": why}),
+        evidence: format!("cannot connect to {address}: {why}"),
+    };
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(address.as_str())).await {
-        Err(_) => return Err(ProbeError::Timeout(name.clone(), timeout)),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-            return Err(ProbeError::Timeout(name.clone(), timeout));
-        }
-        Ok(Err(e)) => {
-            return Err(ProbeError::Unreachable(
-                name.clone(),
-                format!("connect to {address}: {e}"),
-            ));
-        }
+        Err(_) => return Ok(refused(format!("no answer within {timeout:?}"))),
+        Ok(Err(e)) => return Ok(refused(e.to_string())),
         Ok(Ok(stream)) => stream,
     };
     let connect_ms = (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
