@@ -5,7 +5,10 @@
 //! inside `BEGIN READ ONLY` with `SET LOCAL statement_timeout`, and the
 //! transaction is always rolled back: the read-only transaction is the real
 //! guard against writes, the `;` check only keeps a second statement from
-//! ever reaching the server. The query itself goes through the extended
+//! ever reaching the server, and [`side_effects`] (lint, and again here)
+//! keeps out statements other than queries and the functions that act
+//! beyond reading (`COPY`, `pg_terminate_backend`, `lo_export`, …), which
+//! a read-only transaction does not stop. The query itself goes through the extended
 //! protocol (prepare, then execute), where PostgreSQL refuses more than one
 //! command anyway.
 //!
@@ -103,6 +106,11 @@ pub async fn observe(
         ));
     }
     let query = single_statement(&p.query).map_err(|m| ProbeError::Failed(name.to_string(), m))?;
+    // Lint refuses these too; checked again here so a runbook loaded
+    // before this check existed cannot run them.
+    if let Some(m) = side_effects(query) {
+        return Err(ProbeError::Failed(name.to_string(), m));
+    }
 
     let mut options = PgConnectOptions::from_str(url).map_err(|e| {
         ProbeError::Config(
@@ -156,6 +164,334 @@ fn single_statement(query: &str) -> Result<&str, String> {
         return Err("only one statement is allowed: the query has a `;` before its end".into());
     }
     Ok(body)
+}
+
+/// Statements a check may be: queries. Anything else (`COPY`, `DO`,
+/// `CALL`, `LOAD`, `CHECKPOINT`, `LISTEN`, `SET ROLE`, `PREPARE`, …) can act
+/// in ways a read-only transaction does not stop, and a list of them would
+/// always be one short.
+const QUERY_STATEMENTS: &[&str] = &["select", "with", "values", "table", "show", "explain"];
+
+/// Functions a query can call that act beyond reading, by exact name, with
+/// what they do.
+const SIDE_EFFECT_FUNCTIONS: &[(&str, &str)] = &[
+    ("pg_terminate_backend", "ends other sessions"),
+    ("pg_cancel_backend", "cancels other sessions' queries"),
+    ("loread", "reads large objects through a descriptor"),
+    ("lowrite", "writes large objects"),
+    ("pg_read_file", "reads files on the database host"),
+    ("pg_read_binary_file", "reads files on the database host"),
+    ("pg_stat_file", "reads file metadata on the database host"),
+    ("pg_logdir_ls", "lists the database host's log directory"),
+    ("pg_reload_conf", "reloads the server configuration"),
+    ("pg_switch_wal", "switches the server's WAL file"),
+    ("pg_switch_xlog", "switches the server's WAL file"),
+    ("pg_start_backup", "starts a server backup"),
+    ("pg_stop_backup", "stops a server backup"),
+    ("pg_drop_replication_slot", "drops a replication slot"),
+    ("pg_replication_slot_advance", "advances a replication slot"),
+    (
+        "pg_sync_replication_slots",
+        "synchronises replication slots",
+    ),
+    ("pg_promote", "promotes a standby server"),
+    ("pg_logical_emit_message", "writes a message into the WAL"),
+    ("pg_log_standby_snapshot", "writes a snapshot into the WAL"),
+    ("pg_notify", "sends a notification to listening sessions"),
+    (
+        "set_config",
+        "changes a setting (the role among them) for the session",
+    ),
+    (
+        "nextval",
+        "advances a sequence (a rollback does not undo it)",
+    ),
+    ("setval", "sets a sequence (a rollback does not undo it)"),
+    ("pg_stat_statements_reset", "resets statistics"),
+    (
+        "pg_log_backend_memory_contexts",
+        "writes into the server log",
+    ),
+    ("txid_current", "assigns a transaction id"),
+    ("pg_current_xact_id", "assigns a transaction id"),
+    ("pg_import_system_collations", "creates collations"),
+    ("pg_truncate_visibility_map", "truncates a visibility map"),
+    // These run a text argument as SQL, which this check cannot see into.
+    ("query_to_xml", "runs its text argument as SQL, unchecked"),
+    (
+        "query_to_xmlschema",
+        "runs its text argument as SQL, unchecked",
+    ),
+    (
+        "query_to_xml_and_xmlschema",
+        "runs its text argument as SQL, unchecked",
+    ),
+    ("ts_stat", "runs its text argument as SQL, unchecked"),
+    ("ts_rewrite", "can run its text argument as SQL, unchecked"),
+];
+
+/// Families of such functions, by the start of their name.
+const SIDE_EFFECT_PREFIXES: &[(&str, &str)] = &[
+    (
+        "lo_",
+        "reads or writes large objects and files on the database host",
+    ),
+    (
+        "dblink",
+        "opens a connection where this transaction's read-only rule does not reach",
+    ),
+    ("pg_ls_", "lists directories on the database host"),
+    (
+        "pg_file_",
+        "writes, renames or removes files on the database host",
+    ),
+    ("pg_rotate_logfile", "rotates the server log"),
+    (
+        "pg_create_",
+        "creates a restore point or a replication slot",
+    ),
+    ("pg_copy_", "copies a replication slot"),
+    (
+        "pg_logical_slot_",
+        "reads (and consumes) a replication slot's changes",
+    ),
+    ("pg_replication_origin_", "works replication origins"),
+    ("pg_backup_", "starts or stops a server backup"),
+    ("pg_wal_replay_", "pauses or resumes a standby's replay"),
+    ("pg_xlog_replay_", "pauses or resumes a standby's replay"),
+    (
+        "pg_advisory_",
+        "takes an advisory lock (a session-level one outlives the check)",
+    ),
+    (
+        "pg_try_advisory_",
+        "takes an advisory lock (a session-level one outlives the check)",
+    ),
+    ("pg_stat_reset", "resets statistics"),
+    ("pg_restore_", "overwrites planner statistics"),
+    ("pg_clear_", "clears planner statistics"),
+    ("binary_upgrade_", "is for pg_upgrade only"),
+];
+
+/// What in `query` would act beyond reading, if anything: a statement other
+/// than a query (`COPY` among them) or a call of a function that ends
+/// sessions, touches the database host's files, administers the server,
+/// takes advisory locks, advances sequences or runs text as SQL.
+///
+/// Words are matched case-insensitively and whole; string literals
+/// (`'…'`, `E'…'`, `$tag$…$tag$`), comments and quoted identifiers are not
+/// read as code, except that a quoted identifier called as a function
+/// (`"lo_import"(…)`) is checked like a plain one. A check for lint and a
+/// second guard at run time; the real guards are the read-only transaction
+/// (see [`observe`]).
+pub fn side_effects(query: &str) -> Option<String> {
+    let tokens = tokens(query);
+    let first = tokens.iter().find(|t| !matches!(t, Token::Open));
+    match first {
+        None => {}
+        Some(Token::Word(w)) if QUERY_STATEMENTS.contains(&w.as_str()) => {}
+        Some(Token::Word(w)) if w == "copy" => {
+            return Some(
+                "COPY is not allowed: it writes and reads files on the database host and runs programs there (TO PROGRAM); a check is one query (SELECT, WITH, VALUES, TABLE, SHOW, EXPLAIN)".into(),
+            );
+        }
+        Some(Token::Word(w)) => {
+            return Some(format!(
+                "{} is not a query: a check is one SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN",
+                w.to_uppercase()
+            ));
+        }
+        Some(_) => {
+            return Some(
+                "the query does not start with SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN".into(),
+            );
+        }
+    }
+    for pair in tokens.windows(2) {
+        if !matches!(pair[1], Token::Open) {
+            continue;
+        }
+        let name = match &pair[0] {
+            Token::Word(w) => w.clone(),
+            Token::Quoted(q) => q.to_lowercase(),
+            Token::UnicodeQuoted => {
+                return Some(
+                    "a function named with U&\"…\" escapes cannot be checked: write its name plainly".into(),
+                );
+            }
+            _ => continue,
+        };
+        let exact = SIDE_EFFECT_FUNCTIONS
+            .iter()
+            .find(|(f, _)| *f == name)
+            .map(|(_, what)| *what);
+        let family = || {
+            SIDE_EFFECT_PREFIXES
+                .iter()
+                .find(|(p, _)| name.starts_with(p))
+                .map(|(_, what)| *what)
+        };
+        if let Some(what) = exact.or_else(family) {
+            return Some(format!(
+                "{name}() is not allowed: it {what}; a check only reads"
+            ));
+        }
+    }
+    None
+}
+
+/// What [`side_effects`] reads of a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    /// An unquoted word (keyword or identifier), lower-cased.
+    Word(String),
+    /// A quoted identifier, unescaped.
+    Quoted(String),
+    /// A `U&"…"` identifier, whose escapes are not decoded.
+    UnicodeQuoted,
+    /// `(`.
+    Open,
+    /// Anything else: numbers, operators, punctuation, parameters.
+    Other,
+}
+
+/// PostgreSQL's lexical structure, as far as words, calls, strings,
+/// quoted identifiers and comments go. Unterminated strings or comments
+/// run to the end (the server refuses the query anyway).
+fn tokens(query: &str) -> Vec<Token> {
+    let chars: Vec<char> = query.chars().collect();
+    let at = |i: usize| chars.get(i).copied();
+    let is_word_start = |c: char| c.is_alphabetic() || c == '_' || !c.is_ascii();
+    let is_word_char = |c: char| c.is_alphanumeric() || c == '_' || c == '$' || !c.is_ascii();
+    // Index past a '…' string whose opening quote is at `i`; `backslash`
+    // for E'…' strings, where \' does not end it.
+    let skip_string = |mut i: usize, backslash: bool| -> usize {
+        i += 1;
+        while let Some(c) = at(i) {
+            if backslash && c == '\\' {
+                i += 2;
+                continue;
+            }
+            if c == '\'' {
+                if at(i + 1) == Some('\'') {
+                    i += 2;
+                    continue;
+                }
+                return i + 1;
+            }
+            i += 1;
+        }
+        i
+    };
+    // Index past a "…" identifier at `i`, and its text.
+    let skip_quoted = |mut i: usize| -> (usize, String) {
+        let mut text = String::new();
+        i += 1;
+        while let Some(c) = at(i) {
+            if c == '"' {
+                if at(i + 1) == Some('"') {
+                    text.push('"');
+                    i += 2;
+                    continue;
+                }
+                return (i + 1, text);
+            }
+            text.push(c);
+            i += 1;
+        }
+        (i, text)
+    };
+
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(c) = at(i) {
+        match c {
+            _ if c.is_whitespace() => i += 1,
+            '-' if at(i + 1) == Some('-') => {
+                while at(i).is_some_and(|c| c != '\n') {
+                    i += 1;
+                }
+            }
+            '/' if at(i + 1) == Some('*') => {
+                // Block comments nest in PostgreSQL.
+                let mut depth = 0usize;
+                while let Some(c) = at(i) {
+                    if c == '/' && at(i + 1) == Some('*') {
+                        depth += 1;
+                        i += 2;
+                    } else if c == '*' && at(i + 1) == Some('/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            '\'' => i = skip_string(i, false),
+            '"' => {
+                let (next, text) = skip_quoted(i);
+                out.push(Token::Quoted(text));
+                i = next;
+            }
+            '$' => {
+                // $1 is a parameter; $tag$ … $tag$ (or $$ … $$) a string.
+                let mut j = i + 1;
+                while at(j).is_some_and(|c| c.is_alphanumeric() || c == '_' || !c.is_ascii()) {
+                    j += 1;
+                }
+                let tag_ok = at(i + 1).is_none_or(|c| !c.is_ascii_digit());
+                if tag_ok && at(j) == Some('$') {
+                    let tag = &chars[i..=j];
+                    let mut k = j + 1;
+                    i = loop {
+                        match chars.get(k..k + tag.len()) {
+                            None => break chars.len(),
+                            Some(s) if s == tag => break k + tag.len(),
+                            Some(_) => k += 1,
+                        }
+                    };
+                } else {
+                    out.push(Token::Other);
+                    i = j.max(i + 1);
+                }
+            }
+            '(' => {
+                out.push(Token::Open);
+                i += 1;
+            }
+            _ if is_word_start(c) => {
+                let start = i;
+                while at(i).is_some_and(is_word_char) {
+                    i += 1;
+                }
+                let word: String = chars[start..i].iter().collect::<String>().to_lowercase();
+                match (word.as_str(), at(i), at(i + 1)) {
+                    ("e", Some('\''), _) => i = skip_string(i, true),
+                    ("b" | "x" | "n", Some('\''), _) => i = skip_string(i, false),
+                    ("u", Some('&'), Some('\'')) => i = skip_string(i + 1, false),
+                    ("u", Some('&'), Some('"')) => {
+                        i = skip_quoted(i + 1).0;
+                        out.push(Token::UnicodeQuoted);
+                    }
+                    _ => out.push(Token::Word(word)),
+                }
+            }
+            _ if c.is_ascii_digit() => {
+                while at(i).is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+                    i += 1;
+                }
+                out.push(Token::Other);
+            }
+            _ => {
+                out.push(Token::Other);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// BEGIN READ ONLY, statement timeout, the query (at most `max_rows` + 1
@@ -630,6 +966,141 @@ mod tests {
         assert!(single_statement("SELECT 1; DELETE FROM t").is_err());
         assert!(single_statement("SELECT 1;;").is_err());
         assert!(single_statement(" ; ").is_err());
+    }
+
+    #[test]
+    fn side_effects_name_the_statement_or_function() {
+        let refused = |q: &str| side_effects(q).unwrap_or_else(|| panic!("not refused: {q}"));
+        assert!(refused("COPY (SELECT 1) TO '/tmp/x'").starts_with("COPY"));
+        assert!(refused("copy t FROM PROGRAM 'id'").starts_with("COPY"));
+        assert!(refused("  (COPY (SELECT 1) TO STDOUT)").starts_with("COPY"));
+        assert!(refused("DO $$BEGIN PERFORM 1; END$$").starts_with("DO is not a query"));
+        assert!(refused("CALL p()").starts_with("CALL"));
+        assert!(refused("LOAD 'x'").starts_with("LOAD"));
+        assert!(refused("SET ROLE postgres").starts_with("SET"));
+        for (q, name) in [
+            ("SELECT pg_terminate_backend(42)", "pg_terminate_backend()"),
+            (
+                "select PG_CANCEL_BACKEND (pid) from pg_stat_activity",
+                "pg_cancel_backend()",
+            ),
+            (
+                "SELECT pg_catalog.pg_terminate_backend/* x */(1)",
+                "pg_terminate_backend()",
+            ),
+            (
+                "SELECT \"pg_terminate_backend\"(1)",
+                "pg_terminate_backend()",
+            ),
+            ("SELECT lo_import('/etc/passwd')", "lo_import()"),
+            ("SELECT lo_export(1, '/tmp/x')", "lo_export()"),
+            (
+                "SELECT * FROM dblink('db', 'DELETE FROM t') AS t(x int)",
+                "dblink()",
+            ),
+            ("SELECT dblink_exec('db', 'x')", "dblink_exec()"),
+            ("SELECT pg_read_file('/etc/passwd')", "pg_read_file()"),
+            ("SELECT pg_read_binary_file('/x')", "pg_read_binary_file()"),
+            ("SELECT * FROM pg_ls_dir('.')", "pg_ls_dir()"),
+            ("SELECT pg_stat_file('x')", "pg_stat_file()"),
+            ("SELECT pg_reload_conf()", "pg_reload_conf()"),
+            ("SELECT pg_rotate_logfile()", "pg_rotate_logfile()"),
+            ("SELECT pg_switch_wal()", "pg_switch_wal()"),
+            (
+                "SELECT pg_create_restore_point('x')",
+                "pg_create_restore_point()",
+            ),
+            ("SELECT pg_backup_start('x')", "pg_backup_start()"),
+            (
+                "SELECT pg_create_logical_replication_slot('s', 'p')",
+                "pg_create_logical_replication_slot()",
+            ),
+            (
+                "SELECT pg_drop_replication_slot('s')",
+                "pg_drop_replication_slot()",
+            ),
+            (
+                "SELECT pg_replication_origin_create('o')",
+                "pg_replication_origin_create()",
+            ),
+            (
+                "SELECT * FROM pg_logical_slot_get_changes('s', NULL, NULL)",
+                "pg_logical_slot_get_changes()",
+            ),
+            ("SELECT pg_promote()", "pg_promote()"),
+            (
+                "SELECT pg_logical_emit_message(true, 'p', 'm')",
+                "pg_logical_emit_message()",
+            ),
+            ("SELECT pg_notify('c', 'x')", "pg_notify()"),
+            (
+                "SELECT set_config('role', 'postgres', true)",
+                "set_config()",
+            ),
+            ("SELECT nextval('s')", "nextval()"),
+            ("SELECT setval('s', 1)", "setval()"),
+            ("SELECT pg_advisory_lock(1)", "pg_advisory_lock()"),
+            (
+                "SELECT pg_try_advisory_xact_lock(1)",
+                "pg_try_advisory_xact_lock()",
+            ),
+            ("SELECT pg_stat_reset()", "pg_stat_reset()"),
+            (
+                "SELECT pg_stat_reset_shared('wal')",
+                "pg_stat_reset_shared()",
+            ),
+            (
+                "SELECT pg_log_backend_memory_contexts(1)",
+                "pg_log_backend_memory_contexts()",
+            ),
+            ("SELECT pg_wal_replay_pause()", "pg_wal_replay_pause()"),
+            ("SELECT txid_current()", "txid_current()"),
+            ("SELECT pg_current_xact_id()", "pg_current_xact_id()"),
+            (
+                "SELECT pg_import_system_collations('pg_catalog')",
+                "pg_import_system_collations()",
+            ),
+            (
+                "SELECT query_to_xml('SELECT pg_terminate_backend(1)', true, false, '')",
+                "query_to_xml()",
+            ),
+            (
+                "WITH x AS (SELECT 1) SELECT pg_terminate_backend(1) FROM x",
+                "pg_terminate_backend()",
+            ),
+        ] {
+            let m = refused(q);
+            assert!(m.starts_with(name), "{q}: {m}");
+        }
+        assert!(refused("SELECT U&\"\\0070g_terminate_backend\"(1)").contains("U&"));
+    }
+
+    #[test]
+    fn side_effects_ignore_strings_comments_identifiers_and_harmless_calls() {
+        for q in [
+            "SELECT copy_count FROM t",
+            "SELECT 'COPY' AS x, 'pg_terminate_backend(1)' AS y",
+            "SELECT E'it\\'s pg_terminate_backend(1)' AS y",
+            "SELECT 'it''s pg_terminate_backend(1)'",
+            "SELECT $$ lo_import('/x') $$, $q$ pg_read_file('/x') $q$",
+            "SELECT 1 -- pg_terminate_backend(1)\n",
+            "SELECT /* COPY /* nested */ pg_terminate_backend(1) */ 1",
+            "SELECT \"copy\", \"pg_terminate_backend\" FROM t",
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE state = 'idle'",
+            "SELECT pg_sleep(0.1), now(), current_user, txid_current_if_assigned()",
+            "SELECT lo_value, nextval_count FROM t WHERE dblink_name = 'x'",
+            "SELECT * FROM pg_file_settings",
+            "  (SELECT 1) UNION (SELECT 2)",
+            "with recent as (select 1) select * from recent",
+            "VALUES (1)",
+            "TABLE t",
+            "SHOW statement_timeout",
+            "EXPLAIN SELECT 1",
+            "SELECT $1",
+            "",
+        ] {
+            assert_eq!(side_effects(q), None, "{q}");
+        }
     }
 
     #[test]
