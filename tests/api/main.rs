@@ -11,6 +11,7 @@ mod limits;
 mod outbox;
 mod probes_data;
 mod probes_http;
+mod probes_sql_safety;
 mod restart;
 mod runbooks;
 mod store_contract;

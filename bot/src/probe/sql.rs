@@ -1,23 +1,30 @@
 //! The `sql` probe. See [`SqlProbe`] for the data it observes.
 //!
-//! One connection per observation (no pool: probes are rare and a pool would
-//! keep sessions open on the system under investigation). The query runs
-//! inside `BEGIN READ ONLY` with `SET LOCAL statement_timeout`, and the
-//! transaction is always rolled back: the read-only transaction is the real
-//! guard against writes, the `;` check only keeps a second statement from
-//! ever reaching the server, and [`side_effects`] (lint, and again here)
-//! keeps out statements other than queries and the functions that act
-//! beyond reading (`COPY`, `pg_terminate_backend`, `lo_export`, …), which
-//! a read-only transaction does not stop. The query itself goes through the extended
-//! protocol (prepare, then execute), where PostgreSQL refuses more than one
-//! command anyway.
+//! What keeps a check from changing anything, outermost first:
+//! - the role: a connection whose role is a superuser (or can become one)
+//!   or a member of `pg_signal_backend`, `pg_read_server_files`,
+//!   `pg_write_server_files` or `pg_execute_server_program` is refused when
+//!   it opens, unless the target says `allow_privileged = true`: such a
+//!   role can end sessions, touch the host's files or run programs from a
+//!   SELECT, which no read-only transaction stops;
+//! - [`side_effects`] (lint, and again here): queries only, and none of
+//!   PostgreSQL's functions that act beyond reading;
+//! - the transaction: `BEGIN READ ONLY`, `SET LOCAL statement_timeout`,
+//!   always rolled back; the `;` check keeps a second statement (a COMMIT)
+//!   from ever reaching the server, and the query goes through the
+//!   extended protocol (prepare, then execute), where PostgreSQL refuses
+//!   more than one command anyway.
+//!
+//! Connections are kept per target between checks ([`Connections`]), so a
+//! check costs its query and three round trips, not a new session.
 //!
 //! Values arrive in PostgreSQL's binary format and are turned into JSON by
 //! column type (see [`cell`]); the crate's sqlx build has no chrono, JSON,
 //! UUID or decimal support, so those few formats are decoded here.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use secrecy::ExposeSecret;
@@ -66,9 +73,20 @@ const EVIDENCE_CELL: usize = 40;
 const ROUND_TRIPS: Duration = Duration::from_millis(500);
 /// SQLSTATE `query_canceled`: what `statement_timeout` raises.
 const QUERY_CANCELED: &str = "57014";
-/// The goodbye after a good observation: short, so connect + query + close
-/// stay inside the caller's `2 × timeout + 1 s` backstop.
+/// A goodbye to a connection not kept: short, and in the background.
 const CLOSE: Duration = Duration::from_millis(200);
+/// Connections a target keeps at most (the checks of a runbook run up to
+/// `runbooks.concurrency`, 4 by default, at once).
+const MAX_CONNECTIONS: usize = 4;
+/// An idle connection is closed after this, so sessions do not linger on
+/// the system under investigation.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// No connection is reused past this age, so the role's privileges are
+/// checked again now and then.
+const MAX_LIFETIME: Duration = Duration::from_secs(600);
+/// Prepared statements kept per connection: a target's checks repeat the
+/// same few queries, and a small cache closes the ones it drops.
+const STATEMENT_CACHE: usize = 32;
 
 /// What the query returned, before it becomes JSON.
 struct Table {
@@ -106,49 +124,338 @@ pub async fn observe(
         ));
     }
     let query = single_statement(&p.query).map_err(|m| ProbeError::Failed(name.to_string(), m))?;
-    // Lint refuses these too; checked again here so a runbook loaded
-    // before this check existed cannot run them.
-    if let Some(m) = side_effects(query) {
-        return Err(ProbeError::Failed(name.to_string(), m));
-    }
+    // Lint refuses these too; checked again so a runbook loaded before
+    // this check existed cannot run them. Reported once a connection is
+    // open: a privileged role is the larger problem, and is named first.
+    let mut refused = side_effects(query).map(|m| ProbeError::Failed(name.to_string(), m));
 
-    let mut options = PgConnectOptions::from_str(url).map_err(|e| {
-        ProbeError::Config(
-            name.to_string(),
-            secrets.scrub(&format!("invalid postgres url {}: {e}", redact_url(url))),
-        )
-    })?;
+    let mut options = PgConnectOptions::from_str(url)
+        .map_err(|e| {
+            ProbeError::Config(
+                name.to_string(),
+                secrets.scrub(&format!("invalid postgres url {}: {e}", redact_url(url))),
+            )
+        })?
+        .statement_cache_capacity(STATEMENT_CACHE);
     if let Some(password) = password {
         options = options.password(password);
     }
+    if options.get_application_name().is_none() {
+        options = options.application_name("firstline probe");
+    }
+    let fail = |e: &sqlx::Error| classify(name, url, timeout, e, &secrets);
+    let timed_out = || ProbeError::Timeout(name.to_string(), timeout);
 
-    let mut conn = match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => return Err(classify(name, url, timeout, &e, &secrets)),
-        Err(_) => return Err(ProbeError::Timeout(name.to_string(), timeout)),
+    let connections = &target.sql_connections;
+    let _slot = match tokio::time::timeout(timeout, connections.slots.acquire()).await {
+        Ok(Ok(slot)) => slot,
+        Ok(Err(_)) => {
+            return Err(ProbeError::Failed(
+                name.to_string(),
+                "the target's connections are closed".into(),
+            ));
+        }
+        Err(_) => return Err(timed_out()),
     };
-
     let max_rows = usize::try_from(p.max_rows).unwrap_or(usize::MAX);
+
+    if let Some(Warm {
+        mut conn, opened, ..
+    }) = connections.take()
+    {
+        if let Some(refused) = refused.take() {
+            connections.put_back(conn, opened);
+            return Err(refused);
+        }
+        let outcome = tokio::time::timeout(
+            timeout + ROUND_TRIPS,
+            run(&mut conn, query, max_rows, timeout),
+        )
+        .await;
+        match outcome {
+            Ok(Ok(table)) => {
+                connections.put_back(conn, opened);
+                return Ok(observation(table));
+            }
+            // BEGIN failed, so nothing ran: the kept connection is gone
+            // (server restarted, session ended). A new one below.
+            Ok(Err(RunError { began: false, .. })) => drop(conn),
+            Ok(Err(RunError { error, .. })) => {
+                close_later(conn);
+                return Err(fail(&error));
+            }
+            Err(_) => return Err(timed_out()),
+        }
+    }
+
+    let allow_privileged = matches!(
+        target.settings,
+        TargetSettings::Postgres {
+            allow_privileged: true,
+            ..
+        }
+    );
+    let mut conn = match tokio::time::timeout(timeout, open(&options, allow_privileged)).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(Refusal::Privileged(m))) => {
+            return Err(ProbeError::Config(name.to_string(), secrets.scrub(&m)));
+        }
+        Ok(Err(Refusal::Sql(e))) => return Err(fail(&e)),
+        Err(_) => return Err(timed_out()),
+    };
+    let opened = Instant::now();
+    if let Some(refused) = refused {
+        connections.put_back(conn, opened);
+        return Err(refused);
+    }
     let outcome = tokio::time::timeout(
         timeout + ROUND_TRIPS,
         run(&mut conn, query, max_rows, timeout),
     )
     .await;
-    let result = match outcome {
-        Ok(Ok(table)) => Ok(table),
-        Ok(Err(e)) => Err(classify(name, url, timeout, &e, &secrets)),
-        Err(_) => Err(ProbeError::Timeout(name.to_string(), timeout)),
-    };
-    // A clean goodbye when the connection is still usable; either way the
-    // server rolls back whatever is open once the socket closes.
-    if result.is_ok() {
-        let _ = tokio::time::timeout(CLOSE, conn.close()).await;
+    match outcome {
+        Ok(Ok(table)) => {
+            connections.put_back(conn, opened);
+            Ok(observation(table))
+        }
+        // Not kept: it may be inside an aborted transaction.
+        Ok(Err(RunError { error, .. })) => {
+            close_later(conn);
+            Err(fail(&error))
+        }
+        // Dropped mid-query: the server rolls back when the socket closes.
+        Err(_) => Err(timed_out()),
     }
-    let table = result?;
-    Ok(Observation {
+}
+
+fn observation(table: Table) -> Observation {
+    Observation {
         evidence: evidence(&table),
         data: data(table),
-    })
+    }
+}
+
+/// The connections a `postgres` target keeps between its checks.
+///
+/// Opening a connection costs far more than a small query (on this
+/// machine's PostgreSQL: about 90 ms in a debug build, most of it the TLS
+/// handshake of `sslmode=prefer`, then a new server process), so a
+/// connection that ended its check cleanly (rolled back) is kept for the
+/// next one. At most [`MAX_CONNECTIONS`] per target; an idle one is closed
+/// after [`IDLE_TIMEOUT`] so sessions do not linger on the system under
+/// investigation, and none is reused past [`MAX_LIFETIME`], so the role's
+/// privileges are checked again. A connection whose check failed is closed,
+/// never kept. Connections belong to the tokio runtime that opened them,
+/// like any socket: a kept one that no longer answers (another runtime, a
+/// restarted server) fails at BEGIN and is replaced at once.
+pub struct Connections {
+    state: std::sync::Mutex<Kept>,
+    /// One per check in progress.
+    slots: tokio::sync::Semaphore,
+}
+
+#[derive(Default)]
+struct Kept {
+    /// Most recently used last.
+    idle: Vec<Warm>,
+    /// Whether a task is closing idle connections as they expire.
+    reaper: bool,
+}
+
+struct Warm {
+    conn: PgConnection,
+    opened: Instant,
+    idle_since: Instant,
+}
+
+impl Warm {
+    /// When this connection must be closed if it stays idle.
+    fn expires(&self) -> Instant {
+        (self.idle_since + IDLE_TIMEOUT).min(self.opened + MAX_LIFETIME)
+    }
+}
+
+impl Default for Connections {
+    fn default() -> Connections {
+        Connections {
+            state: std::sync::Mutex::new(Kept::default()),
+            slots: tokio::sync::Semaphore::new(MAX_CONNECTIONS),
+        }
+    }
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connections")
+            .field("idle", &self.state().idle.len())
+            .finish()
+    }
+}
+
+impl Connections {
+    fn state(&self) -> std::sync::MutexGuard<'_, Kept> {
+        // Nothing in the lock can panic halfway; a poisoned one is usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most recently used idle connection that has not expired.
+    fn take(&self) -> Option<Warm> {
+        let now = Instant::now();
+        let mut state = self.state();
+        while let Some(warm) = state.idle.pop() {
+            if warm.expires() > now {
+                return Some(warm);
+            }
+            close_later(warm.conn);
+        }
+        None
+    }
+
+    /// Keeps `conn` (clean: its transaction rolled back) for the next check.
+    fn put_back(self: &Arc<Self>, conn: PgConnection, opened: Instant) {
+        let now = Instant::now();
+        if now >= opened + MAX_LIFETIME {
+            close_later(conn);
+            return;
+        }
+        let start_reaper = {
+            let mut state = self.state();
+            state.idle.push(Warm {
+                conn,
+                opened,
+                idle_since: now,
+            });
+            !std::mem::replace(&mut state.reaper, true)
+        };
+        if start_reaper {
+            tokio::spawn(reap(Arc::downgrade(self)));
+        }
+    }
+}
+
+/// Closes idle connections as they expire; ends when none is left idle or
+/// the target is gone.
+async fn reap(connections: Weak<Connections>) {
+    loop {
+        let (expired, next) = {
+            let Some(connections) = connections.upgrade() else {
+                return;
+            };
+            let mut state = connections.state();
+            let now = Instant::now();
+            let (expired, kept): (Vec<Warm>, Vec<Warm>) = std::mem::take(&mut state.idle)
+                .into_iter()
+                .partition(|w| w.expires() <= now);
+            state.idle = kept;
+            let next = state.idle.iter().map(Warm::expires).min();
+            if next.is_none() {
+                state.reaper = false;
+            }
+            (expired, next)
+        };
+        for warm in expired {
+            let _ = tokio::time::timeout(CLOSE, warm.conn.close()).await;
+        }
+        let Some(next) = next else {
+            return;
+        };
+        tokio::time::sleep_until(next.into()).await;
+    }
+}
+
+/// A clean goodbye in the background (the server ends the session and
+/// rolls back whatever is open either way once the socket closes).
+fn close_later(conn: PgConnection) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(CLOSE, conn.close()).await;
+    });
+}
+
+/// Why [`open`] gave no connection.
+enum Refusal {
+    Sql(sqlx::Error),
+    /// The role can do more than read (the message says what and the fix).
+    Privileged(String),
+}
+
+impl From<sqlx::Error> for Refusal {
+    fn from(e: sqlx::Error) -> Refusal {
+        Refusal::Sql(e)
+    }
+}
+
+/// The roles whose members can act beyond the database's tables, with
+/// what they can do.
+const PRIVILEGED_ROLES: &[(&str, &str)] = &[
+    ("pg_signal_backend", "end other sessions"),
+    ("pg_read_server_files", "read files on the database host"),
+    ("pg_write_server_files", "write files on the database host"),
+    (
+        "pg_execute_server_program",
+        "run programs on the database host",
+    ),
+];
+
+/// Opens a connection and, unless `allow_privileged`, refuses a role that
+/// is a superuser, can become one (`SET ROLE`), or is a member of one of
+/// [`PRIVILEGED_ROLES`]: a read-only transaction does not stop them.
+async fn open(options: &PgConnectOptions, allow_privileged: bool) -> Result<PgConnection, Refusal> {
+    let mut conn = PgConnection::connect_with(options).await?;
+    if allow_privileged {
+        return Ok(conn);
+    }
+    // pg_has_role(…, 'MEMBER') follows memberships through other roles and
+    // is true of every role for a superuser.
+    let rows: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT current_user::text, r.rolname::text, r.rolsuper
+         FROM pg_catalog.pg_roles r
+         WHERE (r.rolsuper OR r.rolname IN ('pg_signal_backend', 'pg_read_server_files',
+                                            'pg_write_server_files', 'pg_execute_server_program'))
+           AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')
+         ORDER BY r.rolsuper DESC, r.rolname",
+    )
+    .persistent(false)
+    .fetch_all(&mut conn)
+    .await?;
+    match privileged(&rows) {
+        None => Ok(conn),
+        Some(message) => {
+            let _ = tokio::time::timeout(CLOSE, conn.close()).await;
+            Err(Refusal::Privileged(message))
+        }
+    }
+}
+
+/// The refusal for a role with `rows` (session role, privileged role it is
+/// a member of, whether that one is a superuser), or `None`.
+fn privileged(rows: &[(String, String, bool)]) -> Option<String> {
+    let (role, _, _) = rows.first()?;
+    let fix = "Connect as a read-only role instead (CREATE ROLE firstline_ro LOGIN; GRANT pg_read_all_data TO firstline_ro), or set allow_privileged = true on this target to accept the risk";
+    let what = if let Some((_, superuser, _)) = rows.iter().find(|(_, _, s)| *s) {
+        let who = if superuser == role {
+            format!("role {role:?} is a superuser")
+        } else {
+            format!("role {role:?} can become superuser {superuser:?} (SET ROLE)")
+        };
+        format!(
+            "{who}: a check's query could end other sessions, read and write files on the database host and run programs there, read-only transaction or not"
+        )
+    } else {
+        let memberships: Vec<String> = rows
+            .iter()
+            .filter_map(|(_, member_of, _)| {
+                PRIVILEGED_ROLES
+                    .iter()
+                    .find(|(r, _)| r == member_of)
+                    .map(|(r, can)| format!("{r} (can {can})"))
+            })
+            .collect();
+        format!(
+            "role {role:?} is a member of {}: a check's query could do that, read-only transaction or not",
+            memberships.join(", ")
+        )
+    };
+    Some(format!("{what}. {fix}"))
 }
 
 /// Refuses anything but one statement; returns the query without its
@@ -283,7 +590,7 @@ const SIDE_EFFECT_PREFIXES: &[(&str, &str)] = &[
 /// read as code, except that a quoted identifier called as a function
 /// (`"lo_import"(…)`) is checked like a plain one. A check for lint and a
 /// second guard at run time; the real guards are the read-only transaction
-/// (see [`observe`]).
+/// and a role that cannot do these things (see [`observe`]).
 pub fn side_effects(query: &str) -> Option<String> {
     let tokens = tokens(query);
     let first = tokens.iter().find(|t| !matches!(t, Token::Open));
@@ -501,14 +808,35 @@ async fn run(
     query: &str,
     max_rows: usize,
     timeout: Duration,
-) -> Result<Table, sqlx::Error> {
+) -> Result<Table, RunError> {
     let timeout_ms = timeout.as_millis().max(1);
     sqlx::raw_sql(AssertSqlSafe(format!(
         "BEGIN READ ONLY; SET LOCAL statement_timeout = {timeout_ms}"
     )))
     .execute(&mut *conn)
-    .await?;
+    .await
+    .map_err(|error| RunError {
+        error,
+        began: false,
+    })?;
+    query_in_transaction(conn, query, max_rows)
+        .await
+        .map_err(|error| RunError { error, began: true })
+}
 
+/// Why [`run`] failed, and whether the transaction had begun (if not,
+/// nothing ran).
+struct RunError {
+    error: sqlx::Error,
+    began: bool,
+}
+
+/// The query (at most `max_rows` + 1 rows read), then ROLLBACK.
+async fn query_in_transaction(
+    conn: &mut PgConnection,
+    query: &str,
+    max_rows: usize,
+) -> Result<Table, sqlx::Error> {
     let statement = (&mut *conn)
         .prepare(AssertSqlSafe(query.to_string()).into_sql_str())
         .await?;
@@ -1101,6 +1429,41 @@ mod tests {
         ] {
             assert_eq!(side_effects(q), None, "{q}");
         }
+    }
+
+    #[test]
+    fn a_privileged_role_is_named_with_what_it_can_do_and_the_fix() {
+        let row = |who: &str, role: &str, su: bool| (who.to_string(), role.to_string(), su);
+        assert_eq!(privileged(&[]), None);
+        let su = privileged(&[
+            row("postgres", "postgres", true),
+            row("postgres", "pg_signal_backend", false),
+        ])
+        .unwrap_or_default();
+        assert!(su.starts_with("role \"postgres\" is a superuser: "), "{su}");
+        assert!(
+            su.contains("end other sessions") && su.contains("run programs"),
+            "{su}"
+        );
+        assert!(
+            su.contains("allow_privileged = true") && su.contains("pg_read_all_data"),
+            "{su}"
+        );
+        let via = privileged(&[row("ops", "admin", true)]).unwrap_or_default();
+        assert!(
+            via.starts_with("role \"ops\" can become superuser \"admin\""),
+            "{via}"
+        );
+        let member = privileged(&[
+            row("probe", "pg_signal_backend", false),
+            row("probe", "pg_write_server_files", false),
+        ])
+        .unwrap_or_default();
+        assert!(
+            member.starts_with("role \"probe\" is a member of pg_signal_backend (can end other sessions), pg_write_server_files (can write files on the database host)"),
+            "{member}"
+        );
+        assert!(member.contains("allow_privileged = true"), "{member}");
     }
 
     #[test]
