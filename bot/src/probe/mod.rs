@@ -174,8 +174,8 @@ pub struct Target {
     /// probes (building one loads the TLS roots: ~10 ms a probe otherwise).
     pub http_client: Arc<OnceLock<reqwest::Client>>,
     /// The open connections of a `postgres` target, kept between its sql
-    /// probes (opening one costs far more than a small query: TLS and a
-    /// new server process). Empty until first used; see [`sql::Connections`].
+    /// probes (opening one costs far more than a small query). Empty until
+    /// first used; see [`sql::Connections`].
     pub sql_connections: Arc<sql::Connections>,
 }
 

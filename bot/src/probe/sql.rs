@@ -237,11 +237,12 @@ fn observation(table: Table) -> Observation {
 
 /// The connections a `postgres` target keeps between its checks.
 ///
-/// Opening a connection costs far more than a small query (on this
-/// machine's PostgreSQL: about 90 ms in a debug build, most of it the TLS
-/// handshake of `sslmode=prefer`, then a new server process), so a
-/// connection that ended its check cleanly (rolled back) is kept for the
-/// next one. At most [`MAX_CONNECTIONS`] per target; an idle one is closed
+/// Opening a connection costs far more than a small query: a new server
+/// process, and with TLS (sqlx's default `sslmode=prefer`) about 90 ms
+/// even on the same machine, mostly two waits for the server's delayed
+/// ACK inside the handshake (sqlx does not set TCP_NODELAY, and the
+/// handshake writes twice before reading). So a connection that ended its
+/// check cleanly (rolled back) is kept for the next one. At most [`MAX_CONNECTIONS`] per target; an idle one is closed
 /// after [`IDLE_TIMEOUT`] so sessions do not linger on the system under
 /// investigation, and none is reused past [`MAX_LIFETIME`], so the role's
 /// privileges are checked again. A connection whose check failed is closed,
