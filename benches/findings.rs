@@ -4,6 +4,13 @@
 //!
 //! Run: `cargo bench --bench findings` (`-- --quick` for 50 alerts).
 //!
+//! Then a `sql` check against the local PostgreSQL
+//! (`FIRSTLINE_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`; skipped with the reason
+//! when it does not answer): the same `SELECT 1` observed one check after
+//! another through `probe::observe` as a read-only role made for the run,
+//! next to the query alone on a connection already open.
+//!
 //! The server is the real app (library `App`, console platform, SQLite in a
 //! temp dir) on a loopback port; the targets are axum servers in the same
 //! process answering at once, plus TCP listeners. For each alert (each opens
@@ -11,14 +18,19 @@
 //! post being in the store, and subtracts the slowest check's own duration
 //! (from the stored findings) to show firstline's own overhead.
 
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::routing::get;
 use firstline::app::App;
 use firstline::chat::console::Sink;
+use firstline::probe::sql::SqlProbe;
+use firstline::probe::{ProbeSpec, observe};
 use firstline::store::IncidentFilter;
 use serde_json::json;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 const RUNBOOK: &str = r#"
 version = 1
@@ -254,5 +266,127 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "(the poll for the post adds up to 0.2 ms; the slowest check is rounded down to whole ms)"
     );
+    sql_check(n).await;
+    Ok(())
+}
+
+/// `n` observations of a `sql` check (`SELECT 1`) against the local
+/// PostgreSQL as a read-only role made for the run, printed beside the
+/// query alone on an open connection. Prints why when skipped.
+async fn sql_check(n: usize) {
+    let admin_url = std::env::var("FIRSTLINE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let shown = firstline::text::redact_url(&admin_url);
+    let mut admin =
+        match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&admin_url)).await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                println!("sql check: skipped: cannot connect to {shown}: {e}");
+                return;
+            }
+            Err(_) => {
+                println!("sql check: skipped: {shown} did not answer within 5 s");
+                return;
+            }
+        };
+    let options = match PgConnectOptions::from_str(&admin_url) {
+        Ok(o) => o,
+        Err(e) => {
+            println!("sql check: skipped: {shown} is not a postgres url: {e}");
+            return;
+        }
+    };
+    let role = format!("firstline_bench_ro_{}", std::process::id());
+    let made = sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN; GRANT pg_read_all_data TO {role}"
+    )))
+    .execute(&mut admin)
+    .await;
+    if let Err(e) = made {
+        println!("sql check: skipped: cannot create the read-only role {role}: {e}");
+        return;
+    }
+    let url = format!(
+        "postgres://{role}@{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("postgres")
+    );
+    let result = sql_figures(&url, n).await;
+    let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}")))
+        .execute(&mut admin)
+        .await;
+    if let Err(e) = result {
+        println!("sql check: failed: {e}");
+    }
+}
+
+async fn sql_figures(url: &str, n: usize) -> anyhow::Result<()> {
+    let config = firstline::config::load_with_env(
+        None,
+        [
+            ("FIRSTLINE_TARGETS__PG__KIND", "postgres"),
+            ("FIRSTLINE_TARGETS__PG__URL", url),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+    .map_err(|e| anyhow::anyhow!("sql bench config: {e}"))?;
+    let target = config
+        .targets
+        .get("pg")
+        .ok_or_else(|| anyhow::anyhow!("sql bench config has no target pg"))?
+        .clone();
+    let spec = ProbeSpec::Sql(SqlProbe {
+        target: "pg".into(),
+        query: "SELECT 1".into(),
+        max_rows: 50,
+    });
+    let timeout = Duration::from_secs(5);
+    let started = Instant::now();
+    observe(&spec, &target, timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!("first sql check: {e}"))?;
+    let first = started.elapsed().as_secs_f64() * 1000.0;
+    let mut checks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        observe(&spec, &target, timeout)
+            .await
+            .map_err(|e| anyhow::anyhow!("sql check: {e}"))?;
+        checks.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut conn = PgConnection::connect(url).await?;
+    let mut alone = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let _: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut conn).await?;
+        alone.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = conn.close().await;
+    for v in [&mut checks, &mut alone] {
+        v.sort_by(|a, b| a.total_cmp(b));
+    }
+    println!(
+        "sql check: {n} + 1 checks of SELECT 1, one after another, against {} as a read-only role",
+        firstline::text::redact_url(url)
+    );
+    println!("{:<44} {:>9} {:>9} {:>9}", "", "p50", "p99", "max");
+    println!(
+        "{:<44} {first:>6.2} ms",
+        "first check (opens the connection)"
+    );
+    for (name, v) in [
+        ("each further check (probe::observe)", &checks),
+        ("the query alone on an open connection", &alone),
+    ] {
+        println!(
+            "{name:<44} {:>6.2} ms {:>6.2} ms {:>6.2} ms",
+            pct(v, 0.5),
+            pct(v, 0.99),
+            pct(v, 1.0)
+        );
+    }
     Ok(())
 }

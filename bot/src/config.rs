@@ -783,6 +783,7 @@ fn validate(
             secret_headers: BTreeMap::new(),
             password: None,
             http_client: Default::default(),
+            sql_connections: Default::default(),
         };
         match t {
             TargetSettings::Http {
@@ -805,7 +806,7 @@ fn validate(
                     }
                 }
             }
-            TargetSettings::Postgres { url, password } => {
+            TargetSettings::Postgres { url, password, .. } => {
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     err(&format!("{key}.url"), "must start with postgres://".into());
                 } else if url

@@ -12,6 +12,7 @@ mod limits;
 mod outbox;
 mod probes_data;
 mod probes_http;
+mod probes_sql_safety;
 mod restart;
 mod run_speed;
 mod runbook_cli;

@@ -54,6 +54,7 @@ fn target(name: &str, settings: TargetSettings, password: Option<&str>) -> Targe
         secret_headers: BTreeMap::new(),
         password: password.map(SecretString::from),
         http_client: Default::default(),
+        sql_connections: Default::default(),
     }
 }
 
@@ -103,10 +104,12 @@ INSERT INTO account.audit_logs VALUES
     ('SUSPEND', NOW() - INTERVAL '3 days');
 "#;
 
-/// A fresh, seeded database; dropped by [`TestDb::drop_db`].
+/// A fresh, seeded database and a read-only role to probe it with (probes
+/// refuse a superuser); both dropped by [`TestDb::drop_db`].
 struct TestDb {
     name: String,
-    url: String,
+    /// `pg_read_all_data` only: what the targets' documentation asks for.
+    role: String,
     /// To the test database, for arranging and checking data.
     conn: PgConnection,
 }
@@ -137,10 +140,17 @@ impl TestDb {
             nanos(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create the test database");
+        let role = format!("{name}_ro");
+        // CREATE DATABASE runs alone (not in a multi-statement string).
+        for sql in [
+            format!("CREATE DATABASE {name}"),
+            format!("CREATE ROLE {role} LOGIN; GRANT pg_read_all_data TO {role}"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .expect("create the test database and its read-only role");
+        }
         let _ = admin.close().await;
         let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
         let mut conn = PgConnection::connect(&url)
@@ -150,15 +160,16 @@ impl TestDb {
             .execute(&mut conn)
             .await
             .expect("seed the test database");
-        Some(TestDb { name, url, conn })
+        Some(TestDb { name, role, conn })
     }
 
     fn target(&self) -> Target {
         target(
             "notification-db",
             TargetSettings::Postgres {
-                url: self.url.clone(),
+                url: format!("postgres://{}@127.0.0.1:5432/{}", self.role, self.name),
                 password: None,
+                allow_privileged: false,
             },
             None,
         )
@@ -194,14 +205,19 @@ impl TestDb {
     }
 
     async fn drop_db(self) {
-        let TestDb { name, conn, .. } = self;
+        let TestDb {
+            name, role, conn, ..
+        } = self;
         let _ = conn.close().await;
         if let Ok(mut admin) = PgConnection::connect(ADMIN_URL).await {
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await;
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                format!("DROP ROLE IF EXISTS {role}"),
+            ] {
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut admin)
+                    .await;
+            }
         }
     }
 }
@@ -445,7 +461,7 @@ async fn column_values_become_json_by_their_postgres_type() {
 }
 
 #[tokio::test]
-async fn an_update_or_delete_is_refused_by_the_read_only_transaction_and_changes_nothing() {
+async fn an_update_or_delete_is_refused_and_a_writing_cte_meets_the_read_only_transaction() {
     let Some(mut db) = TestDb::seeded().await else {
         return;
     };
@@ -456,10 +472,12 @@ async fn an_update_or_delete_is_refused_by_the_read_only_transaction_and_changes
         .sql("WITH gone AS (DELETE FROM notifications RETURNING *) SELECT COUNT(*) FROM gone")
         .await;
 
+    // Not queries: refused before they reach the server.
     let update = failed_message(update);
-    assert!(update.contains("read-only transaction"), "{update}");
+    assert!(update.starts_with("UPDATE is not a query"), "{update}");
     let delete = failed_message(delete);
-    assert!(delete.contains("read-only transaction"), "{delete}");
+    assert!(delete.starts_with("DELETE is not a query"), "{delete}");
+    // A query that writes: the read-only transaction refuses it.
     let cte = failed_message(cte);
     assert!(cte.contains("read-only transaction"), "{cte}");
     assert_eq!(db.count("SELECT COUNT(*) FROM notifications").await, 7);
@@ -561,6 +579,7 @@ async fn an_unreachable_postgres_port_is_unreachable_and_no_secret_is_shown() {
         TargetSettings::Postgres {
             url: "postgres://probe:url-secret@127.0.0.1:1/app".into(),
             password: None,
+            allow_privileged: false,
         },
         Some("password-secret"),
     );

@@ -60,6 +60,7 @@ fn http_target(base_url: &str, secret_headers: &[(&str, &str)]) -> Target {
             .collect(),
         password: None,
         http_client: Default::default(),
+        sql_connections: Default::default(),
     }
 }
 
@@ -70,6 +71,7 @@ fn prometheus_target(url: &str) -> Target {
         secret_headers: BTreeMap::new(),
         password: None,
         http_client: Default::default(),
+        sql_connections: Default::default(),
     }
 }
 
@@ -82,6 +84,7 @@ fn tcp_target(address: &str) -> Target {
         secret_headers: BTreeMap::new(),
         password: None,
         http_client: Default::default(),
+        sql_connections: Default::default(),
     }
 }
 

@@ -127,6 +127,16 @@ pub enum TargetSettings {
     Postgres {
         url: String,
         password: Option<SecretRef>,
+        /// `allow_privileged = true` lets the target's role be a superuser
+        /// or a member of `pg_signal_backend`, `pg_read_server_files`,
+        /// `pg_write_server_files` or `pg_execute_server_program`. Default
+        /// false: such a role is refused when a connection opens, because
+        /// a check's query could then end other sessions, read or write
+        /// files on the database host or run programs there, read-only
+        /// transaction or not. Prefer a role granted `pg_read_all_data`
+        /// (or `SELECT` on the tables the checks read).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allow_privileged: bool,
     },
     /// A Prometheus server's HTTP API base, e.g. `http://prometheus:9090`.
     Prometheus { url: String },
@@ -163,6 +173,10 @@ pub struct Target {
     /// The HTTP client of this target, built on first use and shared by its
     /// probes (building one loads the TLS roots: ~10 ms a probe otherwise).
     pub http_client: Arc<OnceLock<reqwest::Client>>,
+    /// The open connections of a `postgres` target, kept between its sql
+    /// probes (opening one costs far more than a small query). Empty until
+    /// first used; see [`sql::Connections`].
+    pub sql_connections: Arc<sql::Connections>,
 }
 
 impl Target {

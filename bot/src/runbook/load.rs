@@ -511,6 +511,9 @@ fn lint(
                         format!("check {:?}: one SQL statement per check", c.id),
                     );
                 }
+                if let Some(m) = crate::probe::sql::side_effects(&sql.query) {
+                    p(&anchor, "query", format!("check {:?}: {m}", c.id));
+                }
             }
             ProbeSpec::Prometheus(pq) => {
                 if let Err(m) = balanced(&pq.query) {
