@@ -36,9 +36,24 @@ timeout_ms = 5000
     )
 }
 
+/// An http check of `target` (no expected status: no answer is an error,
+/// the probe could not observe).
+fn http_check(id: &str, target: &str) -> String {
+    format!(
+        r#"
+[[checks]]
+id = "{id}"
+title = "{id}"
+probe = {{ kind = "http", target = "{target}", path = "/summary" }}
+expect = [{{ path = "status", fail_if = "!= 200" }}]
+timeout_ms = 5000
+"#
+    )
+}
+
 /// Runs `firstline runbook run rb ARGS` with only `checks` loaded, the tcp
-/// target `up` on a loopback listener that accepts and `down` on a closed
-/// port, plus `env`.
+/// target `up` on a loopback listener that accepts, `down` (tcp) and
+/// `down_http` (http) on a closed port, plus `env`.
 fn run(checks: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rb.toml"), runbook(checks)).unwrap();
@@ -63,6 +78,11 @@ fn run(checks: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, Strin
         .env("FIRSTLINE_TARGETS__UP__ADDRESS", &up_addr)
         .env("FIRSTLINE_TARGETS__DOWN__KIND", "tcp")
         .env("FIRSTLINE_TARGETS__DOWN__ADDRESS", &down_addr)
+        .env("FIRSTLINE_TARGETS__DOWN_HTTP__KIND", "http")
+        .env(
+            "FIRSTLINE_TARGETS__DOWN_HTTP__BASE_URL",
+            format!("http://{down_addr}"),
+        )
         .envs(env.iter().copied())
         .output()
         .expect("run firstline");
@@ -99,8 +119,9 @@ fn a_warning_is_reported_but_exits_0() {
 
 #[test]
 fn a_failing_check_exits_1_even_beside_checks_that_could_not_run() {
-    let checks =
-        tcp_check("a", "up", FAILS) + &tcp_check("b", "down", OK) + &tcp_check("c", "nowhere", OK);
+    let checks = tcp_check("a", "up", FAILS)
+        + &http_check("b", "down_http")
+        + &tcp_check("c", "nowhere", OK);
     let (code, out, err) = run(&checks, &[], &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("exit 1: a check failed"), "{err}");
@@ -110,7 +131,7 @@ fn a_failing_check_exits_1_even_beside_checks_that_could_not_run() {
 #[test]
 fn checks_that_could_not_run_and_none_failing_exit_2() {
     let unconfigured = tcp_check("a", "up", OK) + &tcp_check("b", "nowhere", OK);
-    let unreachable = tcp_check("a", "up", OK) + &tcp_check("b", "down", OK);
+    let unreachable = tcp_check("a", "up", OK) + &http_check("b", "down_http");
 
     let (code, out, err) = run(&unconfigured, &[], &[]);
     let (code2, out2, err2) = run(&unreachable, &[], &[]);
