@@ -824,8 +824,16 @@ async fn an_unreachable_nats_server_is_observed_as_not_connected() {
         .expect("a server that does not answer is an observation");
 
     assert_eq!(o.data["connected"], false);
-    assert_eq!(o.data["consumer"], serde_json::Value::Null, "nothing known of it");
-    assert!(o.evidence.contains("cannot connect to nats://127.0.0.1:1"), "{}", o.evidence);
+    assert_eq!(
+        o.data["consumer"],
+        serde_json::Value::Null,
+        "nothing known of it"
+    );
+    assert!(
+        o.evidence.contains("cannot connect to nats://127.0.0.1:1"),
+        "{}",
+        o.evidence
+    );
 }
 
 // --------------------------------------------------------------------- Redis

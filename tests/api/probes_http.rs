@@ -488,7 +488,11 @@ async fn a_tcp_probe_to_a_closed_port_observes_that_it_does_not_connect() {
 
     assert_eq!(o.data["connected"], false);
     assert_eq!(o.data["address"], addr.as_str());
-    assert!(o.evidence.starts_with(&format!("cannot connect to {addr}")), "{}", o.evidence);
+    assert!(
+        o.evidence.starts_with(&format!("cannot connect to {addr}")),
+        "{}",
+        o.evidence
+    );
 }
 
 #[tokio::test]

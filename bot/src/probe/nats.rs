@@ -84,9 +84,7 @@ pub async fn observe(
                 | ConnectErrorKind::Dns
                 | ConnectErrorKind::MaxReconnects => Ok(not_connected(message)),
                 ConnectErrorKind::Tls => Err(ProbeError::Unreachable(name.to_string(), message)),
-                ConnectErrorKind::ServerParse => {
-                    Err(ProbeError::Config(name.to_string(), message))
-                }
+                ConnectErrorKind::ServerParse => Err(ProbeError::Config(name.to_string(), message)),
                 ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
                     Err(ProbeError::Failed(name.to_string(), message))
                 }
