@@ -14,6 +14,8 @@ use tracing::{info, warn};
 use crate::chat::console::{Console, Sink};
 use crate::chat::handler::{self, CommandContext};
 use crate::chat::messages::Messages;
+use crate::chat::platform::Platform;
+use crate::chat::slack::Slack;
 use crate::config::Config;
 use crate::domain::State;
 use crate::domain::time::{Clock, Millis, SystemClock};
@@ -33,7 +35,7 @@ pub struct App {
     listener: tokio::net::TcpListener,
     router: axum::Router,
     store: Store,
-    dispatcher: Dispatcher<ChatPoster<Console>>,
+    dispatcher: Dispatcher<ChatPoster<Platform>>,
     runner: Dispatcher<RunbookRunner>,
     recovery: Dispatcher<RecoveryWatcher>,
     commands: CommandContext,
@@ -193,10 +195,24 @@ impl App {
         )
         .await
         .context("cannot read the intake journal")?;
-        let console = Arc::new(Console::new(store.clone(), clock.clone(), sink));
+        let slack = match &config.slack {
+            Some(cfg) => {
+                let slack = Slack::new(cfg).map_err(|e| anyhow::anyhow!("Slack: {e}"))?;
+                slack
+                    .check(&config.settings.chat.channel)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                Some(slack)
+            }
+            None => None,
+        };
+        let platform = Arc::new(match &slack {
+            Some(s) => Platform::Slack(s.clone()),
+            None => Platform::Console(Console::new(store.clone(), clock.clone(), sink)),
+        });
         let dispatcher = Dispatcher::new(
             store.clone(),
-            ChatPoster::new(store.clone(), console, clock.clone()),
+            ChatPoster::new(store.clone(), platform, clock.clone()).with_catalog(catalog.clone()),
             clock.clone(),
             config.settings.outbox.clone(),
             wake.clone(),
@@ -252,6 +268,7 @@ impl App {
             max_body_bytes: config.settings.server.max_body_bytes,
             commands: commands.clone(),
             metrics,
+            slack,
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -330,7 +347,7 @@ impl App {
         if config.settings.chat.console_stdin && std::io::stdin().is_terminal() {
             tokio::spawn(console_stdin(commands.clone(), stop_rx.clone()));
         }
-        info!(addr = %listener.local_addr()?, store = store.backend(), platform = "console", "firstline is serving");
+        info!(addr = %listener.local_addr()?, store = store.backend(), platform = %config.settings.chat.platform, "firstline is serving");
         let server = &config.settings.server;
         let limits = http::serve::Limits {
             max_connections: server.max_connections,
@@ -402,6 +419,13 @@ async fn prune_receipts(
             ),
             Err(e) => warn!(error = %e, "receipt pruning failed; will retry"),
         }
+        // Chat platforms retry an event within minutes; a day is plenty.
+        if let Err(e) = store
+            .prune_events_seen(Millis(clock.now().0 - 86_400_000))
+            .await
+        {
+            warn!(error = %e, "pruning seen chat events failed; will retry");
+        }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => return,
@@ -450,6 +474,7 @@ async fn react(ctx: &CommandContext, user: &str, rest: &str) -> String {
                     id,
                     emoji: emoji.into(),
                     message_ref: message_ref.into(),
+                    removed: false,
                 };
                 match ctx.ledger.change(user, change).await {
                     Ok(o) => o.answer,

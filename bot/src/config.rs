@@ -218,12 +218,15 @@ impl Default for IncidentSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChatSettings {
-    /// `console` (stdout and the local endpoints; no account needed).
+    /// `console` (stdout and the local endpoints; no account needed) or
+    /// `slack`.
     pub platform: String,
-    /// Channel incident threads are opened in.
+    /// Channel incident threads are opened in (on Slack, its id: `C0…`).
     pub channel: String,
     /// Read chat commands from standard input when it is a terminal.
     pub console_stdin: bool,
+    /// The Slack app, for `platform = "slack"`.
+    pub slack: Option<SlackSettings>,
 }
 
 impl Default for ChatSettings {
@@ -232,8 +235,60 @@ impl Default for ChatSettings {
             platform: "console".into(),
             channel: "#incidents".into(),
             console_stdin: true,
+            slack: None,
         }
     }
+}
+
+/// `[chat.slack]`: how firstline reaches Slack and how Slack reaches it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSettings {
+    /// `http` (Slack calls `/slack/events`, `/slack/commands`,
+    /// `/slack/interactions`) or `socket` (Socket Mode; not in this build).
+    #[serde(default = "default_slack_mode")]
+    pub mode: String,
+    /// The bot token (`xoxb-…`).
+    pub bot_token: Option<SecretRef>,
+    /// Verifies that requests come from Slack (HTTP mode).
+    pub signing_secret: Option<SecretRef>,
+    /// The app-level token (`xapp-…`), Socket Mode only.
+    pub app_token: Option<SecretRef>,
+    /// The Web API base, for proxies and tests.
+    #[serde(default = "default_slack_api_url")]
+    pub api_url: String,
+    /// Severities whose incidents get a channel of their own (not in this
+    /// build; must be empty).
+    #[serde(default)]
+    pub incident_channels: Vec<String>,
+    /// How long a slash command may run before its answer is "working on
+    /// it" and the result follows through Slack's `response_url` (Slack
+    /// waits 3 s at most).
+    #[serde(default = "default_answer_within_ms")]
+    pub answer_within_ms: u64,
+}
+
+fn default_answer_within_ms() -> u64 {
+    2_000
+}
+
+fn default_slack_mode() -> String {
+    "http".into()
+}
+
+fn default_slack_api_url() -> String {
+    "https://slack.com/api".into()
+}
+
+/// `[chat.slack]` with its secrets resolved.
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    pub bot_token: SecretString,
+    pub signing_secret: SecretString,
+    /// Without a trailing slash: the client adds `/method`.
+    pub api_url: String,
+    /// See [`SlackSettings::answer_within_ms`].
+    pub answer_within: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -387,6 +442,8 @@ pub struct Config {
     pub file: Option<PathBuf>,
     /// Probe targets with their secrets resolved.
     pub targets: BTreeMap<String, Target>,
+    /// The Slack app, when `chat.platform` is `slack`.
+    pub slack: Option<SlackConfig>,
 }
 
 /// The most runbook runs `runbooks.max_parallel_runs` allows at once: each
@@ -742,15 +799,17 @@ fn validate(
             "must be mitigated or resolved".into(),
         );
     }
-    if settings.chat.platform != "console" {
-        err(
-            "chat.platform",
-            format!(
-                "\"{}\" is not available; this build has: console",
-                settings.chat.platform
-            ),
-        );
-    }
+    let slack = match settings.chat.platform.as_str() {
+        "console" => None,
+        "slack" => slack_config(&settings.chat, &mut err),
+        other => {
+            err(
+                "chat.platform",
+                format!("\"{other}\" is not available; this build has: console, slack"),
+            );
+            None
+        }
+    };
     if settings.outbox.max_attempts == 0 {
         err("outbox.max_attempts", "must be at least 1".into());
     }
@@ -856,8 +915,106 @@ fn validate(
             default_severity,
             tokens,
             file,
+            slack,
         }),
         _ => Err(ConfigErrors(errors)),
+    }
+}
+
+/// `[chat.slack]` checked and its secrets read; every mistake is named.
+fn slack_config(chat: &ChatSettings, err: &mut impl FnMut(&str, String)) -> Option<SlackConfig> {
+    let Some(s) = &chat.slack else {
+        err(
+            "chat.platform",
+            "\"slack\" needs a [chat.slack] section with bot_token and signing_secret".into(),
+        );
+        return None;
+    };
+    let mut ok = true;
+    match s.mode.as_str() {
+        "http" => {}
+        "socket" => {
+            err(
+                "chat.slack.mode",
+                "\"socket\" (Socket Mode) is not available in this build yet; use \"http\" and give Slack this server's public /slack/* URLs".into(),
+            );
+            ok = false;
+        }
+        other => {
+            err(
+                "chat.slack.mode",
+                format!("\"{other}\" is not a mode; use \"http\""),
+            );
+            ok = false;
+        }
+    }
+    if !s.incident_channels.is_empty() {
+        err(
+            "chat.slack.incident_channels",
+            "channels of their own per incident are not available in this build yet; leave it [] (incidents are threads in chat.channel)".into(),
+        );
+        ok = false;
+    }
+    if !(chat.channel.starts_with('C') || chat.channel.starts_with('G'))
+        || !chat.channel.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        err(
+            "chat.channel",
+            format!(
+                "{:?} is not a Slack channel id; use the id (C…), shown in the channel's details in Slack",
+                chat.channel
+            ),
+        );
+        ok = false;
+    }
+    if s.answer_within_ms > 2_500 {
+        err(
+            "chat.slack.answer_within_ms",
+            format!(
+                "{} ms is too long: Slack gives up after 3,000 ms; at most 2500",
+                s.answer_within_ms
+            ),
+        );
+        ok = false;
+    }
+    let api_url = s.api_url.trim_end_matches('/').to_string();
+    if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+        err(
+            "chat.slack.api_url",
+            format!("{:?} is not an http(s) URL", s.api_url),
+        );
+        ok = false;
+    }
+    let mut secret = |key: &str, r: &Option<SecretRef>, what: &str| match r {
+        None => {
+            err(
+                &format!("chat.slack.{key}"),
+                format!("is required: {what}, as {{ env = \"VAR\" }} or {{ file = \"/path\" }}"),
+            );
+            None
+        }
+        Some(r) => match r.resolve() {
+            Ok(v) => Some(v),
+            Err(m) => {
+                err(&format!("chat.slack.{key}"), m);
+                None
+            }
+        },
+    };
+    let bot_token = secret("bot_token", &s.bot_token, "the bot token (xoxb-…)");
+    let signing_secret = secret(
+        "signing_secret",
+        &s.signing_secret,
+        "the app's signing secret (Basic Information → App Credentials)",
+    );
+    match (bot_token, signing_secret, ok) {
+        (Some(bot_token), Some(signing_secret), true) => Some(SlackConfig {
+            bot_token,
+            signing_secret,
+            api_url,
+            answer_within: std::time::Duration::from_millis(s.answer_within_ms),
+        }),
+        _ => None,
     }
 }
 
@@ -879,6 +1036,53 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.settings.chat.platform, "console");
         assert_eq!(c.severity_map.get("critical"), Some(&Severity::P1));
+    }
+
+    #[test]
+    fn every_slack_mistake_is_named_with_its_key() {
+        let bare = file("[chat]\nplatform = \"slack\"\n");
+        let e = load_with_env(Some(bare.path()), Vec::new()).expect_err("no [chat.slack]");
+        assert_eq!(e.0[0].key, "chat.platform");
+        assert!(
+            e.0[0].message.contains("[chat.slack]"),
+            "{}",
+            e.0[0].message
+        );
+
+        let wrong = file(
+            "[chat]\nplatform = \"slack\"\nchannel = \"#incidents\"\n\n[chat.slack]\nmode = \"socket\"\nbot_token = { env = \"FIRSTLINE_TEST_NO_SUCH_VAR\" }\nincident_channels = [\"P1\"]\nanswer_within_ms = 5000\n",
+        );
+        let e = load_with_env(Some(wrong.path()), Vec::new()).expect_err("mistakes");
+        let found: Vec<(&str, &str)> =
+            e.0.iter()
+                .map(|e| (e.key.as_str(), e.message.as_str()))
+                .collect();
+        let has =
+            |key: &str, words: &str| found.iter().any(|(k, m)| *k == key && m.contains(words));
+        assert!(has("chat.slack.mode", "Socket Mode"), "{found:?}");
+        assert!(
+            has("chat.slack.incident_channels", "leave it []"),
+            "{found:?}"
+        );
+        assert!(has("chat.channel", "not a Slack channel id"), "{found:?}");
+        assert!(
+            has("chat.slack.answer_within_ms", "at most 2500"),
+            "{found:?}"
+        );
+        assert!(
+            has(
+                "chat.slack.bot_token",
+                "FIRSTLINE_TEST_NO_SUCH_VAR is not set"
+            ),
+            "{found:?}"
+        );
+        assert!(has("chat.slack.signing_secret", "is required"), "{found:?}");
+        assert!(
+            !found
+                .iter()
+                .any(|(_, m)| m.contains("xoxb-") && m.len() > 200),
+            "no secret echoed"
+        );
     }
 
     #[test]

@@ -24,9 +24,11 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::chat::{ChatPlatform, PostRequest};
+use crate::chat::{ChatPlatform, PostRequest, Posted, RootView};
 use crate::config::OutboxSettings;
+use crate::domain::incident::{Incident, format_duration};
 use crate::domain::time::{Clock, Millis};
+use crate::runbook::load::Catalog;
 use crate::store::{OutboxItem, Store, StoreError};
 
 /// What a `chat_post` intent carries.
@@ -34,7 +36,13 @@ use crate::store::{OutboxItem, Store, StoreError};
 struct ChatPostPayload {
     channel: String,
     text: String,
+    /// The message template (`opened`, `state_changed`, …).
+    #[serde(default)]
+    template: Option<String>,
 }
+
+/// Templates after which an incident's root message shows a new state.
+const ROOT_CHANGES: [&str; 2] = ["state_changed", "severity_changed"];
 
 /// Carries out one kind of outbox intent.
 pub trait Handler: Send + Sync + 'static {
@@ -52,6 +60,8 @@ pub struct ChatPoster<P: ChatPlatform> {
     store: Store,
     platform: Arc<P>,
     clock: Arc<dyn Clock>,
+    /// For the failure modes an incident's root message shows.
+    catalog: Option<Arc<Catalog>>,
 }
 
 impl<P: ChatPlatform> ChatPoster<P> {
@@ -60,6 +70,54 @@ impl<P: ChatPlatform> ChatPoster<P> {
             store,
             platform,
             clock,
+            catalog: None,
+        }
+    }
+
+    /// Root messages name the failure modes of the incident's runbook.
+    pub fn with_catalog(mut self, catalog: Arc<Catalog>) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// The incident as its root message shows it now.
+    async fn root_view(&self, inc: &Incident, opening: Option<String>) -> RootView {
+        let failure_modes = match (&self.catalog, &inc.runbook_id) {
+            (Some(c), Some(id)) => c
+                .get(id)
+                .map(|e| e.runbook.failure_modes.clone())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        // Who acknowledged: the last move to acknowledged on the timeline
+        // (a store hiccup leaves the field out rather than the post).
+        let acknowledged_by = match inc.acknowledged {
+            None => None,
+            Some(_) => self
+                .store
+                .timeline_tail(inc.id, 200)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .rev()
+                .find(|e| e.kind == "state_changed" && e.data["to"] == "acknowledged")
+                .map(|e| e.actor.clone()),
+        };
+        RootView {
+            id: inc.human_id.clone(),
+            title: inc.title.clone(),
+            severity: inc.severity.as_str().to_string(),
+            state: inc.state.as_str().to_string(),
+            runbook: inc.runbook_id.clone(),
+            failure_modes,
+            ttd: inc
+                .milestones()
+                .response_times()
+                .ttd_ms
+                .map(format_duration),
+            acknowledged_by,
+            open: inc.state != crate::domain::State::Resolved,
+            opening,
         }
     }
 }
@@ -356,14 +414,14 @@ impl<P: ChatPlatform> ChatPoster<P> {
     async fn deliver_post(&self, item: &OutboxItem) -> Result<(), Failure> {
         let payload: ChatPostPayload = serde_json::from_str(&item.payload)
             .map_err(|e| Failure::permanent(format!("malformed chat_post payload: {e}")))?;
-        let thread = match item.incident_id {
-            Some(id) => self
-                .store
-                .incident(id)
-                .await
-                .map_err(Failure::store)?
-                .and_then(|i| i.chat_thread),
+        let incident = match item.incident_id {
+            Some(id) => self.store.incident(id).await.map_err(Failure::store)?,
             None => None,
+        };
+        let thread = incident.as_ref().and_then(|i| i.chat_thread.clone());
+        let root = match (&incident, &thread) {
+            (Some(inc), None) => Some(self.root_view(inc, Some(payload.text.clone())).await),
+            _ => None,
         };
         let req = PostRequest {
             outbox_id: item.id,
@@ -371,35 +429,81 @@ impl<P: ChatPlatform> ChatPoster<P> {
             channel: payload.channel,
             thread: thread.clone(),
             text: payload.text,
+            template: payload.template,
+            root,
         };
-        let posted = self.platform.post(&req).await.map_err(|e| Failure {
-            message: e.to_string(),
-            retryable: e.retryable,
-            retry_after_ms: e.retry_after.map(|d| d.as_millis() as i64),
-        })?;
-        let record = crate::store::ChatPost {
-            id: 0,
-            outbox_id: Some(item.id),
-            platform: self.platform.name().to_string(),
-            channel: req.channel.clone(),
-            thread: req.thread.clone(),
-            message_ref: posted.message_ref.clone(),
-            incident_id: item.incident_id,
-            text: req.text.clone(),
-            posted_ms: self.clock.now().0,
-        };
-        self.store
-            .record_post(&record)
+        // Posted before (a retry after the root update failed, or a crash
+        // after the platform took it): not shown twice.
+        let earlier = self
+            .store
+            .post_for_outbox(item.id)
             .await
             .map_err(Failure::store)?;
-        if let (Some(id), None) = (item.incident_id, thread) {
+        let posted = match earlier {
+            Some(p) => Posted {
+                thread: p.thread.clone().unwrap_or_else(|| p.message_ref.clone()),
+                message_ref: p.message_ref,
+            },
+            None => {
+                let posted = self.platform.post(&req).await.map_err(chat_failure)?;
+                let record = crate::store::ChatPost {
+                    id: 0,
+                    outbox_id: Some(item.id),
+                    platform: self.platform.name().to_string(),
+                    channel: req.channel.clone(),
+                    thread: req.thread.clone(),
+                    message_ref: posted.message_ref.clone(),
+                    incident_id: item.incident_id,
+                    text: req.text.clone(),
+                    posted_ms: self.clock.now().0,
+                };
+                self.store
+                    .record_post(&record)
+                    .await
+                    .map_err(Failure::store)?;
+                posted
+            }
+        };
+        if let (Some(id), None) = (item.incident_id, &thread) {
             self.store
                 .set_chat_thread(id, &posted.thread)
                 .await
                 .map_err(Failure::store)?;
             info!(incident_id = id, thread = %posted.thread, "incident thread opened");
         }
+        // The root shows the state the thread just announced.
+        if let (Some(inc), Some(thread), Some(t)) = (&incident, &thread, &req.template)
+            && ROOT_CHANGES.contains(&t.as_str())
+        {
+            let opening = self
+                .store
+                .post_by_ref(self.platform.name(), thread)
+                .await
+                .map_err(Failure::store)?
+                .map(|p| p.text);
+            // Read again: the post was about this change, the incident row
+            // may have moved further since the intent was written.
+            let now = self
+                .store
+                .incident(inc.id)
+                .await
+                .map_err(Failure::store)?
+                .unwrap_or_else(|| inc.clone());
+            let view = self.root_view(&now, opening).await;
+            self.platform
+                .refresh_root(thread, &view)
+                .await
+                .map_err(chat_failure)?;
+        }
         Ok(())
+    }
+}
+
+fn chat_failure(e: crate::chat::ChatError) -> Failure {
+    Failure {
+        message: e.to_string(),
+        retryable: e.retryable,
+        retry_after_ms: e.retry_after.map(|d| d.as_millis() as i64),
     }
 }
 

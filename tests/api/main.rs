@@ -18,4 +18,5 @@ mod restart;
 mod run_speed;
 mod runbook_cli;
 mod runbooks;
+mod slack;
 mod store_contract;

@@ -8,6 +8,8 @@
 pub mod console;
 pub mod handler;
 pub mod messages;
+pub mod platform;
+pub mod slack;
 
 use std::future::Future;
 
@@ -22,6 +24,34 @@ pub struct PostRequest {
     /// The incident's thread, once its first message is out.
     pub thread: Option<String>,
     pub text: String,
+    /// The message template the text came from (`opened`, `state_changed`,
+    /// `findings`, …), when the ledger wrote it.
+    pub template: Option<String>,
+    /// The incident as its root message shows it, for platforms that keep
+    /// one (Slack): posted before the first message, updated in place.
+    pub root: Option<RootView>,
+}
+
+/// What an incident's root message shows: the state at a glance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootView {
+    /// `INC-7`.
+    pub id: String,
+    pub title: String,
+    /// `P1`…`P3`.
+    pub severity: String,
+    /// `triggered`, `acknowledged`, `mitigated`, `resolved`.
+    pub state: String,
+    pub runbook: Option<String>,
+    pub failure_modes: Vec<String>,
+    /// Time to detect so far (`3m10s`), when the impact start is known.
+    pub ttd: Option<String>,
+    /// Who acknowledged, as the timeline names them.
+    pub acknowledged_by: Option<String>,
+    /// Whether the root offers Acknowledge / Resolve (not once resolved).
+    pub open: bool,
+    /// The incident's opening text (its alerts), shown under the summary.
+    pub opening: Option<String>,
 }
 
 /// Where a post landed.
@@ -66,4 +96,16 @@ pub trait ChatPlatform: Send + Sync + 'static {
         user: &str,
         text: &str,
     ) -> impl Future<Output = Result<(), ChatError>> + Send;
+
+    /// Shows the incident's current state on its root message (`thread` is
+    /// what `post` returned as the thread). Platforms without a root
+    /// message have nothing to do.
+    fn refresh_root(
+        &self,
+        thread: &str,
+        root: &RootView,
+    ) -> impl Future<Output = Result<(), ChatError>> + Send {
+        let _ = (thread, root);
+        async { Ok(()) }
+    }
 }

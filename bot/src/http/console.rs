@@ -73,6 +73,9 @@ struct ReactionBody {
     message_ref: String,
     /// Emoji name, with or without colons, e.g. `white_check_mark`.
     emoji: String,
+    /// The reaction was taken off again (as Slack's `reaction_removed`).
+    #[serde(default)]
+    removed: bool,
 }
 
 async fn reaction(
@@ -82,7 +85,7 @@ async fn reaction(
     let axum::Json(body) = body.map_err(|e| {
         ApiError::from_json(
             e,
-            r#"{"user", "message_ref", "emoji"}"#,
+            r#"{"user", "message_ref", "emoji", "removed"?}"#,
             state.max_body_bytes,
         )
     })?;
@@ -102,6 +105,7 @@ async fn reaction(
         id,
         emoji,
         message_ref: body.message_ref,
+        removed: body.removed,
     };
     match state.ledger.change(body.user.trim(), change).await {
         Ok(o) => Ok(axum::Json(json!({"ok": true, "reply": o.answer})).into_response()),

@@ -4,6 +4,7 @@
 //! - [`api`]: `GET /api/incidents…`
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`
 //! - [`console`]: the console platform's endpoints
+//! - [`slack`]: `POST /slack/{events,commands,interactions}` (signed by Slack)
 //!
 //! Bad input gets a 4xx with a JSON body naming the problem; internal
 //! errors are logged and answered without their details.
@@ -14,6 +15,7 @@ pub mod error;
 pub mod health;
 pub mod hooks;
 pub mod serve;
+pub mod slack;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,6 +67,8 @@ pub struct Shared {
     pub max_body_bytes: usize,
     pub commands: CommandContext,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// The Slack app, when `chat.platform` is `slack` (`/slack/*`).
+    pub slack: Option<crate::chat::slack::Slack>,
 }
 
 pub use error::ApiError;
@@ -84,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router())
         .merge(health::router())
         .merge(console::router())
+        .merge(slack::router())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         // Bodies are read as bytes by the handlers, which answer an

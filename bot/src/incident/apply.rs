@@ -91,10 +91,13 @@ pub enum Change {
         owner: Option<String>,
         due: Option<String>,
     },
+    /// A reaction added to (or, `removed`, taken off) one of the
+    /// incident's messages.
     Reaction {
         id: i64,
         emoji: String,
         message_ref: String,
+        removed: bool,
     },
     /// A runbook run's findings, recorded on the timeline and posted.
     Findings {
@@ -920,9 +923,14 @@ pub(super) async fn change(
             id,
             emoji,
             message_ref,
+            removed,
         } => {
             let inc = load(tx, *id).await?;
-            let text = format!("{actor} reacted :{emoji}: to message {message_ref}");
+            let text = if *removed {
+                format!("{actor} removed their :{emoji}: from message {message_ref}")
+            } else {
+                format!("{actor} reacted :{emoji}: to message {message_ref}")
+            };
             event(
                 tx,
                 &inc,
@@ -930,11 +938,15 @@ pub(super) async fn change(
                 actor,
                 EventKind::Reaction,
                 &text,
-                json!({"emoji": emoji, "message_ref": message_ref}),
+                json!({"emoji": emoji, "message_ref": message_ref, "removed": removed}),
             )
             .await?;
             Ok(ChangeOutcome {
-                answer: format!("reaction :{emoji}: recorded on {}", inc.human_id),
+                answer: if *removed {
+                    format!("reaction :{emoji}: withdrawn on {}", inc.human_id)
+                } else {
+                    format!("reaction :{emoji}: recorded on {}", inc.human_id)
+                },
                 incident: inc,
             })
         }

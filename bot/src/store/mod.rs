@@ -823,6 +823,35 @@ impl Store {
         Ok(by_age + by_count)
     }
 
+    /// Records that `platform` delivered event `event_id`; false when it
+    /// had been seen before (a platform's retry), so it is not acted on
+    /// twice, also across a restart.
+    pub async fn first_sight(&self, platform: &str, event_id: &str, now: Millis) -> Result<bool> {
+        let _gate = self.write_gate().await;
+        let inserted = on_pool!(self, p => sqlx::query(
+            "INSERT INTO chat_events_seen (platform, event_id, seen_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(platform).bind(event_id).bind(now.0).execute(p).await?.rows_affected());
+        Ok(inserted == 1)
+    }
+
+    /// Forgets one event, so the platform's retry of it is acted on (its
+    /// handling failed).
+    pub async fn forget_event(&self, platform: &str, event_id: &str) -> Result<()> {
+        let _gate = self.write_gate().await;
+        on_pool!(self, p => sqlx::query("DELETE FROM chat_events_seen WHERE platform = $1 AND event_id = $2")
+            .bind(platform).bind(event_id).execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Forgets events seen before `older_than`.
+    pub async fn prune_events_seen(&self, older_than: Millis) -> Result<u64> {
+        let _gate = self.write_gate().await;
+        Ok(
+            on_pool!(self, p => sqlx::query("DELETE FROM chat_events_seen WHERE seen_ms < $1")
+            .bind(older_than.0).execute(p).await?.rows_affected()),
+        )
+    }
+
     pub async fn receipt_count(&self) -> Result<i64> {
         Ok(
             on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM receipts").fetch_one(p).await?),
