@@ -505,3 +505,30 @@ async fn a_command_not_done_in_time_answers_working_on_it_and_the_result_follows
         "{late}"
     );
 }
+
+#[test]
+fn the_app_manifest_registers_every_top_level_command_at_the_commands_route() {
+    let manifest = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/slack/manifest.yaml"),
+    )
+    .expect("deploy/slack/manifest.yaml");
+    let mut listed: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- command: /"))
+        .collect();
+    listed.sort_unstable();
+    let mut known: Vec<&str> = commands::COMMANDS
+        .iter()
+        .map(|(name, _, _)| name.split_whitespace().next().unwrap_or(name))
+        .filter(|name| *name != "help")
+        .collect();
+    known.sort_unstable();
+    known.dedup();
+    assert_eq!(listed, known, "the manifest and the grammar disagree");
+    for route in ["/slack/commands", "/slack/events", "/slack/interactions"] {
+        assert!(manifest.contains(route), "{route} is not in the manifest");
+    }
+    for event in ["reaction_added", "reaction_removed"] {
+        assert!(manifest.contains(event), "{event} is not subscribed");
+    }
+}
