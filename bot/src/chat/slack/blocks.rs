@@ -97,6 +97,20 @@ pub fn root_content(root: &RootView, opening: &str) -> Result<SlackMessageConten
         .with_blocks(blocks))
 }
 
+/// A message shown exactly as written: a plain-text section (Slack's
+/// markdown would read `_` and `*` in runbook ids and findings as
+/// formatting), with the same text as the notification fallback.
+pub fn literal(text: &str) -> Result<SlackMessageContent, ChatError> {
+    let shown = clip(text.trim_end(), SECTION_CHARS);
+    let blocks: Vec<SlackBlock> = serde_json::from_value(json!([
+        {"type": "section", "text": {"type": "plain_text", "emoji": true, "text": shown}}
+    ]))
+    .map_err(|e| permanent(format!("a message does not read as Block Kit: {e}")))?;
+    Ok(SlackMessageContent::new()
+        .with_text(escape(&shown))
+        .with_blocks(blocks))
+}
+
 fn button(action_id: &str, label: &str, value: &str, style: Option<&str>) -> Value {
     let mut b = json!({"type": "button", "action_id": action_id,
         "text": {"type": "plain_text", "text": label}, "value": value});
@@ -156,6 +170,20 @@ mod tests {
             v["blocks"][3]["elements"][2]["value"],
             "workflow-events-failed INC-7"
         );
+    }
+
+    #[test]
+    fn a_thread_message_is_shown_literally_within_slacks_section_size() {
+        let long = format!("1. ✅ resend_with_backoff *ok* <b>\n{}", "x".repeat(4000));
+        let v = json_of(&literal(&long).expect("blocks"));
+        let shown = v["blocks"][0]["text"]["text"].as_str().expect("text");
+        assert_eq!(v["blocks"][0]["text"]["type"], "plain_text");
+        assert!(
+            shown.starts_with("1. ✅ resend_with_backoff *ok* <b>"),
+            "{shown}"
+        );
+        assert!(shown.chars().count() <= SECTION_CHARS);
+        assert!(v["text"].as_str().expect("fallback").contains("&lt;b&gt;"));
     }
 
     #[test]

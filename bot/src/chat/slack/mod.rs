@@ -274,7 +274,7 @@ impl ChatPlatform for Slack {
             }
             (Some(thread), _) => {
                 let (channel, root_ts) = split_ref(thread)?;
-                let content = SlackMessageContent::new().with_text(escape(&req.text));
+                let content = blocks::literal(&req.text)?;
                 let ts = self.post_message(channel, Some(root_ts), content).await?;
                 Ok(Posted {
                     message_ref: format!("{channel}/{ts}"),
@@ -283,7 +283,7 @@ impl ChatPlatform for Slack {
             }
             // A message of no incident: a post of its own in the channel.
             (None, None) => {
-                let content = SlackMessageContent::new().with_text(escape(&req.text));
+                let content = blocks::literal(&req.text)?;
                 let ts = self.post_message(&req.channel, None, content).await?;
                 let message_ref = format!("{}/{ts}", req.channel);
                 Ok(Posted {
@@ -309,13 +309,9 @@ impl ChatPlatform for Slack {
             .with_users(vec![SlackUserId::new(user.to_string())]);
         let dm = session.conversations_open(&req).await.map_err(chat_error)?;
         let channel = dm.channel.id.to_string();
-        self.post_message(
-            &channel,
-            None,
-            SlackMessageContent::new().with_text(escape(text)),
-        )
-        .await
-        .map(|_| ())
+        self.post_message(&channel, None, blocks::literal(text)?)
+            .await
+            .map(|_| ())
     }
 
     async fn refresh_root(&self, thread: &str, root: &RootView) -> Result<(), ChatError> {
