@@ -110,6 +110,8 @@ fn metrics_probe(metric: &str, labels: &[(&str, &str)]) -> ProbeSpec {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        also: Vec::new(),
+        window_s: None,
     })
 }
 
@@ -526,6 +528,57 @@ process_up 1 1700000000000
 
 async fn metrics_server(body: &'static str, status: StatusCode) -> String {
     serve(Router::new().route("/metrics", get(move || async move { (status, body) }))).await
+}
+
+/// A worker's /metrics whose counters grow by 12 failures and 3 successes
+/// between one scrape and the next (seed 004 §1.1 without Prometheus).
+async fn growing_worker() -> String {
+    let scrapes = Arc::new(AtomicU32::new(0));
+    serve(Router::new().route(
+        "/metrics",
+        get(move || {
+            let n = scrapes.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let (failed, ok) = if n == 0 { (100, 400) } else { (112, 403) };
+                format!(
+                    "worker_failure_total{{workflow_id=\"wf-1\"}} {failed}\nworker_success_total{{workflow_id=\"wf-1\"}} {ok}\n"
+                )
+            }
+        }),
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_metrics_window_measures_how_fast_counters_grow_so_failures_can_be_seen_outpacing_successes()
+ {
+    let base = growing_worker().await;
+    let spec = ProbeSpec::Metrics(MetricsProbe {
+        target: "api".into(),
+        path: "/metrics".into(),
+        metric: "worker_failure_total".into(),
+        labels: BTreeMap::new(),
+        also: vec!["worker_success_total".into()],
+        window_s: Some(1),
+    });
+
+    let o = observe_ok(&spec, &http_target(&base, &[])).await;
+
+    assert_eq!(o.data["by_metric"]["worker_failure_total"]["delta"], 12.0);
+    assert_eq!(o.data["by_metric"]["worker_success_total"]["delta"], 3.0);
+    assert_eq!(o.data["by_metric"]["worker_success_total"]["sum"], 403.0);
+    assert_eq!(
+        firstline::runbook::expect::value_at(
+            &o.data,
+            "ratio(by_metric.worker_failure_total.delta, by_metric.worker_success_total.delta)"
+        ),
+        Some(json!(4))
+    );
+    assert!(
+        o.evidence.contains("worker_failure_total +12 over 1 s"),
+        "{}",
+        o.evidence
+    );
 }
 
 #[tokio::test]

@@ -32,8 +32,12 @@ use crate::text::trim_lines;
 /// `worker_dlq_total`).
 ///
 /// Data: `{"samples": [{"labels": {…}, "value": 3.0}], "count": 1, "sum":
-/// 3.0, "max": 3.0, "no_data": false}` (`no_data` true and sum/max null
-/// when nothing matched: a metric the page does not carry is not a zero).
+/// 3.0, "max": 3.0, "no_data": false, "by_metric": {"NAME": {"sum": 3.0,
+/// "count": 1, "delta": 2.0}}}` (`no_data` true and sum/max null when
+/// nothing matched: a metric the page does not carry is not a zero).
+/// `by_metric` holds `metric` and each of `also`; `delta` (the growth over
+/// `window_s`) only with a window, null for a metric missing from either
+/// scrape.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsProbe {
@@ -46,6 +50,16 @@ pub struct MetricsProbe {
     /// Label equality matchers; all must hold.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// More metrics read from the same page with the same label matchers,
+    /// into `by_metric` (seed 004: `worker_success_total` beside
+    /// `worker_failure_total`), so one check can compare them.
+    #[serde(default)]
+    pub also: Vec<String>,
+    /// Scrape twice, this many seconds apart, and report each metric's
+    /// growth in between as `by_metric.NAME.delta`: how fast a counter
+    /// grows, without Prometheus.
+    #[serde(default)]
+    pub window_s: Option<u64>,
 }
 
 fn default_path() -> String {
@@ -94,20 +108,67 @@ pub async fn observe(
             HeaderValue::from_static("text/plain;version=0.0.4;q=1.0, */*;q=0.1"),
         );
     }
-    let (status, raw) = get_once(target, &url, headers, timeout, METRICS_BODY_CAP).await?;
-    if !status.is_success() {
-        return Err(ProbeError::Failed(
-            name.clone(),
-            format!("{} from {}", status_line(status), display_url(&url)),
-        ));
+    let scrape = || async {
+        let (status, raw) =
+            get_once(target, &url, headers.clone(), timeout, METRICS_BODY_CAP).await?;
+        if !status.is_success() {
+            return Err(ProbeError::Failed(
+                name.clone(),
+                format!("{} from {}", status_line(status), display_url(&url)),
+            ));
+        }
+        let text = redact(&String::from_utf8_lossy(&raw), target);
+        parse_exposition(&text).map_err(|why| {
+            ProbeError::Malformed(
+                name.clone(),
+                format!("{} is not Prometheus text format: {why}", display_url(&url)),
+            )
+        })
+    };
+    let (first, all) = match p.window_s {
+        Some(w) => {
+            let first = scrape().await?;
+            tokio::time::sleep(Duration::from_secs(w)).await;
+            (Some(first), scrape().await?)
+        }
+        None => (None, scrape().await?),
+    };
+    let matching = |series: &[Series], metric: &str| -> Option<(f64, usize)> {
+        let values: Vec<f64> = series
+            .iter()
+            .filter(|s| {
+                s.name == metric
+                    && p.labels
+                        .iter()
+                        .all(|(k, want)| label_matches(k, s.labels.get(k), want))
+            })
+            .map(|s| s.value)
+            .filter(|v| v.is_finite())
+            .collect();
+        (!values.is_empty()).then(|| (values.iter().fold(0.0, |a, b| a + b), values.len()))
+    };
+    let mut by_metric = serde_json::Map::new();
+    let mut growth = Vec::new();
+    for metric in std::iter::once(&p.metric).chain(&p.also) {
+        let now = matching(&all, metric);
+        let delta = match (&first, now) {
+            (Some(first), Some((sum, _))) => {
+                matching(first, metric).map(|(before, _)| sum - before)
+            }
+            _ => None,
+        };
+        if let (Some(w), Some(d)) = (p.window_s, delta) {
+            growth.push(format!("{metric} +{} over {w} s", value_text(d)));
+        }
+        by_metric.insert(
+            metric.clone(),
+            json!({
+                "sum": now.map(|(s, _)| json_number(s)),
+                "count": now.map(|(_, n)| n).unwrap_or(0),
+                "delta": delta.map(json_number),
+            }),
+        );
     }
-    let text = redact(&String::from_utf8_lossy(&raw), target);
-    let all = parse_exposition(&text).map_err(|why| {
-        ProbeError::Malformed(
-            name.clone(),
-            format!("{} is not Prometheus text format: {why}", display_url(&url)),
-        )
-    })?;
     let selected: Vec<&Series> = all
         .iter()
         .filter(|s| {
@@ -131,7 +192,7 @@ pub async fn observe(
         .map(|s| json!({"labels": s.labels, "value": json_number(s.value)}))
         .collect();
 
-    let evidence = if selected.is_empty() {
+    let mut evidence = if selected.is_empty() {
         format!("no sample of {}", series_text(&p.metric, &p.labels))
     } else {
         let mut lines: Vec<String> = selected
@@ -149,8 +210,13 @@ pub async fn observe(
         }
         lines.join("\n")
     };
+    if !growth.is_empty() {
+        evidence.push('\n');
+        evidence.push_str(&growth.join("\n"));
+    }
     Ok(Observation {
         data: json!({
+            "by_metric": by_metric,
             // A metric the page does not carry is no data, not zero.
             "no_data": selected.is_empty(),
             "samples": samples,

@@ -242,6 +242,10 @@ fn outer_bound(spec: &ProbeSpec, timeout: Duration) -> Duration {
             let attempts = p.attempts.max(1);
             (timeout + Duration::from_millis(p.spacing_ms)) * attempts + Duration::from_secs(1)
         }
+        // Two scrapes, `window_s` apart.
+        ProbeSpec::Metrics(p) if p.window_s.is_some() => {
+            timeout * 2 + Duration::from_secs(p.window_s.unwrap_or(0) + 1)
+        }
         _ => timeout + Duration::from_secs(1),
     }
 }

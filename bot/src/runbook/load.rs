@@ -543,6 +543,16 @@ fn lint(
                     );
                 }
             }
+            ProbeSpec::Metrics(m) if m.window_s.is_some_and(|w| !(1..=300).contains(&w)) => {
+                p(
+                    &anchor,
+                    "window_s",
+                    format!(
+                        "check {:?}: window_s must be 1 to 300 seconds (the check waits that long)",
+                        c.id
+                    ),
+                );
+            }
             ProbeSpec::Nats(n) if n.consumer.is_some() && n.stream.is_none() => {
                 p(
                     &anchor,
