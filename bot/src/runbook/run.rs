@@ -233,7 +233,10 @@ fn judge_verdict(
             }
         }
         if let Some(want) = &cond.status {
-            because.push(format!("{}: {want}", cond.checks.join(", ")));
+            because.push(match cond.checks.len() {
+                n if n > 3 => format!("all {n} of {}…: {want}", cond.checks[..2].join(", ")),
+                _ => format!("{}: {want}", cond.checks.join(", ")),
+            });
         }
     }
     Some(VerdictOutcome {
