@@ -415,6 +415,7 @@ async fn run_round(plan: &Plan, dir: &Path, store: &str) -> Result<Report, Strin
         .map(|(i, &seed)| {
             tokio::spawn(send_storm(
                 first.base.clone(),
+                store_token(store),
                 plan.tag(),
                 i,
                 seed,
@@ -624,6 +625,14 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// The bearer token of the server on `store` (see [`serve_command`]).
+fn store_token(store: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    store.hash(&mut h);
+    format!("crash-{:016x}", h.finish())
+}
+
 /// `firstline serve` in `dir` on `port` against `store`, its stderr
 /// appended to `log`.
 fn serve_command(dir: &Path, port: u16, store: &str, log: &Path) -> Result<Command, String> {
@@ -641,6 +650,15 @@ fn serve_command(dir: &Path, port: u16, store: &str, log: &Path) -> Result<Comma
         .env("FIRSTLINE_CHAT__CONSOLE_STDIN", "false")
         .env("FIRSTLINE_LOG__LEVEL", "warn")
         .env("FIRSTLINE_STORE__URL", store)
+        // Intake takes only this store's senders: the suites run side by
+        // side, and a port one suite's killed server let go of can be the
+        // next port the other suite's server binds, while the first
+        // suite's senders are still posting to it.
+        .env(
+            "FIRSTLINE_INTAKE__TOKENS__ALERTMANAGER__ENV",
+            "FIRSTLINE_CRASH_TOKEN",
+        )
+        .env("FIRSTLINE_CRASH_TOKEN", store_token(store))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
@@ -852,6 +870,7 @@ impl StormLog {
 /// Posts distinct alerts as fast as answers come until `stop`.
 async fn send_storm(
     base: String,
+    token: String,
     tag: String,
     sender: usize,
     seed: u64,
@@ -872,6 +891,7 @@ async fn send_storm(
         match client
             .post(&url)
             .header("content-type", "application/json")
+            .bearer_auth(&token)
             .body(body)
             .send()
             .await
