@@ -14,27 +14,11 @@ use firstline::runbook::load::{Catalog, Problem};
 use firstline::runbook::run::{self, Report, RunContext, Status, Targets};
 use serde_json::{Value, json};
 
-/// Serves `router` on a free loopback port; returns `http://127.0.0.1:PORT`.
-async fn serve(router: Router) -> String {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
-    let addr = listener.local_addr().expect("local address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    format!("http://{addr}")
-}
+use crate::helpers::{closed_address, serve};
 
 /// A loopback base URL where nothing listens.
 async fn closed_url() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
-    let addr = listener.local_addr().expect("local address");
-    drop(listener);
-    format!("http://{addr}")
+    format!("http://{}", closed_address().await)
 }
 
 /// Targets as the configuration file declares them.

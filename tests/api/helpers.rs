@@ -333,3 +333,27 @@ pub fn down_alert(group: &str, i: usize, status: &str) -> String {
         )],
     )
 }
+
+/// Serves `router` on a free loopback port; returns `http://127.0.0.1:PORT`
+/// (probe targets and other fakes).
+pub async fn serve(router: axum::Router) -> String {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
+/// A loopback `host:port` where nothing listens (bound, then released).
+pub async fn closed_address() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    drop(listener);
+    addr.to_string()
+}

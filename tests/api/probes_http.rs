@@ -20,31 +20,10 @@ use firstline::probe::{Observation, ProbeError, ProbeSpec, Target, TargetSetting
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+use crate::helpers::{closed_address, serve};
+
 const TIMEOUT: Duration = Duration::from_secs(5);
 const API_KEY: &str = "fl-test-key-7f3a9c";
-
-/// Serves `router` on a free loopback port; returns `http://127.0.0.1:PORT`.
-async fn serve(router: Router) -> String {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
-    let addr = listener.local_addr().expect("local address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    format!("http://{addr}")
-}
-
-/// A loopback address where nothing listens (bound, then released).
-async fn closed_address() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
-    let addr = listener.local_addr().expect("local address");
-    drop(listener);
-    addr.to_string()
-}
 
 fn http_target(base_url: &str, secret_headers: &[(&str, &str)]) -> Target {
     Target {

@@ -123,6 +123,22 @@ impl SlackApp {
         self.root().await
     }
 
+    /// Waits until the root message's header shows `state`.
+    async fn root_shows(&self, state: &str, root_ts: &str) {
+        assert!(
+            self.slack
+                .wait_for(
+                    |st| st
+                        .message(CHANNEL, root_ts)
+                        .is_some_and(|m| header(&m).contains(state)),
+                    WAIT
+                )
+                .await,
+            "the root does not show {state}: {:?}",
+            self.slack.message(CHANNEL, root_ts)
+        );
+    }
+
     async fn timeline(&self) -> Vec<Value> {
         let (_, tl) = self.app.get_json("/api/incidents/INC-1/timeline").await;
         tl["events"].as_array().cloned().unwrap_or_default()
@@ -167,18 +183,7 @@ async fn alert_to_ack_through_slack(backend: Backend) {
 
     // The root is updated in place and names who acknowledged.
     let root_ts = root.ts.clone();
-    assert!(
-        s.slack
-            .wait_for(
-                |st| st
-                    .message(CHANNEL, &root_ts)
-                    .is_some_and(|m| header(&m).contains("acknowledged")),
-                WAIT
-            )
-            .await,
-        "the root was not updated: {:?}",
-        s.slack.message(CHANNEL, &root_ts)
-    );
+    s.root_shows("acknowledged", &root_ts).await;
     let updated = s.slack.message(CHANNEL, &root_ts).expect("root");
     assert!(updated.updates >= 1);
     let fields = updated.blocks.clone().unwrap_or(Value::Null).to_string();
@@ -354,17 +359,7 @@ async fn a_button_press_acknowledges_as_the_command_does_and_answers_the_presser
         answer.contains("INC-1 acknowledged by sam (slack:U0SAM)"),
         "{answer}"
     );
-    let root_ts = root.ts.clone();
-    assert!(
-        s.slack
-            .wait_for(
-                |st| st
-                    .message(CHANNEL, &root_ts)
-                    .is_some_and(|m| header(&m).contains("acknowledged")),
-                WAIT
-            )
-            .await
-    );
+    s.root_shows("acknowledged", &root.ts).await;
 }
 
 #[tokio::test]
