@@ -423,44 +423,78 @@ impl<P: ChatPlatform> ChatPoster<P> {
             (Some(inc), None) => Some(self.root_view(inc, Some(payload.text.clone())).await),
             _ => None,
         };
-        let req = PostRequest {
-            outbox_id: item.id,
-            incident_id: item.incident_id,
-            channel: payload.channel,
-            thread: thread.clone(),
-            text: payload.text,
-            template: payload.template,
-            root,
-        };
-        // Posted before (a retry after the root update failed, or a crash
-        // after the platform took it): not shown twice.
+        // Posted before (a retry after the root update failed, a crash after
+        // the platform took it, or merged into an earlier post): not shown
+        // twice.
         let earlier = self
             .store
             .post_for_outbox(item.id)
             .await
             .map_err(Failure::store)?;
+        let mut templates = vec![payload.template.clone()];
         let posted = match earlier {
             Some(p) => Posted {
                 thread: p.thread.clone().unwrap_or_else(|| p.message_ref.clone()),
                 message_ref: p.message_ref,
             },
             None => {
-                let posted = self.platform.post(&req).await.map_err(chat_failure)?;
-                let record = crate::store::ChatPost {
-                    id: 0,
-                    outbox_id: Some(item.id),
-                    platform: self.platform.name().to_string(),
-                    channel: req.channel.clone(),
-                    thread: req.thread.clone(),
-                    message_ref: posted.message_ref.clone(),
-                    incident_id: item.incident_id,
-                    text: req.text.clone(),
-                    posted_ms: self.clock.now().0,
+                // Messages waiting behind this one for the same thread go
+                // out with it, as one post, where the platform paces posts.
+                let merged = match (item.incident_id, &thread) {
+                    (Some(id), Some(_)) if self.platform.merges_backlog() => {
+                        self.backlog(id, item.id, &payload).await?
+                    }
+                    _ => Vec::new(),
                 };
-                self.store
-                    .record_post(&record)
-                    .await
-                    .map_err(Failure::store)?;
+                let mut text = payload.text.clone();
+                for (_, p) in &merged {
+                    text.push_str("\n\n");
+                    text.push_str(&p.text);
+                    templates.push(p.template.clone());
+                }
+                let req = PostRequest {
+                    outbox_id: item.id,
+                    incident_id: item.incident_id,
+                    channel: payload.channel.clone(),
+                    thread: thread.clone(),
+                    text,
+                    template: payload.template.clone(),
+                    root,
+                };
+                let posted = self.platform.post(&req).await.map_err(chat_failure)?;
+                let now = self.clock.now();
+                let parts = std::iter::once((item.id, &payload.text))
+                    .chain(merged.iter().map(|(id, p)| (*id, &p.text)));
+                for (outbox_id, text) in parts {
+                    let record = crate::store::ChatPost {
+                        id: 0,
+                        outbox_id: Some(outbox_id),
+                        platform: self.platform.name().to_string(),
+                        channel: payload.channel.clone(),
+                        thread: thread.clone(),
+                        message_ref: posted.message_ref.clone(),
+                        incident_id: item.incident_id,
+                        text: text.clone(),
+                        posted_ms: now.0,
+                    };
+                    self.store
+                        .record_post(&record)
+                        .await
+                        .map_err(Failure::store)?;
+                }
+                for (id, _) in &merged {
+                    self.store
+                        .outbox_delivered(*id, now)
+                        .await
+                        .map_err(Failure::store)?;
+                }
+                if !merged.is_empty() {
+                    info!(
+                        incident_id = item.incident_id,
+                        merged = merged.len() + 1,
+                        "posts waiting for one thread went out as one"
+                    );
+                }
                 posted
             }
         };
@@ -471,9 +505,13 @@ impl<P: ChatPlatform> ChatPoster<P> {
                 .map_err(Failure::store)?;
             info!(incident_id = id, thread = %posted.thread, "incident thread opened");
         }
-        // The root shows the state the thread just announced.
-        if let (Some(inc), Some(thread), Some(t)) = (&incident, &thread, &req.template)
-            && ROOT_CHANGES.contains(&t.as_str())
+        // The root shows the state the thread just announced (once for a
+        // merged post, however many changes it carried).
+        if let (Some(inc), Some(thread)) = (&incident, &thread)
+            && templates
+                .iter()
+                .flatten()
+                .any(|t| ROOT_CHANGES.contains(&t.as_str()))
         {
             let opening = self
                 .store
@@ -498,6 +536,42 @@ impl<P: ChatPlatform> ChatPoster<P> {
         Ok(())
     }
 }
+
+impl<P: ChatPlatform> ChatPoster<P> {
+    /// The posts waiting behind `after` for incident `id`'s thread that fit
+    /// one message with `first` (in order, stopping at the first that does
+    /// not fit, so order in the thread is kept).
+    async fn backlog(
+        &self,
+        id: i64,
+        after: i64,
+        first: &ChatPostPayload,
+    ) -> Result<Vec<(i64, ChatPostPayload)>, Failure> {
+        let waiting = self
+            .store
+            .pending_after(Self::KIND, id, after, MERGE_AT_MOST)
+            .await
+            .map_err(Failure::store)?;
+        let mut size = first.text.chars().count();
+        let mut out = Vec::new();
+        for item in waiting {
+            let Ok(p) = serde_json::from_str::<ChatPostPayload>(&item.payload) else {
+                break;
+            };
+            size += 2 + p.text.chars().count();
+            if p.channel != first.channel || size > MERGED_CHARS {
+                break;
+            }
+            out.push((item.id, p));
+        }
+        Ok(out)
+    }
+}
+
+/// Posts merged into one at most (see `ChatPoster::backlog`).
+const MERGE_AT_MOST: i64 = 50;
+/// The longest merged post: within Slack's 3,000 characters a section.
+const MERGED_CHARS: usize = 2_900;
 
 fn chat_failure(e: crate::chat::ChatError) -> Failure {
     Failure {

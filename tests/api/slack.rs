@@ -17,6 +17,7 @@ const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5-test";
 const CHANNEL: &str = "C0INCIDENT";
 const FORM: &str = "application/x-www-form-urlencoded";
 const WAIT: Duration = Duration::from_secs(10);
+static TRIGGERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 struct SlackApp {
     app: TestApp,
@@ -87,7 +88,12 @@ impl SlackApp {
             "sam",
             CHANNEL,
             &self.slack.response_url("cmd"),
-            "trigger-1",
+            // Slack gives every invocation its own trigger id, so no two
+            // commands are the same signed request.
+            &format!(
+                "trigger-{}",
+                TRIGGERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
         );
         let r = self.signed("/slack/commands", FORM, &body).await;
         let status = r.status().as_u16();
@@ -526,4 +532,54 @@ fn the_app_manifest_registers_every_top_level_command_at_the_commands_route() {
     for event in ["reaction_added", "reaction_removed"] {
         assert!(manifest.contains(event), "{event} is not subscribed");
     }
+}
+
+#[tokio::test]
+async fn messages_waiting_for_one_thread_go_out_as_one_post_and_the_root_shows_the_last_state() {
+    let Some(s) = slack_app(Backend::Sqlite).await else {
+        return;
+    };
+    let root = s.open_incident().await;
+    // Slack is slow to take posts: changes pile up behind the first.
+    s.slack
+        .delay("chat.postMessage", Duration::from_millis(400));
+    for sev in ["P2", "P3", "P2", "P3", "P2", "P3"] {
+        let (status, answer) = s.command("/incident", &format!("sev INC-1 {sev}")).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    s.root_shows("· P3 ·", &root.ts).await;
+    // Every change is in the thread, in order, in fewer posts than changes.
+    assert!(
+        s.slack
+            .wait_for(
+                |st| st
+                    .thread(CHANNEL, &root.ts)
+                    .iter()
+                    .map(|m| m.text.matches("severity").count())
+                    .sum::<usize>()
+                    >= 6,
+                WAIT
+            )
+            .await,
+        "{:?}",
+        s.slack.thread(CHANNEL, &root.ts)
+    );
+    let thread = s.slack.thread(CHANNEL, &root.ts);
+    assert!(
+        thread.len() < 6,
+        "merged: {} posts for 6 changes",
+        thread.len()
+    );
+    let all: String = thread
+        .iter()
+        .map(|m| m.text.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let order: Vec<&str> = all
+        .lines()
+        .filter_map(|l| l.split(" → ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert_eq!(order, ["P2", "P3", "P2", "P3", "P2", "P3"], "{all}");
+    assert_eq!(s.slack.ratelimited(), 0);
 }

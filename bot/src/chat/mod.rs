@@ -97,6 +97,13 @@ pub trait ChatPlatform: Send + Sync + 'static {
         text: &str,
     ) -> impl Future<Output = Result<(), ChatError>> + Send;
 
+    /// Whether messages waiting for one thread are better posted as one
+    /// (a platform that paces posts, like Slack's one a second per
+    /// channel: a backlog would otherwise take minutes to drain).
+    fn merges_backlog(&self) -> bool {
+        false
+    }
+
     /// Shows the incident's current state on its root message (`thread` is
     /// what `post` returned as the thread). Platforms without a root
     /// message have nothing to do.

@@ -43,6 +43,13 @@ impl ChatPlatform for Platform {
         }
     }
 
+    fn merges_backlog(&self) -> bool {
+        match self {
+            Platform::Console(p) => p.merges_backlog(),
+            Platform::Slack(p) => p.merges_backlog(),
+        }
+    }
+
     async fn refresh_root(&self, thread: &str, root: &RootView) -> Result<(), ChatError> {
         match self {
             Platform::Console(p) => p.refresh_root(thread, root).await,

@@ -775,6 +775,23 @@ impl Store {
             .bind(now.0).bind(limit).bind(kind).fetch_all(p).await?))
     }
 
+    /// Pending items of `kind` for `incident_id` after `after_id`, oldest
+    /// first: the backlog behind the item being delivered (see
+    /// `ChatPoster`'s merging).
+    pub async fn pending_after(
+        &self,
+        kind: &str,
+        incident_id: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxItem>> {
+        Ok(on_pool!(self, p => sqlx::query_as(
+            "SELECT id, incident_id, kind, payload, attempts FROM outbox
+             WHERE status = 'pending' AND kind = $1 AND incident_id = $2 AND id > $3
+             ORDER BY id LIMIT $4")
+            .bind(kind).bind(incident_id).bind(after_id).bind(limit).fetch_all(p).await?))
+    }
+
     /// The earliest time a pending item becomes due, to sleep until then.
     pub async fn next_outbox_due(&self, kind: &str) -> Result<Option<Millis>> {
         let v: Option<i64> = on_pool!(self, p => sqlx::query_scalar(

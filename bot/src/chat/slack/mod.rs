@@ -314,6 +314,10 @@ impl ChatPlatform for Slack {
             .map(|_| ())
     }
 
+    fn merges_backlog(&self) -> bool {
+        true
+    }
+
     async fn refresh_root(&self, thread: &str, root: &RootView) -> Result<(), ChatError> {
         let opening = root.opening.as_deref().unwrap_or("");
         self.update_message(thread, blocks::root_content(root, opening)?)
