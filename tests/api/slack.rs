@@ -10,7 +10,7 @@ use crate::fake_slack::{
     FakeSlack, Message, SLACK_DOC_BODY, SLACK_DOC_SIGNATURE, SLACK_DOC_TIMESTAMP,
     block_actions_form, command_form, event_callback, send_signed, unix_now, url_verification,
 };
-use crate::helpers::{Backend, TestApp, am_payload, spawn_app_on};
+use crate::helpers::{Backend, TestApp, am_payload, spawn_app_on, spawn_with};
 
 const TOKEN: &str = "xoxb-firstline-test";
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5-test";
@@ -23,6 +23,8 @@ struct SlackApp {
     app: TestApp,
     slack: FakeSlack,
     _secrets: tempfile::TempDir,
+    /// The settings it was started with, to start it again.
+    env: Vec<(String, String)>,
 }
 
 /// The app on `backend` as a Slack app, talking to a fresh fake Slack.
@@ -61,12 +63,28 @@ async fn slack_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<Slac
     let app = spawn_app_on(backend, &env).await?;
     Some(SlackApp {
         app,
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         slack,
         _secrets: secrets,
     })
 }
 
 impl SlackApp {
+    /// Stops the server and starts it again on the same store and settings.
+    async fn restart(self) -> SlackApp {
+        let (dir, db_url) = self.app.stop().await;
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let app = spawn_with(dir, db_url, &env).await;
+        SlackApp { app, ..self }
+    }
+
     async fn signed(&self, path: &str, content_type: &str, body: &str) -> reqwest::Response {
         send_signed(
             &self.app.client,
@@ -582,4 +600,45 @@ async fn messages_waiting_for_one_thread_go_out_as_one_post_and_the_root_shows_t
         .collect();
     assert_eq!(order, ["P2", "P3", "P2", "P3", "P2", "P3"], "{all}");
     assert_eq!(s.slack.ratelimited(), 0);
+}
+
+#[tokio::test]
+async fn an_event_slack_resends_after_a_restart_is_still_acted_on_only_once() {
+    let Some(s) = slack_app(Backend::Sqlite).await else {
+        return;
+    };
+    let root = s.open_incident().await;
+    let added = event_callback(
+        "Ev0ONCE",
+        json!({"type": "reaction_added", "user": "U0SAM", "reaction": "eyes",
+               "item_user": "U0BOT", "event_ts": "1733380000.000300",
+               "item": {"type": "message", "channel": CHANNEL, "ts": root.ts}}),
+    );
+    let first = s.signed("/slack/events", "application/json", &added).await;
+    assert_eq!(first.status().as_u16(), 200);
+
+    let s = s.restart().await;
+    // Slack did not see the first answer and sends the event again, signed
+    // anew (a later timestamp).
+    let retry = send_signed(
+        &s.app.client,
+        &format!("{}/slack/events", s.app.addr),
+        SECRET,
+        "application/json",
+        &added,
+        unix_now() + 1,
+    )
+    .await;
+    assert_eq!(retry.status().as_u16(), 200);
+
+    let reactions = s
+        .timeline()
+        .await
+        .iter()
+        .filter(|e| e["kind"] == "reaction")
+        .count();
+    assert_eq!(
+        reactions, 1,
+        "the re-sent event is recognised across the restart"
+    );
 }
