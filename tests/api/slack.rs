@@ -642,3 +642,61 @@ async fn an_event_slack_resends_after_a_restart_is_still_acted_on_only_once() {
         "the re-sent event is recognised across the restart"
     );
 }
+
+#[tokio::test]
+async fn start_up_stops_with_what_to_fix_when_the_token_or_the_channel_is_wrong() {
+    let slack = FakeSlack::start(TOKEN).await;
+    slack.add_channel(CHANNEL);
+    let secrets = tempfile::tempdir().expect("temp dir");
+    let (wrong_token, secret) = (secrets.path().join("t"), secrets.path().join("s"));
+    std::fs::write(&wrong_token, "xoxb-revoked").expect("write");
+    std::fs::write(&secret, SECRET).expect("write");
+    let build = |token: std::path::PathBuf, channel: &'static str| {
+        let api_url = slack.api_url();
+        let secret = secret.display().to_string();
+        let dir = tempfile::tempdir().expect("temp dir");
+        async move {
+            let db = format!("sqlite://{}", dir.path().join("f.db").display());
+            let env = crate::helpers::test_env(
+                &db,
+                &[
+                    ("FIRSTLINE_CHAT__PLATFORM", "slack"),
+                    ("FIRSTLINE_CHAT__CHANNEL", channel),
+                    (
+                        "FIRSTLINE_CHAT__SLACK__BOT_TOKEN__FILE",
+                        token.display().to_string().as_str(),
+                    ),
+                    (
+                        "FIRSTLINE_CHAT__SLACK__SIGNING_SECRET__FILE",
+                        secret.as_str(),
+                    ),
+                    ("FIRSTLINE_CHAT__SLACK__API_URL", api_url.as_str()),
+                ],
+            );
+            let config = firstline::config::load_with_env(None, env).expect("valid config");
+            let built =
+                firstline::app::App::build(config, firstline::chat::console::Sink::Silent).await;
+            drop(dir);
+            built.err().map(|e| format!("{e:#}")).unwrap_or_default()
+        }
+    };
+    let token_refused = build(wrong_token.clone(), CHANNEL).await;
+    assert!(
+        token_refused.contains("Slack refused the bot token (invalid_auth)")
+            && token_refused.contains("chat.slack.bot_token"),
+        "{token_refused}"
+    );
+    assert!(
+        !token_refused.contains("xoxb-revoked"),
+        "no secret in the message"
+    );
+
+    let good_token = secrets.path().join("good");
+    std::fs::write(&good_token, TOKEN).expect("write");
+    let no_channel = build(good_token, "C0NOWHERE").await;
+    assert!(
+        no_channel.contains("no channel \"C0NOWHERE\" the bot can see")
+            && no_channel.contains("/invite"),
+        "{no_channel}"
+    );
+}

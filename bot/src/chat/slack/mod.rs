@@ -54,6 +54,8 @@ struct Inner {
     bot_user: Mutex<Option<String>>,
     /// `chat.slack.answer_within_ms`.
     answer_within: Duration,
+    /// `chat.slack.api_url`, for messages.
+    api_url: String,
 }
 
 /// Slack's published limits, as paces: `chat.postMessage` about one a
@@ -107,6 +109,7 @@ impl Slack {
                 names: Mutex::new(HashMap::new()),
                 bot_user: Mutex::new(None),
                 answer_within: cfg.answer_within,
+                api_url: cfg.api_url.clone(),
             }),
         })
     }
@@ -120,7 +123,12 @@ impl Slack {
                 "Slack refused the bot token ({}): check chat.slack.bot_token (xoxb-…, from OAuth & Permissions)",
                 api_code(&e).unwrap_or("")
             ),
-            _ => format!("Slack did not answer auth.test: {e}"),
+            Some(code) => format!("Slack refused auth.test: {code}"),
+            None => format!(
+                "cannot reach Slack at {} (auth.test): {}; check chat.slack.api_url, the network and any proxy",
+                self.inner.api_url,
+                unreachable_reason(&e)
+            ),
         })?;
         if let Ok(mut bot) = self.inner.bot_user.lock() {
             *bot = Some(me.user_id.to_string());
@@ -352,6 +360,25 @@ fn permanent(message: String) -> ChatError {
         retry_after: None,
         retryable: false,
     }
+}
+
+/// Why a call got no answer, in a few words (the client's own text nests
+/// the connector's debug output).
+fn unreachable_reason(e: &SlackClientError) -> String {
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    for (needle, said) in [
+        ("connection refused", "connection refused"),
+        ("timed out", "timed out"),
+        ("dns error", "the host name does not resolve"),
+        ("failed to lookup", "the host name does not resolve"),
+        ("certificate", "its TLS certificate is not trusted"),
+    ] {
+        if lower.contains(needle) {
+            return said.to_string();
+        }
+    }
+    crate::text::clip(&text, 200).into_owned()
 }
 
 /// The Web API's error code, when the answer was one.
