@@ -85,13 +85,8 @@ async fn service() -> Service {
         .route("/slow", get(slow))
         .route("/fast", get(fast))
         .with_state(shared);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
     Service {
-        base: format!("http://{addr}"),
+        base: crate::helpers::serve(app).await,
         gate,
         hits,
         fast_hits,

@@ -74,12 +74,7 @@ async fn summary_server(failed: u64) -> String {
             )
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
+    crate::helpers::serve(app).await
 }
 
 fn dead_address() -> String {
@@ -276,12 +271,7 @@ async fn backlog_server(values: Vec<u64>) -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
+    crate::helpers::serve(app).await
 }
 
 async fn backlog_app(values: Vec<u64>) -> (crate::helpers::TestApp, tempfile::TempDir) {
@@ -486,14 +476,7 @@ async fn execution_logs_server(records: Value) -> String {
             async move { Json(json!({ "items": records })) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
-    let addr = listener.local_addr().expect("local address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
+    crate::helpers::serve(app).await
 }
 
 #[tokio::test]
@@ -582,14 +565,7 @@ async fn prometheus_all_down() -> String {
             },
         ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
-    let addr = listener.local_addr().expect("local address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
+    crate::helpers::serve(app).await
 }
 
 #[tokio::test]

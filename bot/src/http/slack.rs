@@ -297,7 +297,7 @@ async fn answer_in_time(
         Err(_) => {
             tokio::spawn(async move {
                 let reply = reply_of(work.await);
-                if let Err(e) = slack.respond(&response_url, &reply.text).await {
+                if let Err(e) = slack.respond(&response_url, &shown(&reply)).await {
                     warn!(error = %e, "slack: the late answer could not be delivered");
                 }
             });
@@ -316,16 +316,20 @@ fn reply_of(done: Result<Reply, tokio::task::JoinError>) -> Reply {
     })
 }
 
-/// An answer only the caller sees.
-fn ephemeral(reply: &Reply) -> Response {
-    let text = if reply.ok {
+/// A reply as the caller reads it: a refusal marked as one.
+fn shown(reply: &Reply) -> String {
+    if reply.ok {
         reply.text.clone()
     } else {
         format!("⚠️ {}", reply.text)
-    };
+    }
+}
+
+/// An answer only the caller sees.
+fn ephemeral(reply: &Reply) -> Response {
     axum::Json(json!({
         "response_type": "ephemeral",
-        "text": crate::chat::slack::escape(&crate::text::clip(&text, 3000)),
+        "text": crate::chat::slack::escape(&crate::text::clip(&shown(reply), 3000)),
     }))
     .into_response()
 }
@@ -389,12 +393,7 @@ async fn interactions(State(state): State<AppState>, headers: HeaderMap, body: B
     let ctx = state.commands.clone();
     tokio::spawn(async move {
         let reply = handler::handle(&ctx, &actor, &line, None).await;
-        let text = if reply.ok {
-            reply.text
-        } else {
-            format!("⚠️ {}", reply.text)
-        };
-        if let Err(e) = slack.respond(&response_url, &text).await {
+        if let Err(e) = slack.respond(&response_url, &shown(&reply)).await {
             warn!(error = %e, "slack: the answer to a button could not be delivered");
         }
     });

@@ -87,11 +87,7 @@ pub fn root_content(root: &RootView, opening: &str) -> Result<SlackMessageConten
     if !buttons.is_empty() {
         blocks.push(json!({"type": "actions", "block_id": "incident", "elements": buttons}));
     }
-    let blocks: Vec<SlackBlock> = serde_json::from_value(Value::Array(blocks)).map_err(|e| {
-        permanent(format!(
-            "the root message's blocks do not read as Block Kit: {e}"
-        ))
-    })?;
+    let blocks = kit(blocks)?;
     Ok(SlackMessageContent::new()
         .with_text(escape(&fallback))
         .with_blocks(blocks))
@@ -102,13 +98,19 @@ pub fn root_content(root: &RootView, opening: &str) -> Result<SlackMessageConten
 /// formatting), with the same text as the notification fallback.
 pub fn literal(text: &str) -> Result<SlackMessageContent, ChatError> {
     let shown = clip(text.trim_end(), SECTION_CHARS);
-    let blocks: Vec<SlackBlock> = serde_json::from_value(json!([
+    let blocks = kit(vec![json!(
         {"type": "section", "text": {"type": "plain_text", "emoji": true, "text": shown}}
-    ]))
-    .map_err(|e| permanent(format!("a message does not read as Block Kit: {e}")))?;
+    )])?;
     Ok(SlackMessageContent::new()
         .with_text(escape(&shown))
         .with_blocks(blocks))
+}
+
+/// Blocks written as Slack's JSON, read through slack-morphism's types, so
+/// a shape Slack would refuse fails here.
+fn kit(blocks: Vec<Value>) -> Result<Vec<SlackBlock>, ChatError> {
+    serde_json::from_value(Value::Array(blocks))
+        .map_err(|e| permanent(format!("a message's blocks do not read as Block Kit: {e}")))
 }
 
 fn button(action_id: &str, label: &str, value: &str, style: Option<&str>) -> Value {

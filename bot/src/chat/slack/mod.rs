@@ -51,7 +51,7 @@ struct Inner {
     names: Mutex<HashMap<String, String>>,
     /// The bot's own user id (from `auth.test`), so its own reactions and
     /// messages are not taken for a person's.
-    bot_user: Mutex<Option<String>>,
+    bot_user: std::sync::OnceLock<String>,
     /// `chat.slack.answer_within_ms`.
     answer_within: Duration,
     /// `chat.slack.api_url`, for messages.
@@ -107,7 +107,7 @@ impl Slack {
                 messages: RateLimiter::keyed(messages),
                 others: RateLimiter::keyed(others),
                 names: Mutex::new(HashMap::new()),
-                bot_user: Mutex::new(None),
+                bot_user: std::sync::OnceLock::new(),
                 answer_within: cfg.answer_within,
                 api_url: cfg.api_url.clone(),
             }),
@@ -130,9 +130,7 @@ impl Slack {
                 unreachable_reason(&e)
             ),
         })?;
-        if let Ok(mut bot) = self.inner.bot_user.lock() {
-            *bot = Some(me.user_id.to_string());
-        }
+        let _ = self.inner.bot_user.set(me.user_id.to_string());
         let req = SlackApiConversationsInfoRequest::new(SlackChannelId::new(channel.to_string()));
         session.conversations_info(&req).await.map_err(|e| match api_code(&e) {
             Some("channel_not_found") => format!(
@@ -156,11 +154,7 @@ impl Slack {
 
     /// Whether `user` is this bot.
     pub fn is_bot(&self, user: &str) -> bool {
-        self.inner
-            .bot_user
-            .lock()
-            .map(|b| b.as_deref() == Some(user))
-            .unwrap_or(false)
+        self.inner.bot_user.get().is_some_and(|b| b == user)
     }
 
     /// How the timeline names a Slack user: `Sam Smith (slack:U0SAM)`.
@@ -204,7 +198,7 @@ impl Slack {
         let url = url::Url::parse(response_url)
             .map_err(|e| permanent(format!("response_url is not a URL: {e}")))?;
         let req = SlackApiPostWebhookMessageRequest::new(
-            SlackMessageContent::new().with_text(escape(text)),
+            SlackMessageContent::new().with_text(escape(&crate::text::clip(text, 3000))),
         );
         self.inner
             .client
