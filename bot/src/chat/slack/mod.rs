@@ -59,12 +59,13 @@ struct Inner {
 }
 
 /// Slack's published limits, as paces: `chat.postMessage` about one a
-/// second per channel; `chat.update` and `conversations.*` tier 3 (50 a
-/// minute).
+/// second per channel (one every 1.1 s: a message sent on the second can
+/// reach Slack a hair early, behind a slower one before it); `chat.update`
+/// and `conversations.*` tier 3 (50 a minute).
 fn quotas() -> (Quota, Quota) {
     let one = NonZeroU32::MIN;
     (
-        Quota::per_second(one),
+        Quota::with_period(Duration::from_millis(1_100)).unwrap_or(Quota::per_second(one)),
         Quota::per_minute(NonZeroU32::new(50).unwrap_or(one)),
     )
 }
