@@ -16,6 +16,7 @@ use crate::chat::handler::{self, CommandContext};
 use crate::chat::messages::Messages;
 use crate::chat::platform::Platform;
 use crate::chat::slack::Slack;
+use crate::chat::storm::Storms;
 use crate::config::Config;
 use crate::domain::State;
 use crate::domain::time::{Clock, Millis, SystemClock};
@@ -36,6 +37,8 @@ pub struct App {
     router: axum::Router,
     store: Store,
     dispatcher: Dispatcher<ChatPoster<Platform>>,
+    /// Storm mode's summaries (`chat::storm`), on the chat platform.
+    storm_watch: (Arc<Storms>, Arc<Platform>),
     runner: Dispatcher<RunbookRunner>,
     recovery: Dispatcher<RecoveryWatcher>,
     commands: CommandContext,
@@ -210,9 +213,19 @@ impl App {
             Some(s) => Platform::Slack(s.clone()),
             None => Platform::Console(Console::new(store.clone(), clock.clone(), sink)),
         });
+        let storms = Arc::new(Storms::new(
+            store.clone(),
+            clock.clone(),
+            messages.clone(),
+            config.settings.chat.storm_threshold,
+            Duration::from_secs(config.settings.chat.storm_window_s.into()),
+        ));
+        let storm_watch = (storms.clone(), platform.clone());
         let dispatcher = Dispatcher::new(
             store.clone(),
-            ChatPoster::new(store.clone(), platform, clock.clone()).with_catalog(catalog.clone()),
+            ChatPoster::new(store.clone(), platform, clock.clone())
+                .with_catalog(catalog.clone())
+                .with_storms(storms),
             clock.clone(),
             config.settings.outbox.clone(),
             wake.clone(),
@@ -278,6 +291,7 @@ impl App {
             router: http::router(state),
             store,
             dispatcher,
+            storm_watch,
             runner,
             recovery,
             commands,
@@ -316,6 +330,7 @@ impl App {
             router,
             store,
             dispatcher,
+            storm_watch,
             runner,
             recovery,
             commands,
@@ -335,6 +350,8 @@ impl App {
             stop_rx.clone(),
         ));
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx.clone()));
+        let (storms, platform) = storm_watch;
+        let storm_watch = tokio::spawn(storms.watch(platform, stop_rx.clone()));
         let runner = tokio::spawn(runner.run(stop_rx.clone()));
         let recovery = tokio::spawn(recovery.run(stop_rx.clone()));
         let checkpointer = tokio::spawn(checkpoints(store.clone(), stop_rx.clone()));
@@ -360,6 +377,7 @@ impl App {
         info!("shutting down");
         let _ = stop_tx.send(true);
         let _ = dispatcher.await;
+        let _ = storm_watch.await;
         let _ = runner.await;
         let _ = recovery.await;
         let _ = janitor.await;

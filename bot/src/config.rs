@@ -225,6 +225,14 @@ pub struct ChatSettings {
     pub channel: String,
     /// Read chat commands from standard input when it is a terminal.
     pub console_stdin: bool,
+    /// Storm mode: when more incidents than this open within a minute, new
+    /// incidents' root posts are held behind one summary message (`0`
+    /// turns it off).
+    pub storm_threshold: u32,
+    /// The window, in seconds, new incidents are counted over for storm
+    /// mode; a storm ends once a whole window passes at or below the
+    /// threshold.
+    pub storm_window_s: u32,
     /// The Slack app, for `platform = "slack"`.
     pub slack: Option<SlackSettings>,
 }
@@ -235,6 +243,8 @@ impl Default for ChatSettings {
             platform: "console".into(),
             channel: "#incidents".into(),
             console_stdin: true,
+            storm_threshold: 10,
+            storm_window_s: 60,
             slack: None,
         }
     }
@@ -831,6 +841,12 @@ fn validate(
             format!(
                 "must be 1 to {MAX_PARALLEL_RUNS} (runbook runs of different incidents at once; each holds up to runbooks.concurrency probes)"
             ),
+        );
+    }
+    if !(1..=3_600).contains(&settings.chat.storm_window_s) {
+        err(
+            "chat.storm_window_s",
+            "must be 1 to 3600 seconds (storm mode counts new incidents over this window; 60 is a minute)".into(),
         );
     }
     let mut targets = BTreeMap::new();

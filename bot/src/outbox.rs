@@ -24,6 +24,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::chat::storm::Storms;
 use crate::chat::{ChatPlatform, PostRequest, Posted, RootView};
 use crate::config::OutboxSettings;
 use crate::domain::incident::{Incident, format_duration};
@@ -52,7 +53,18 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(
         &self,
         item: &OutboxItem,
-    ) -> impl std::future::Future<Output = Result<(), Failure>> + Send;
+    ) -> impl std::future::Future<Output = Result<Handled, Failure>> + Send;
+}
+
+/// What a handler did with an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Carried out: the item is marked delivered.
+    Done,
+    /// Held back (an incident's root post during an alert storm): the
+    /// handler marked it held, and it waits, with its incident's later
+    /// items, until released (`chat::storm`).
+    Held,
 }
 
 /// Delivers chat posts through one chat platform.
@@ -62,6 +74,8 @@ pub struct ChatPoster<P: ChatPlatform> {
     clock: Arc<dyn Clock>,
     /// For the failure modes an incident's root message shows.
     catalog: Option<Arc<Catalog>>,
+    /// Storm mode: roots held behind one summary (`chat::storm`).
+    storms: Option<Arc<Storms>>,
 }
 
 impl<P: ChatPlatform> ChatPoster<P> {
@@ -71,7 +85,15 @@ impl<P: ChatPlatform> ChatPoster<P> {
             platform,
             clock,
             catalog: None,
+            storms: None,
         }
+    }
+
+    /// Holds new incidents' roots while incidents open faster than the
+    /// channel can carry them.
+    pub fn with_storms(mut self, storms: Arc<Storms>) -> Self {
+        self.storms = Some(storms);
+        self
     }
 
     /// Root messages name the failure modes of the incident's runbook.
@@ -150,6 +172,8 @@ struct Inner<H: Handler> {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StepReport {
     pub delivered: usize,
+    /// Held back by a storm (see [`Handled::Held`]).
+    pub held: usize,
     pub failed: usize,
     pub dead: usize,
 }
@@ -157,6 +181,7 @@ pub struct StepReport {
 impl StepReport {
     fn add(&mut self, other: StepReport) {
         self.delivered += other.delivered;
+        self.held += other.held;
         self.failed += other.failed;
         self.dead += other.dead;
     }
@@ -362,7 +387,12 @@ impl<H: Handler> Inner<H> {
                 })
             });
             match outcome {
-                Ok(()) => {
+                Ok(Handled::Held) => {
+                    report.held += 1;
+                    // Its incident's later items wait behind it.
+                    break;
+                }
+                Ok(Handled::Done) => {
                     self.store
                         .outbox_delivered(item.id, self.clock.now())
                         .await?;
@@ -405,13 +435,13 @@ impl<H: Handler> Inner<H> {
 impl<P: ChatPlatform> Handler for ChatPoster<P> {
     const KIND: &'static str = "chat_post";
 
-    async fn handle(&self, item: &OutboxItem) -> Result<(), Failure> {
+    async fn handle(&self, item: &OutboxItem) -> Result<Handled, Failure> {
         self.deliver_post(item).await
     }
 }
 
 impl<P: ChatPlatform> ChatPoster<P> {
-    async fn deliver_post(&self, item: &OutboxItem) -> Result<(), Failure> {
+    async fn deliver_post(&self, item: &OutboxItem) -> Result<Handled, Failure> {
         let payload: ChatPostPayload = serde_json::from_str(&item.payload)
             .map_err(|e| Failure::permanent(format!("malformed chat_post payload: {e}")))?;
         let incident = match item.incident_id {
@@ -431,6 +461,15 @@ impl<P: ChatPlatform> ChatPoster<P> {
             .post_for_outbox(item.id)
             .await
             .map_err(Failure::store)?;
+        // An incident's first post, in a storm: held behind the summary.
+        if let (Some(inc), None, None, Some(storms)) = (&incident, &thread, &earlier, &self.storms)
+            && storms
+                .hold(item.id, &payload.channel, inc)
+                .await
+                .map_err(Failure::store)?
+        {
+            return Ok(Handled::Held);
+        }
         let mut templates = vec![payload.template.clone()];
         let posted = match earlier {
             Some(p) => Posted {
@@ -533,7 +572,7 @@ impl<P: ChatPlatform> ChatPoster<P> {
                 .await
                 .map_err(chat_failure)?;
         }
-        Ok(())
+        Ok(Handled::Done)
     }
 }
 

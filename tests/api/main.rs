@@ -20,3 +20,4 @@ mod runbook_cli;
 mod runbooks;
 mod slack;
 mod store_contract;
+mod storm;

@@ -14,14 +14,14 @@ use crate::helpers::{Backend, TestApp, am_payload, spawn_app_on, spawn_with};
 
 const TOKEN: &str = "xoxb-firstline-test";
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5-test";
-const CHANNEL: &str = "C0INCIDENT";
+pub(crate) const CHANNEL: &str = "C0INCIDENT";
 const FORM: &str = "application/x-www-form-urlencoded";
 const WAIT: Duration = Duration::from_secs(10);
 static TRIGGERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-struct SlackApp {
-    app: TestApp,
-    slack: FakeSlack,
+pub(crate) struct SlackApp {
+    pub(crate) app: TestApp,
+    pub(crate) slack: FakeSlack,
     _secrets: tempfile::TempDir,
     /// The settings it was started with, to start it again.
     env: Vec<(String, String)>,
@@ -32,7 +32,7 @@ async fn slack_app(backend: Backend) -> Option<SlackApp> {
     slack_app_with(backend, &[]).await
 }
 
-async fn slack_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<SlackApp> {
+pub(crate) async fn slack_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<SlackApp> {
     let slack = FakeSlack::start(TOKEN).await;
     slack.add_channel(CHANNEL);
     slack.add_user("U0SAM", "sam", "Sam Smith");
@@ -74,7 +74,7 @@ async fn slack_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<Slac
 
 impl SlackApp {
     /// Stops the server and starts it again on the same store and settings.
-    async fn restart(self) -> SlackApp {
+    pub(crate) async fn restart(self) -> SlackApp {
         let (dir, db_url) = self.app.stop().await;
         let env: Vec<(&str, &str)> = self
             .env
@@ -98,7 +98,7 @@ impl SlackApp {
     }
 
     /// `/incident …` typed by Sam in the channel; the JSON answer.
-    async fn command(&self, command: &str, text: &str) -> (u16, Value) {
+    pub(crate) async fn command(&self, command: &str, text: &str) -> (u16, Value) {
         let body = command_form(
             command,
             text,

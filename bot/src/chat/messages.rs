@@ -15,7 +15,7 @@ use crate::runbook::model::ActionDecl;
 use crate::runbook::run::{Breach, Finding, Report, Status};
 use serde_json::Value;
 
-const TEMPLATES: [(&str, &str); 5] = [
+const TEMPLATES: [(&str, &str); 6] = [
     (
         "findings",
         include_str!("../../../templates/messages/findings.txt"),
@@ -35,6 +35,10 @@ const TEMPLATES: [(&str, &str); 5] = [
     (
         "alert_refired",
         include_str!("../../../templates/messages/alert_refired.txt"),
+    ),
+    (
+        "storm",
+        include_str!("../../../templates/messages/storm.txt"),
     ),
 ];
 
@@ -177,6 +181,27 @@ impl Messages {
                 title => &inc.title,
                 severity => inc.severity.as_str(),
                 times => response_times_line(inc),
+            },
+        )
+    }
+
+    /// The summary standing for the incidents a storm holds (see
+    /// `chat::storm`).
+    pub fn storm(&self, storm: &crate::chat::storm::StormView<'_>) -> String {
+        self.render(
+            "storm",
+            context! {
+                over => storm.ended.is_some(),
+                started => self.time(storm.started),
+                ended => storm.ended.map(|m| self.time(m)),
+                held => storm.held,
+                threshold => storm.threshold,
+                pace => format!("{} s", crate::chat::storm::RELEASE_EVERY.as_secs()),
+                window => if storm.window_ms == 60_000 { "a minute".to_string() } else { format_duration(storm.window_ms) },
+                severities => storm.tally.severities_line(),
+                alertnames => storm.tally.alertnames_line(),
+                services => storm.tally.services_line(),
+                newest => storm.tally.newest.join(" · "),
             },
         )
     }

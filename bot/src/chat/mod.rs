@@ -10,6 +10,7 @@ pub mod handler;
 pub mod messages;
 pub mod platform;
 pub mod slack;
+pub mod storm;
 
 use std::future::Future;
 

@@ -18,6 +18,8 @@ pub enum Source {
 }
 
 impl Source {
+    pub const ALL: [Source; 3] = [Source::Alertmanager, Source::Grafana, Source::Generic];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Alertmanager => "alertmanager",

@@ -376,6 +376,10 @@ async fn incident_for(
                 .messages
                 .severity_changed(&inc, from, alert.source.as_str());
             post(tx, rules, now, &inc, "severity_changed", msg, effects).await?;
+            // A P1 is never held behind a storm's summary.
+            if severity == Severity::P1 {
+                tx.release_held(inc.id, now).await?;
+            }
         } else if changed {
             tx.update_incident(&inc).await?;
         }
@@ -654,6 +658,43 @@ fn set_state(inc: &mut Incident, to: State, now: Millis) {
 }
 
 pub(super) async fn change(
+    tx: &mut Batch<'_>,
+    rules: &Rules,
+    now: Millis,
+    actor: &str,
+    change: &Change,
+    effects: &mut Effects,
+) -> Result<ChangeOutcome, LedgerError> {
+    let outcome = make_change(tx, rules, now, actor, change, effects).await?;
+    // A person acting on an incident whose root a storm holds gets its
+    // thread now (see `chat::storm`).
+    if let Some(id) = change.by_person()
+        && tx.release_held(id, now).await? > 0
+    {
+        effects.enqueued += 1;
+    }
+    Ok(outcome)
+}
+
+impl Change {
+    /// The incident a person's change acts on (machines' changes, findings
+    /// and recovery samples, are not someone acting).
+    fn by_person(&self) -> Option<i64> {
+        match self {
+            Change::SetState { id, .. }
+            | Change::SetSeverity { id, .. }
+            | Change::Note { id, .. }
+            | Change::Followup { id, .. }
+            | Change::Reaction { id, .. }
+            | Change::RunRunbook { id, .. } => Some(*id),
+            Change::Declare { .. } | Change::Findings { .. } | Change::RecoverySample { .. } => {
+                None
+            }
+        }
+    }
+}
+
+async fn make_change(
     tx: &mut Batch<'_>,
     rules: &Rules,
     now: Millis,

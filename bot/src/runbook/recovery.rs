@@ -17,7 +17,7 @@ use super::model::RecoveryCriterion;
 use super::run::{RunContext, Targets};
 use crate::domain::time::Clock;
 use crate::incident::{Change, Ledger};
-use crate::outbox::{Failure, Handler};
+use crate::outbox::{Failure, Handled, Handler};
 use crate::probe;
 use crate::store::OutboxItem;
 
@@ -73,7 +73,7 @@ pub struct RecoveryWatcher {
 impl Handler for RecoveryWatcher {
     const KIND: &'static str = "recovery_sample";
 
-    async fn handle(&self, item: &OutboxItem) -> Result<(), Failure> {
+    async fn handle(&self, item: &OutboxItem) -> Result<Handled, Failure> {
         let mut payload: SamplePayload = serde_json::from_str(&item.payload)
             .map_err(|e| Failure::permanent(format!("malformed recovery_sample payload: {e}")))?;
         let Some(incident_id) = item.incident_id else {
@@ -156,7 +156,7 @@ impl Handler for RecoveryWatcher {
         self.ledger
             .change("firstline", change)
             .await
-            .map(|_| ())
+            .map(|_| Handled::Done)
             .map_err(|e| Failure {
                 message: e.to_string(),
                 retryable: true,

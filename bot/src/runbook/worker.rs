@@ -11,7 +11,7 @@ use super::load::Catalog;
 use super::run::{self, RunContext, Targets};
 use crate::domain::time::Clock;
 use crate::incident::{Change, Ledger};
-use crate::outbox::{Failure, Handler};
+use crate::outbox::{Failure, Handled, Handler};
 use crate::store::OutboxItem;
 
 /// What a `runbook_run` intent carries.
@@ -34,7 +34,7 @@ pub struct RunbookRunner {
 impl Handler for RunbookRunner {
     const KIND: &'static str = "runbook_run";
 
-    async fn handle(&self, item: &OutboxItem) -> Result<(), Failure> {
+    async fn handle(&self, item: &OutboxItem) -> Result<Handled, Failure> {
         let payload: Payload = serde_json::from_str(&item.payload)
             .map_err(|e| Failure::permanent(format!("malformed runbook_run payload: {e}")))?;
         let Some(entry) = self.catalog.get(&payload.runbook_id) else {
@@ -62,7 +62,7 @@ impl Handler for RunbookRunner {
                 },
             )
             .await
-            .map(|_| ())
+            .map(|_| Handled::Done)
             .map_err(|e| Failure {
                 message: e.to_string(),
                 retryable: true,

@@ -451,6 +451,11 @@ impl<'c> Batch<'c> {
             .await
     }
 
+    /// See [`StoreTx::release_held`].
+    pub async fn release_held(&mut self, incident_id: i64, now: Millis) -> Result<u64> {
+        self.tx.release_held(incident_id, now).await
+    }
+
     async fn flush_alerts(&mut self) -> Result<()> {
         if self.pending_alerts.is_empty() {
             return Ok(());

@@ -256,7 +256,9 @@ mod batch;
 mod filelog;
 mod journal;
 mod lock;
+mod storms;
 pub use lock::StoreLock;
+pub use storms::Storm;
 
 pub use filelog::FileJournal;
 pub use filelog::Lost;
@@ -760,17 +762,17 @@ impl Store {
         Ok(())
     }
 
-    /// Outbox items due for delivery, oldest first.
     /// Pending items of `kind` due at `now`, oldest first. An item behind
-    /// an earlier pending item of its incident that is not due yet (backing
-    /// off after a failure) is left out: an incident's items go in order.
+    /// an earlier item of its incident that is not due yet (backing off
+    /// after a failure) or held (by a storm) is left out: an incident's
+    /// items go in order.
     pub async fn due_outbox(&self, now: Millis, limit: i64, kind: &str) -> Result<Vec<OutboxItem>> {
         Ok(on_pool!(self, p => sqlx::query_as(
             "SELECT id, incident_id, kind, payload, attempts FROM outbox o
              WHERE status = 'pending' AND kind = $3 AND next_attempt_ms <= $1
                AND NOT EXISTS (SELECT 1 FROM outbox e
-                   WHERE e.status = 'pending' AND e.kind = o.kind AND e.incident_id = o.incident_id
-                     AND e.id < o.id AND e.next_attempt_ms > $1)
+                   WHERE e.incident_id = o.incident_id AND e.id < o.id AND e.kind = o.kind
+                     AND (e.status = 'held' OR (e.status = 'pending' AND e.next_attempt_ms > $1)))
              ORDER BY id LIMIT $2")
             .bind(now.0).bind(limit).bind(kind).fetch_all(p).await?))
     }
