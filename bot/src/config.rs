@@ -267,10 +267,14 @@ pub struct SlackSettings {
     /// The Web API base, for proxies and tests.
     #[serde(default = "default_slack_api_url")]
     pub api_url: String,
-    /// Severities whose incidents get a channel of their own (not in this
-    /// build; must be empty).
+    /// Severities whose incidents get a channel of their own
+    /// (`#inc-<n>-<slug>`), e.g. `["P1"]`; `[]` for none.
     #[serde(default)]
     pub incident_channels: Vec<String>,
+    /// Slack user ids (`U…`) invited to every incident channel (whoever
+    /// acknowledges an incident is invited to its channel too).
+    #[serde(default)]
+    pub responders: Vec<String>,
     /// How long a slash command may run before its answer is "working on
     /// it" and the result follows through Slack's `response_url` (Slack
     /// waits 3 s at most).
@@ -299,6 +303,10 @@ pub struct SlackConfig {
     pub api_url: String,
     /// See [`SlackSettings::answer_within_ms`].
     pub answer_within: std::time::Duration,
+    /// Severities (`P1`…) whose incidents get a channel of their own.
+    pub incident_channels: Vec<String>,
+    /// Invited to every incident channel.
+    pub responders: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -964,12 +972,29 @@ fn slack_config(chat: &ChatSettings, err: &mut impl FnMut(&str, String)) -> Opti
             ok = false;
         }
     }
-    if !s.incident_channels.is_empty() {
-        err(
-            "chat.slack.incident_channels",
-            "channels of their own per incident are not available in this build yet; leave it [] (incidents are threads in chat.channel)".into(),
-        );
-        ok = false;
+    for sev in &s.incident_channels {
+        if sev.parse::<commands::Severity>().is_err() {
+            err(
+                "chat.slack.incident_channels",
+                format!(
+                    "{sev:?} is not a severity; list P1, P2 or P3 (or [] for no channels of their own)"
+                ),
+            );
+            ok = false;
+        }
+    }
+    for user in &s.responders {
+        if !(user.starts_with('U') || user.starts_with('W'))
+            || !user.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            err(
+                "chat.slack.responders",
+                format!(
+                    "{user:?} is not a Slack user id; use the member id (U…), from the person's profile → ⋮ → Copy member ID"
+                ),
+            );
+            ok = false;
+        }
     }
     if !(chat.channel.starts_with('C') || chat.channel.starts_with('G'))
         || !chat.channel.chars().all(|c| c.is_ascii_alphanumeric())
@@ -1029,6 +1054,13 @@ fn slack_config(chat: &ChatSettings, err: &mut impl FnMut(&str, String)) -> Opti
             signing_secret,
             api_url,
             answer_within: std::time::Duration::from_millis(s.answer_within_ms),
+            incident_channels: s
+                .incident_channels
+                .iter()
+                .filter_map(|v| v.parse::<commands::Severity>().ok())
+                .map(|v| v.as_str().to_string())
+                .collect(),
+            responders: s.responders.clone(),
         }),
         _ => None,
     }
@@ -1066,7 +1098,7 @@ mod tests {
         );
 
         let wrong = file(
-            "[chat]\nplatform = \"slack\"\nchannel = \"#incidents\"\n\n[chat.slack]\nmode = \"socket\"\nbot_token = { env = \"FIRSTLINE_TEST_NO_SUCH_VAR\" }\nincident_channels = [\"P1\"]\nanswer_within_ms = 5000\n",
+            "[chat]\nplatform = \"slack\"\nchannel = \"#incidents\"\n\n[chat.slack]\nmode = \"socket\"\nbot_token = { env = \"FIRSTLINE_TEST_NO_SUCH_VAR\" }\nincident_channels = [\"P1\", \"P4\"]\nresponders = [\"sam\"]\nanswer_within_ms = 5000\n",
         );
         let e = load_with_env(Some(wrong.path()), Vec::new()).expect_err("mistakes");
         let found: Vec<(&str, &str)> =
@@ -1077,7 +1109,11 @@ mod tests {
             |key: &str, words: &str| found.iter().any(|(k, m)| *k == key && m.contains(words));
         assert!(has("chat.slack.mode", "Socket Mode"), "{found:?}");
         assert!(
-            has("chat.slack.incident_channels", "leave it []"),
+            has("chat.slack.incident_channels", "\"P4\" is not a severity"),
+            "{found:?}"
+        );
+        assert!(
+            has("chat.slack.responders", "\"sam\" is not a Slack user id"),
             "{found:?}"
         );
         assert!(has("chat.channel", "not a Slack channel id"), "{found:?}");

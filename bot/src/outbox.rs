@@ -554,7 +554,7 @@ impl<P: ChatPlatform> ChatPoster<P> {
         {
             let opening = self
                 .store
-                .post_by_ref(self.platform.name(), thread)
+                .first_post(self.platform.name(), inc.id)
                 .await
                 .map_err(Failure::store)?
                 .map(|p| p.text);

@@ -861,6 +861,10 @@ impl FakeSlack {
 
     /// Polls `pred` every 20 ms until it holds (true) or `timeout` passes
     /// (false, after one last look).
+    pub(crate) fn channel_id_by_name(&self, name: &str) -> Option<String> {
+        self.state().channel_id_by_name(name)
+    }
+
     pub(crate) async fn wait_for<F>(&self, pred: F, timeout: Duration) -> bool
     where
         F: Fn(&FakeState) -> bool,

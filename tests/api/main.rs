@@ -19,5 +19,6 @@ mod run_speed;
 mod runbook_cli;
 mod runbooks;
 mod slack;
+mod slack_channels;
 mod store_contract;
 mod storm;

@@ -99,12 +99,22 @@ impl SlackApp {
 
     /// `/incident …` typed by Sam in the channel; the JSON answer.
     pub(crate) async fn command(&self, command: &str, text: &str) -> (u16, Value) {
+        self.command_in(CHANNEL, command, text).await
+    }
+
+    /// The same, typed in `channel`.
+    pub(crate) async fn command_in(
+        &self,
+        channel: &str,
+        command: &str,
+        text: &str,
+    ) -> (u16, Value) {
         let body = command_form(
             command,
             text,
             "U0SAM",
             "sam",
-            CHANNEL,
+            channel,
             &self.slack.response_url("cmd"),
             // Slack gives every invocation its own trigger id, so no two
             // commands are the same signed request.

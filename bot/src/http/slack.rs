@@ -273,7 +273,11 @@ async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     let known = form.get("user_name").map(String::as_str);
     let actor = slack.actor(&user, known).await;
     let response_url = command.response_url.0.to_string();
-    answer_in_time(state, slack, actor, line, response_url).await
+    // Typed in an incident's own channel: about that incident.
+    let here = slack
+        .incident_of_channel(&state.store, command.channel_id.as_ref())
+        .await;
+    answer_in_time(state, slack, actor, line, here, response_url).await
 }
 
 /// Runs a command; answers with its reply if it is done within
@@ -285,12 +289,13 @@ async fn answer_in_time(
     slack: Slack,
     actor: String,
     line: String,
+    here: Option<i64>,
     response_url: String,
 ) -> Response {
     let ctx = state.commands.clone();
     let mut work = tokio::spawn({
         let line = line.clone();
-        async move { handler::handle(&ctx, &actor, line.trim(), None).await }
+        async move { handler::handle(&ctx, &actor, line.trim(), here).await }
     });
     match tokio::time::timeout(slack.answer_within(), &mut work).await {
         Ok(done) => ephemeral(&reply_of(done)),

@@ -754,6 +754,24 @@ impl Store {
             .bind(platform).bind(message_ref).fetch_optional(p).await?))
     }
 
+    /// The incident's first post on `platform`: the one that opened its
+    /// thread (its root, on Slack).
+    pub async fn first_post(&self, platform: &str, incident_id: i64) -> Result<Option<ChatPost>> {
+        Ok(on_pool!(self, p => sqlx::query_as(
+            "SELECT id, outbox_id, platform, channel, thread, message_ref, incident_id, text, posted_ms FROM chat_posts
+             WHERE incident_id = $1 AND platform = $2 ORDER BY id LIMIT 1")
+            .bind(incident_id).bind(platform).fetch_optional(p).await?))
+    }
+
+    /// The incident whose thread reference ends with `suffix` (on Slack,
+    /// `@CHANNEL`: the incident with that channel of its own).
+    pub async fn incident_by_thread_suffix(&self, suffix: &str) -> Result<Option<i64>> {
+        let pattern = format!("%{}", suffix.replace(['%', '_', '\\'], ""));
+        Ok(on_pool!(self, p => sqlx::query_scalar(
+            "SELECT id FROM incidents WHERE chat_thread LIKE $1 ORDER BY id DESC LIMIT 1")
+            .bind(&pattern).fetch_optional(p).await?))
+    }
+
     /// Remembers the incident's thread; the first post's reference wins.
     pub async fn set_chat_thread(&self, incident_id: i64, thread: &str) -> Result<()> {
         let _gate = self.write_gate().await;

@@ -33,7 +33,14 @@ fn state_icon(state: &str) -> &'static str {
 
 /// The root message: blocks, and a plain-text fallback for notifications
 /// and clients that show no blocks.
-pub fn root_content(root: &RootView, opening: &str) -> Result<SlackMessageContent, ChatError> {
+///
+/// `own_channel` is the incident's channel of its own, if it has one: the
+/// root links to it (Slack shows `<#C…>` as the channel's name).
+pub fn root_content(
+    root: &RootView,
+    opening: &str,
+    own_channel: Option<&str>,
+) -> Result<SlackMessageContent, ChatError> {
     let fallback = format!(
         "{} [{}] {} — {}",
         root.id, root.severity, root.title, root.state
@@ -63,6 +70,10 @@ pub fn root_content(root: &RootView, opening: &str) -> Result<SlackMessageConten
         json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&format!("*{}*", escape(&root.title)), SECTION_CHARS)},
                "fields": fields}),
     ];
+    if let Some(channel) = own_channel {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": format!("Incident channel: <#{channel}>: findings, updates and commands there")}}));
+    }
     if !opening.trim().is_empty() {
         blocks.push(
             json!({"type": "section", "text": {"type": "plain_text", "emoji": true,
@@ -147,7 +158,7 @@ mod tests {
 
     #[test]
     fn an_open_root_shows_the_facts_and_offers_acknowledge_resolve_and_rerun() {
-        let c = root_content(&root("triggered"), "2 alerts firing").expect("blocks");
+        let c = root_content(&root("triggered"), "2 alerts firing", None).expect("blocks");
         let v = json_of(&c);
         assert_eq!(
             v["text"],
@@ -190,7 +201,7 @@ mod tests {
 
     #[test]
     fn an_acknowledged_root_names_who_and_a_resolved_one_only_reruns() {
-        let acked = json_of(&root_content(&root("acknowledged"), "").expect("blocks"));
+        let acked = json_of(&root_content(&root("acknowledged"), "", None).expect("blocks"));
         assert!(
             acked["blocks"][1]["fields"]
                 .to_string()
@@ -201,7 +212,7 @@ mod tests {
             !buttons.contains(ACK) && buttons.contains(RESOLVE),
             "{buttons}"
         );
-        let resolved = json_of(&root_content(&root("resolved"), "").expect("blocks"));
+        let resolved = json_of(&root_content(&root("resolved"), "", None).expect("blocks"));
         let buttons = resolved["blocks"][2]["elements"].to_string();
         assert!(
             !buttons.contains(RESOLVE) && buttons.contains(RERUN),

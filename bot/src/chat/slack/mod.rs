@@ -15,8 +15,9 @@
 //! outbox waits that long.
 
 pub mod blocks;
+mod channels;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,6 +57,16 @@ struct Inner {
     answer_within: Duration,
     /// `chat.slack.api_url`, for messages.
     api_url: String,
+    /// `chat.slack.incident_channels`: severities with a channel of their own.
+    incident_channels: Vec<String>,
+    /// `chat.slack.responders`: invited to every incident channel.
+    responders: Vec<String>,
+    /// Incident channels this process made, by incident (`INC-7`).
+    own_channels: Mutex<HashMap<String, String>>,
+    /// (channel, user) invitations already sent.
+    invited: Mutex<HashSet<(String, String)>>,
+    /// `chat.channel`, once checked at start-up.
+    main_channel: std::sync::OnceLock<String>,
 }
 
 /// Slack's published limits, as paces: `chat.postMessage` about one a
@@ -111,6 +122,11 @@ impl Slack {
                 bot_user: std::sync::OnceLock::new(),
                 answer_within: cfg.answer_within,
                 api_url: cfg.api_url.clone(),
+                incident_channels: cfg.incident_channels.clone(),
+                responders: cfg.responders.clone(),
+                own_channels: Mutex::new(HashMap::new()),
+                invited: Mutex::new(HashSet::new()),
+                main_channel: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -140,6 +156,7 @@ impl Slack {
             Some("missing_scope") => "the Slack app lacks a scope (channels:read): reinstall it from deploy/slack/manifest.yaml".to_string(),
             _ => format!("Slack did not answer conversations.info for {channel:?}: {e}"),
         })?;
+        let _ = self.inner.main_channel.set(channel.to_string());
         Ok(())
     }
 
@@ -266,19 +283,31 @@ impl ChatPlatform for Slack {
     async fn post(&self, req: &PostRequest) -> Result<Posted, ChatError> {
         match (&req.thread, &req.root) {
             // An incident's first message: its root, with the opening text.
+            // (An incident of a severity with channels of its own: the
+            // channel first, the root links to it.)
             (None, Some(root)) => {
-                let content = blocks::root_content(root, &req.text)?;
+                let own = match self.wants_own_channel(&root.severity) {
+                    true => Some(self.own_channel(root, &req.text).await?),
+                    false => None,
+                };
+                let content = blocks::root_content(root, &req.text, own.as_deref())?;
                 let ts = self.post_message(&req.channel, None, content).await?;
                 let message_ref = format!("{}/{ts}", req.channel);
                 Ok(Posted {
-                    thread: message_ref.clone(),
+                    thread: match &own {
+                        Some(own) => format!("{message_ref}@{own}"),
+                        None => message_ref.clone(),
+                    },
                     message_ref,
                 })
             }
             (Some(thread), _) => {
-                let (channel, root_ts) = split_ref(thread)?;
+                let (channel, under) = match channels::Thread::parse(thread)? {
+                    channels::Thread::Under { channel, ts } => (channel, Some(ts)),
+                    channels::Thread::Own { channel, .. } => (channel, None),
+                };
                 let content = blocks::literal(&req.text)?;
-                let ts = self.post_message(channel, Some(root_ts), content).await?;
+                let ts = self.post_message(channel, under, content).await?;
                 Ok(Posted {
                     message_ref: format!("{channel}/{ts}"),
                     thread: thread.clone(),
@@ -323,8 +352,20 @@ impl ChatPlatform for Slack {
 
     async fn refresh_root(&self, thread: &str, root: &RootView) -> Result<(), ChatError> {
         let opening = root.opening.as_deref().unwrap_or("");
-        self.update_message(thread, blocks::root_content(root, opening)?)
-            .await
+        let at = channels::Thread::parse(thread)?;
+        let own = at.own_channel();
+        self.update_message(at.root(thread), blocks::root_content(root, opening, own)?)
+            .await?;
+        // Whoever acknowledged joins the incident's channel.
+        if let (Some(own), Some(user)) = (
+            own,
+            root.acknowledged_by
+                .as_deref()
+                .and_then(channels::slack_user),
+        ) {
+            self.invite(own, &[user.to_string()]).await;
+        }
+        Ok(())
     }
 }
 
