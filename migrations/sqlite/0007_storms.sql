@@ -3,6 +3,8 @@
 -- are held (their outbox items wait with status 'held') and one summary
 -- message in the channel, updated in place, stands for them. `tally` is the
 -- summary's counts (severities, alert names, services, newest) as JSON.
+-- The summary is first posted through the outbox (`summary_outbox`, so a
+-- crash never posts it twice), then updated in place (`message_ref`).
 CREATE TABLE storms (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     channel       TEXT    NOT NULL,
@@ -11,6 +13,7 @@ CREATE TABLE storms (
     held          BIGINT  NOT NULL DEFAULT 0,
     tally         TEXT    NOT NULL DEFAULT '{}',
     updated_ms    BIGINT  NOT NULL,
+    summary_outbox BIGINT,
     message_ref   TEXT,
     shown_ms      BIGINT
 );

@@ -53,8 +53,17 @@ async fn retried_posts(db_url: &str) -> i64 {
     }
 }
 
+/// What Slack shows of a message: its blocks' text where it has blocks
+/// (the `text` is then only the notification fallback).
+fn shown(m: &Message) -> String {
+    match &m.blocks {
+        Some(b) => b.to_string(),
+        None => m.text.clone(),
+    }
+}
+
 fn is_summary(m: &Message) -> bool {
-    m.thread_ts.is_none() && m.text.contains("Alert storm")
+    m.thread_ts.is_none() && shown(m).contains("Alert storm")
 }
 
 /// Roots of incidents: top-level messages that are not the summary.
@@ -114,20 +123,16 @@ async fn a_storm_holds_roots_behind_one_summary_and_a_person_or_a_p1_gets_a_root
         let held = 20 - roots(s).len();
         summaries(s)
             .first()
-            .is_some_and(|m| m.text.contains(&format!("{held} new incidents")))
+            .is_some_and(|m| shown(m).contains(&format!("{held} new incidents")))
     })
     .await;
-    let summary = summaries(&s).remove(0);
+    let summary = shown(&summaries(&s).remove(0));
     assert!(roots(&s).len() <= 5, "{:#?}", roots(&s));
-    assert!(summary.text.contains("P2 "), "{}", summary.text);
-    assert!(summary.text.contains("StormTest "), "{}", summary.text);
-    assert!(summary.text.contains("svc-"), "{}", summary.text);
-    assert!(
-        summary.text.contains("INC-20 [P2]"),
-        "newest: {}",
-        summary.text
-    );
-    assert!(summary.text.contains("/incident list"), "{}", summary.text);
+    assert!(summary.contains("P2 "), "{summary}");
+    assert!(summary.contains("StormTest "), "{summary}");
+    assert!(summary.contains("svc-"), "{summary}");
+    assert!(summary.contains("INC-20 [P2]"), "newest: {summary}");
+    assert!(summary.contains("/incident list"), "{summary}");
 
     // Every incident is reachable meanwhile.
     let (_, list) = s.app.get_json("/api/incidents?limit=100").await;
@@ -187,7 +192,7 @@ async fn storm_subsides_across_a_restart(backend: Backend) {
     wait_until(&s, "the summary says the storm is over", |s| {
         summaries(s)
             .first()
-            .is_some_and(|m| m.text.contains("Alert storm over"))
+            .is_some_and(|m| shown(m).contains("Alert storm over"))
     })
     .await;
     let over = summaries(&s);
@@ -220,4 +225,61 @@ async fn a_storm_ends_when_it_subsides_and_every_held_root_follows_even_across_a
 #[tokio::test]
 async fn storm_mode_works_on_postgres_too() {
     storm_subsides_across_a_restart(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn the_console_shows_one_storm_summary_too_and_an_ack_brings_the_incident_out() {
+    let Some(app) = crate::helpers::spawn_app_on(
+        Backend::Sqlite,
+        &[
+            ("FIRSTLINE_CHAT__STORM_THRESHOLD", "3"),
+            ("FIRSTLINE_CHAT__STORM_WINDOW_S", "600"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    for i in 1..=8 {
+        let body = am_payload(
+            &format!("c-{i}"),
+            &[(
+                "StormTest",
+                &format!("svc-{i}"),
+                "warning",
+                "h",
+                "firing",
+                "2026-12-05T00:00:00Z",
+            )],
+        );
+        assert_eq!(app.post_hook("alertmanager", body).await.0, 200);
+    }
+    let posts = |v: &serde_json::Value| v["posts"].as_array().cloned().unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let summary = loop {
+        let (_, all) = app.get_json("/console/posts").await;
+        if let Some(p) = posts(&all).into_iter().find(|p| {
+            p["incident_id"].is_null() && p["text"].as_str().unwrap_or("").contains("Alert storm")
+        }) {
+            break p;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{all}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        summary["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/incident list"),
+        "{summary}"
+    );
+    let (_, all) = app.get_json("/console/posts").await;
+    let shown: Vec<i64> = posts(&all)
+        .iter()
+        .filter_map(|p| p["incident_id"].as_i64())
+        .collect();
+    assert!(!shown.contains(&8), "INC-8 is held: {all}");
+    let (status, _) = app.command("sam", "/incident ack INC-8").await;
+    assert_eq!(status, 200);
+    app.wait_posts("INC-8", 2).await;
 }

@@ -24,11 +24,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::ChatPlatform;
 use super::messages::Messages;
-use super::{ChatPlatform, PostRequest};
 use crate::domain::Severity;
 use crate::domain::incident::Incident;
 use crate::domain::time::{Clock, Millis};
@@ -203,11 +204,23 @@ impl Storms {
         let storm = match self.store.open_storm(channel).await? {
             Some(s) => s,
             None if self.storming(now).await? => {
-                let s = self.store.start_storm(channel, now).await?;
+                // The summary is posted through the outbox (once, whatever
+                // crashes), showing the storm as it begins.
+                let mut first = Tally::default();
+                first.add(inc);
+                let beginning = Storm {
+                    held: 1,
+                    started_ms: now.0,
+                    ..Storm::default()
+                };
+                let text = self.summary(&beginning, &first);
+                let payload = json!({"channel": channel, "template": "storm", "text": text});
+                let s = self.store.start_storm(channel, &payload, now).await?;
                 warn!(
                     channel,
                     threshold = self.threshold,
-                    "alert storm: more than the threshold of incidents opened within a minute; new incidents' roots are held behind one summary"
+                    window_s = self.window_ms / 1000,
+                    "alert storm: more than the threshold of incidents opened within the window; new incidents' roots are held behind one summary"
                 );
                 s
             }
@@ -320,46 +333,51 @@ impl Storms {
         Ok(())
     }
 
-    /// Posts the storm's summary, or updates it in place.
-    async fn show<P: ChatPlatform>(&self, platform: &P, storm: &Storm) -> Result<(), String> {
-        let tally: Tally = serde_json::from_str(&storm.tally).unwrap_or_default();
-        let text = self.messages.storm(&StormView {
+    /// The storm's summary as it stands.
+    fn summary(&self, storm: &Storm, tally: &Tally) -> String {
+        self.messages.storm(&StormView {
             started: Millis(storm.started_ms),
             ended: storm.ended_ms.map(Millis),
             held: storm.held,
             threshold: self.threshold,
             window_ms: self.window_ms,
-            tally: &tally,
-        });
-        let shown = Millis(storm.updated_ms);
-        match &storm.message_ref {
-            Some(r) => {
-                platform.update(r, &text).await.map_err(|e| e.to_string())?;
+            tally,
+        })
+    }
+
+    /// Updates the storm's summary in place, once the outbox has posted it
+    /// (until then there is nothing to update: the post shows the storm as
+    /// it began, and the next look catches up).
+    async fn show<P: ChatPlatform>(&self, platform: &P, storm: &Storm) -> Result<(), String> {
+        let message_ref = match (&storm.message_ref, storm.summary_outbox) {
+            (Some(r), _) => r.clone(),
+            (None, Some(outbox)) => {
+                let posted = self
+                    .store
+                    .post_for_outbox(outbox)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let Some(posted) = posted else {
+                    return Ok(());
+                };
                 self.store
-                    .storm_shown(storm.id, shown)
+                    .storm_posted(storm.id, &posted.message_ref)
                     .await
                     .map_err(|e| e.to_string())?;
+                posted.message_ref
             }
-            None => {
-                let posted = platform
-                    .post(&PostRequest {
-                        outbox_id: 0,
-                        incident_id: None,
-                        channel: storm.channel.clone(),
-                        thread: None,
-                        text,
-                        template: Some("storm".into()),
-                        root: None,
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                self.store
-                    .storm_posted(storm.id, &posted.message_ref, shown)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        Ok(())
+            (None, None) => return Ok(()),
+        };
+        let tally: Tally = serde_json::from_str(&storm.tally).unwrap_or_default();
+        let text = self.summary(storm, &tally);
+        platform
+            .update(&message_ref, &text)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.store
+            .storm_shown(storm.id, Millis(storm.updated_ms))
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

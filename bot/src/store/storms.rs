@@ -5,7 +5,7 @@ use super::{Result, Store, StoreTx};
 use crate::domain::time::Millis;
 
 /// One storm in one channel, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct Storm {
     pub id: i64,
     pub channel: String,
@@ -16,14 +16,15 @@ pub struct Storm {
     /// The summary's counts, JSON (`chat::storm::Tally`).
     pub tally: String,
     pub updated_ms: i64,
+    /// The outbox item that posts the summary.
+    pub summary_outbox: Option<i64>,
     /// The summary message, once posted.
     pub message_ref: Option<String>,
     /// When the summary last showed `updated_ms`'s state.
     pub shown_ms: Option<i64>,
 }
 
-const STORM_COLUMNS: &str =
-    "id, channel, started_ms, ended_ms, held, tally, updated_ms, message_ref, shown_ms";
+const STORM_COLUMNS: &str = "id, channel, started_ms, ended_ms, held, tally, updated_ms, summary_outbox, message_ref, shown_ms";
 
 /// Holds a pending item unless a person acted on its incident: a timeline
 /// event of a person's kind whose actor is not a machine (alert senders and
@@ -83,12 +84,26 @@ impl Store {
         )
     }
 
-    /// Starts a storm in `channel`.
-    pub async fn start_storm(&self, channel: &str, now: Millis) -> Result<Storm> {
+    /// Starts a storm in `channel`, with the outbox item that posts its
+    /// summary (`summary`, a `chat_post` payload), in one transaction.
+    pub async fn start_storm(
+        &self,
+        channel: &str,
+        summary: &serde_json::Value,
+        now: Millis,
+    ) -> Result<Storm> {
         let _gate = self.write_gate().await;
-        let id: i64 = on_pool!(self, p => sqlx::query_scalar(
-            "INSERT INTO storms (channel, started_ms, updated_ms) VALUES ($1, $2, $2) RETURNING id")
-            .bind(channel).bind(now.0).fetch_one(p).await?);
+        let (id, outbox): (i64, i64) = on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let outbox: i64 = sqlx::query_scalar(
+                "INSERT INTO outbox (incident_id, kind, payload, next_attempt_ms, created_ms) VALUES (NULL, 'chat_post', $1, $2, $2) RETURNING id")
+                .bind(summary.to_string()).bind(now.0).fetch_one(&mut *tx).await?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO storms (channel, started_ms, updated_ms, summary_outbox) VALUES ($1, $2, $2, $3) RETURNING id")
+                .bind(channel).bind(now.0).bind(outbox).fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            (id, outbox)
+        });
         Ok(Storm {
             id,
             channel: channel.to_string(),
@@ -97,6 +112,7 @@ impl Store {
             held: 0,
             tally: "{}".into(),
             updated_ms: now.0,
+            summary_outbox: Some(outbox),
             message_ref: None,
             shown_ms: None,
         })
@@ -132,12 +148,11 @@ impl Store {
         }))
     }
 
-    /// Records the summary message of storm `id`.
-    pub async fn storm_posted(&self, id: i64, message_ref: &str, shown: Millis) -> Result<()> {
+    /// Records where the summary of storm `id` was posted.
+    pub async fn storm_posted(&self, id: i64, message_ref: &str) -> Result<()> {
         let _gate = self.write_gate().await;
-        on_pool!(self, p => sqlx::query(
-            "UPDATE storms SET message_ref = $1, shown_ms = $2 WHERE id = $3")
-            .bind(message_ref).bind(shown.0).bind(id).execute(p).await.map(|_| ())?);
+        on_pool!(self, p => sqlx::query("UPDATE storms SET message_ref = $1 WHERE id = $2")
+            .bind(message_ref).bind(id).execute(p).await.map(|_| ())?);
         Ok(())
     }
 

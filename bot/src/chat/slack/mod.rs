@@ -327,11 +327,10 @@ impl ChatPlatform for Slack {
     }
 
     async fn update(&self, message_ref: &str, text: &str) -> Result<(), ChatError> {
-        self.update_message(
-            message_ref,
-            SlackMessageContent::new().with_text(escape(text)),
-        )
-        .await
+        // As it was posted: blocks and fallback (chat.update with text alone
+        // would leave the old blocks showing).
+        self.update_message(message_ref, blocks::literal(text)?)
+            .await
     }
 
     async fn direct_message(&self, user: &str, text: &str) -> Result<(), ChatError> {
