@@ -16,6 +16,7 @@ use crate::chat::handler::{self, CommandContext};
 use crate::chat::messages::Messages;
 use crate::chat::platform::Platform;
 use crate::chat::slack::Slack;
+use crate::chat::slack::inbound::Inbound;
 use crate::chat::storm::Storms;
 use crate::config::Config;
 use crate::domain::State;
@@ -270,6 +271,8 @@ impl App {
                 config.settings.runbooks.max_parallel_runs,
             )),
         };
+        // What Slack sends to `/slack/*`.
+        let inbound = slack.map(|s| Inbound::new(s, commands.clone()));
         let state = AppState::new(Shared {
             store: store.clone(),
             ledger,
@@ -281,7 +284,7 @@ impl App {
             max_body_bytes: config.settings.server.max_body_bytes,
             commands: commands.clone(),
             metrics,
-            slack,
+            slack: inbound,
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

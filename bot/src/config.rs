@@ -277,7 +277,7 @@ pub struct SlackSettings {
     pub responders: Vec<String>,
     /// How long a slash command may run before its answer is "working on
     /// it" and the result follows through Slack's `response_url` (Slack
-    /// waits 3 s at most).
+    /// waits 3 s at most); 0 answers "working on it" to every command.
     #[serde(default = "default_answer_within_ms")]
     pub answer_within_ms: u64,
 }

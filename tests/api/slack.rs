@@ -154,7 +154,10 @@ impl SlackApp {
         );
         let (status, _) = self.app.post_hook("alertmanager", body).await;
         assert_eq!(status, 200);
-        self.root().await
+        let root = self.root().await;
+        // Recorded as the incident's post, so a reaction on it is found.
+        self.app.wait_posts("INC-1", 1).await;
+        root
     }
 
     /// Waits until the root message's header shows `state`.

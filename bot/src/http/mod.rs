@@ -67,8 +67,9 @@ pub struct Shared {
     pub max_body_bytes: usize,
     pub commands: CommandContext,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
-    /// The Slack app, when `chat.platform` is `slack` (`/slack/*`).
-    pub slack: Option<crate::chat::slack::Slack>,
+    /// What Slack sends, when `chat.platform` is `slack` (`/slack/*` in
+    /// HTTP mode).
+    pub slack: Option<crate::chat::slack::inbound::Inbound>,
 }
 
 pub use error::ApiError;

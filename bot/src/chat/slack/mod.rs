@@ -1,7 +1,8 @@
 //! The Slack platform, through slack-morphism: the Web API client that
 //! posts incident roots and threads (`chat.postMessage`, `chat.update`,
-//! `conversations.open`), the request-signature check for what Slack sends
-//! to `/slack/*` (see `http::slack`), and the names of the people who act.
+//! `conversations.open`), what people do in Slack ([`inbound`]: commands,
+//! buttons, reactions, once `http::slack` has checked Slack's signature),
+//! and the names of the people who act.
 //!
 //! An incident is one root message in `chat.channel`: Block Kit with its
 //! state at a glance and the Acknowledge / Resolve / Rerun buttons, and the
@@ -16,6 +17,7 @@
 
 pub mod blocks;
 mod channels;
+pub mod inbound;
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
