@@ -17,6 +17,7 @@ use crate::chat::messages::Messages;
 use crate::chat::platform::Platform;
 use crate::chat::slack::Slack;
 use crate::chat::slack::inbound::Inbound;
+use crate::chat::slack::socket::SocketMode;
 use crate::chat::storm::Storms;
 use crate::config::Config;
 use crate::domain::State;
@@ -43,6 +44,8 @@ pub struct App {
     runner: Dispatcher<RunbookRunner>,
     recovery: Dispatcher<RecoveryWatcher>,
     commands: CommandContext,
+    /// Slack's Socket Mode listener, when `chat.slack.mode` is `socket`.
+    socket: Option<SocketMode>,
     config: Config,
     clock: Arc<dyn Clock>,
     writer: tokio::task::AbortHandle,
@@ -271,8 +274,9 @@ impl App {
                 config.settings.runbooks.max_parallel_runs,
             )),
         };
-        // What Slack sends to `/slack/*`.
+        // What Slack sends: over HTTP (`/slack/*`) or through Socket Mode.
         let inbound = slack.map(|s| Inbound::new(s, commands.clone()));
+        let socket = inbound.clone().and_then(SocketMode::new);
         let state = AppState::new(Shared {
             store: store.clone(),
             ledger,
@@ -298,6 +302,7 @@ impl App {
             runner,
             recovery,
             commands,
+            socket,
             config,
             clock,
             writer,
@@ -337,6 +342,7 @@ impl App {
             runner,
             recovery,
             commands,
+            socket,
             config,
             clock,
             writer,
@@ -364,6 +370,7 @@ impl App {
             config.clone(),
             stop_rx.clone(),
         ));
+        let socket = socket.map(|s| tokio::spawn(s.run(stop_rx.clone())));
         if config.settings.chat.console_stdin && std::io::stdin().is_terminal() {
             tokio::spawn(console_stdin(commands.clone(), stop_rx.clone()));
         }
@@ -379,6 +386,9 @@ impl App {
             .context("HTTP server failed")?;
         info!("shutting down");
         let _ = stop_tx.send(true);
+        if let Some(socket) = socket {
+            let _ = socket.await;
+        }
         let _ = dispatcher.await;
         let _ = storm_watch.await;
         let _ = runner.await;

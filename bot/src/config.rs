@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Severity;
@@ -255,14 +255,17 @@ impl Default for ChatSettings {
 #[serde(deny_unknown_fields)]
 pub struct SlackSettings {
     /// `http` (Slack calls `/slack/events`, `/slack/commands`,
-    /// `/slack/interactions`) or `socket` (Socket Mode; not in this build).
+    /// `/slack/interactions`) or `socket` (Socket Mode: firstline opens a
+    /// WebSocket to Slack with the app-level token; no public URL needed).
     #[serde(default = "default_slack_mode")]
     pub mode: String,
     /// The bot token (`xoxb-…`).
     pub bot_token: Option<SecretRef>,
-    /// Verifies that requests come from Slack (HTTP mode).
+    /// Verifies that requests come from Slack (HTTP mode; not used in
+    /// Socket Mode).
     pub signing_secret: Option<SecretRef>,
-    /// The app-level token (`xapp-…`), Socket Mode only.
+    /// The app-level token (`xapp-…`, scope `connections:write`), Socket
+    /// Mode only.
     pub app_token: Option<SecretRef>,
     /// The Web API base, for proxies and tests.
     #[serde(default = "default_slack_api_url")]
@@ -298,7 +301,8 @@ fn default_slack_api_url() -> String {
 #[derive(Debug, Clone)]
 pub struct SlackConfig {
     pub bot_token: SecretString,
-    pub signing_secret: SecretString,
+    /// How Slack reaches firstline, with the secret that mode needs.
+    pub mode: SlackMode,
     /// Without a trailing slash: the client adds `/method`.
     pub api_url: String,
     /// See [`SlackSettings::answer_within_ms`].
@@ -307,6 +311,15 @@ pub struct SlackConfig {
     pub incident_channels: Vec<String>,
     /// Invited to every incident channel.
     pub responders: Vec<String>,
+}
+
+/// `chat.slack.mode`, with what each mode needs.
+#[derive(Debug, Clone)]
+pub enum SlackMode {
+    /// Slack POSTs to `/slack/*`, signed with this secret.
+    Http { signing_secret: SecretString },
+    /// firstline connects to Slack (Socket Mode) with this app-level token.
+    Socket { app_token: SecretString },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -950,28 +963,25 @@ fn slack_config(chat: &ChatSettings, err: &mut impl FnMut(&str, String)) -> Opti
     let Some(s) = &chat.slack else {
         err(
             "chat.platform",
-            "\"slack\" needs a [chat.slack] section with bot_token and signing_secret".into(),
+            "\"slack\" needs a [chat.slack] section with bot_token and signing_secret (HTTP mode) or app_token (mode = \"socket\")".into(),
         );
         return None;
     };
     let mut ok = true;
-    match s.mode.as_str() {
-        "http" => {}
-        "socket" => {
-            err(
-                "chat.slack.mode",
-                "\"socket\" (Socket Mode) is not available in this build yet; use \"http\" and give Slack this server's public /slack/* URLs".into(),
-            );
-            ok = false;
-        }
+    let socket = match s.mode.as_str() {
+        "http" => false,
+        "socket" => true,
         other => {
             err(
                 "chat.slack.mode",
-                format!("\"{other}\" is not a mode; use \"http\""),
+                format!(
+                    "\"{other}\" is not a mode; use \"http\" (Slack calls this server's public /slack/* URLs) or \"socket\" (Socket Mode: no public URL, needs app_token)"
+                ),
             );
             ok = false;
+            false
         }
-    }
+    };
     for sev in &s.incident_channels {
         if sev.parse::<commands::Severity>().is_err() {
             err(
@@ -1043,15 +1053,33 @@ fn slack_config(chat: &ChatSettings, err: &mut impl FnMut(&str, String)) -> Opti
         },
     };
     let bot_token = secret("bot_token", &s.bot_token, "the bot token (xoxb-…)");
-    let signing_secret = secret(
-        "signing_secret",
-        &s.signing_secret,
-        "the app's signing secret (Basic Information → App Credentials)",
-    );
-    match (bot_token, signing_secret, ok) {
-        (Some(bot_token), Some(signing_secret), true) => Some(SlackConfig {
+    let mode = if socket {
+        // Requests do not come over HTTP, so nothing needs the signing
+        // secret; the app-level token opens the connection instead.
+        secret(
+            "app_token",
+            &s.app_token,
+            "Socket Mode needs the app-level token (xapp-…, Basic Information → App-Level Tokens, scope connections:write)",
+        )
+        .and_then(|app_token| match app_token_mistake(app_token.expose_secret()) {
+            Some(m) => {
+                err("chat.slack.app_token", m);
+                None
+            }
+            None => Some(SlackMode::Socket { app_token }),
+        })
+    } else {
+        secret(
+            "signing_secret",
+            &s.signing_secret,
+            "HTTP mode checks every request to /slack/* with the app's signing secret (Basic Information → App Credentials); without a public URL use mode = \"socket\" and app_token instead",
+        )
+        .map(|signing_secret| SlackMode::Http { signing_secret })
+    };
+    match (bot_token, mode, ok) {
+        (Some(bot_token), Some(mode), true) => Some(SlackConfig {
             bot_token,
-            signing_secret,
+            mode,
             api_url,
             answer_within: std::time::Duration::from_millis(s.answer_within_ms),
             incident_channels: s
@@ -1063,6 +1091,19 @@ fn slack_config(chat: &ChatSettings, err: &mut impl FnMut(&str, String)) -> Opti
             responders: s.responders.clone(),
         }),
         _ => None,
+    }
+}
+
+/// What is wrong with an app-level token, by its prefix only (the token is
+/// never repeated).
+fn app_token_mistake(token: &str) -> Option<String> {
+    let token = token.trim();
+    if token.starts_with("xapp-") {
+        None
+    } else if token.starts_with("xoxb-") {
+        Some("looks like a bot token (xoxb-…); Socket Mode needs the app-level token (xapp-…), made under Basic Information → App-Level Tokens with the connections:write scope".into())
+    } else {
+        Some("is not an app-level token (those start with xapp-); make one under Basic Information → App-Level Tokens with the connections:write scope".into())
     }
 }
 
@@ -1098,7 +1139,7 @@ mod tests {
         );
 
         let wrong = file(
-            "[chat]\nplatform = \"slack\"\nchannel = \"#incidents\"\n\n[chat.slack]\nmode = \"socket\"\nbot_token = { env = \"FIRSTLINE_TEST_NO_SUCH_VAR\" }\nincident_channels = [\"P1\", \"P4\"]\nresponders = [\"sam\"]\nanswer_within_ms = 5000\n",
+            "[chat]\nplatform = \"slack\"\nchannel = \"#incidents\"\n\n[chat.slack]\nmode = \"pigeon\"\nbot_token = { env = \"FIRSTLINE_TEST_NO_SUCH_VAR\" }\nincident_channels = [\"P1\", \"P4\"]\nresponders = [\"sam\"]\nanswer_within_ms = 5000\n",
         );
         let e = load_with_env(Some(wrong.path()), Vec::new()).expect_err("mistakes");
         let found: Vec<(&str, &str)> =
@@ -1107,7 +1148,10 @@ mod tests {
                 .collect();
         let has =
             |key: &str, words: &str| found.iter().any(|(k, m)| *k == key && m.contains(words));
-        assert!(has("chat.slack.mode", "Socket Mode"), "{found:?}");
+        assert!(
+            has("chat.slack.mode", "\"socket\" (Socket Mode"),
+            "{found:?}"
+        );
         assert!(
             has("chat.slack.incident_channels", "\"P4\" is not a severity"),
             "{found:?}"
@@ -1128,13 +1172,97 @@ mod tests {
             ),
             "{found:?}"
         );
-        assert!(has("chat.slack.signing_secret", "is required"), "{found:?}");
+        assert!(
+            has("chat.slack.signing_secret", "is required: HTTP mode"),
+            "{found:?}"
+        );
         assert!(
             !found
                 .iter()
                 .any(|(_, m)| m.contains("xoxb-") && m.len() > 200),
             "no secret echoed"
         );
+    }
+
+    #[test]
+    fn socket_mode_needs_an_app_level_token_and_no_signing_secret() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |name: &str, value: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, value).expect("write secret");
+            path.display().to_string()
+        };
+        let bot = write("bot", "xoxb-1-bot");
+        let config = |app_token: Option<&str>| {
+            let app = app_token
+                .map(|path| format!("app_token = {{ file = \"{path}\" }}\n"))
+                .unwrap_or_default();
+            file(&format!(
+                "[chat]\nplatform = \"slack\"\nchannel = \"C0INC\"\n\n[chat.slack]\nmode = \"socket\"\nbot_token = {{ file = \"{bot}\" }}\n{app}"
+            ))
+        };
+        let shown = |f: &tempfile::NamedTempFile| {
+            load_with_env(Some(f.path()), Vec::new())
+                .expect_err("refused")
+                .to_string()
+        };
+
+        // No app token: named, with where to make one.
+        let missing = shown(&config(None));
+        assert!(
+            missing.contains(
+                "chat.slack.app_token: is required: Socket Mode needs the app-level token (xapp-…"
+            ),
+            "{missing}"
+        );
+        assert!(missing.contains("connections:write"), "{missing}");
+        assert!(!missing.contains("signing_secret"), "{missing}");
+
+        // A bot token where the app token goes: said so, by its line.
+        let swapped = shown(&config(Some(&write("swapped", "xoxb-2-secret-bot"))));
+        assert!(
+            swapped.contains("chat.slack.app_token (line 8): looks like a bot token (xoxb-…)"),
+            "{swapped}"
+        );
+        assert!(
+            !swapped.contains("secret-bot"),
+            "no secret echoed: {swapped}"
+        );
+        let other = shown(&config(Some(&write("other", "hunter2"))));
+        assert!(
+            other.contains(
+                "chat.slack.app_token (line 8): is not an app-level token (those start with xapp-)"
+            ),
+            "{other}"
+        );
+        assert!(!other.contains("hunter2"), "no secret echoed: {other}");
+
+        // The app token alone is enough: no signing secret in Socket Mode.
+        let good = config(Some(&write("app", "xapp-1-A0-1-abc")));
+        let c = load_with_env(Some(good.path()), Vec::new()).expect("valid");
+        let slack = c.slack.expect("slack");
+        assert!(matches!(slack.mode, SlackMode::Socket { .. }));
+    }
+
+    #[test]
+    fn http_mode_without_a_signing_secret_says_what_it_is_for() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bot = dir.path().join("bot");
+        std::fs::write(&bot, "xoxb-1-bot").expect("write");
+        let f = file(&format!(
+            "[chat]\nplatform = \"slack\"\nchannel = \"C0INC\"\n\n[chat.slack]\nbot_token = {{ file = \"{}\" }}\n",
+            bot.display()
+        ));
+        let e = load_with_env(Some(f.path()), Vec::new())
+            .expect_err("no signing secret")
+            .to_string();
+        assert!(
+            e.contains(
+                "chat.slack.signing_secret: is required: HTTP mode checks every request to /slack/*"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("mode = \"socket\""), "{e}");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! minutes old; one seen before is a replay. Anything else gets **401** and
 //! changes nothing. What is left here is HTTP's: the signature, replays,
 //! the body's shape and the status codes (an event not acted on is a 503,
-//! so Slack sends it again).
+//! so Slack sends it again). In Socket Mode nothing comes this way: 404.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -51,7 +51,8 @@ impl IntoResponse for Refusal {
 }
 
 /// The checked body of a request to `/slack/*` and where to hand it: 404
-/// when firstline is not a Slack app, 401 when Slack did not sign it.
+/// when firstline is not a Slack app in HTTP mode, 401 when Slack did not
+/// sign it.
 async fn accepted(
     state: &AppState,
     headers: &HeaderMap,
@@ -63,7 +64,13 @@ async fn accepted(
             "Slack is not configured here (chat.platform = \"slack\" and [chat.slack])".into(),
         ));
     };
-    let text = verified(state, slack.slack().signing_secret(), headers, body).await?;
+    let Some(secret) = slack.slack().signing_secret() else {
+        return Err(Refusal(
+            StatusCode::NOT_FOUND,
+            "firstline runs in Socket Mode (chat.slack.mode = \"socket\"): Slack sends commands, buttons and events over its WebSocket, not to /slack/*".into(),
+        ));
+    };
+    let text = verified(state, secret, headers, body).await?;
     Ok((slack.clone(), text))
 }
 

@@ -1,8 +1,8 @@
 //! The Slack platform, through slack-morphism: the Web API client that
 //! posts incident roots and threads (`chat.postMessage`, `chat.update`,
 //! `conversations.open`), what people do in Slack ([`inbound`]: commands,
-//! buttons, reactions, once `http::slack` has checked Slack's signature),
-//! and the names of the people who act.
+//! buttons, reactions, whether they arrive over HTTP (`http::slack`) or
+//! through Socket Mode ([`socket`])), and the names of the people who act.
 //!
 //! An incident is one root message in `chat.channel`: Block Kit with its
 //! state at a glance and the Acknowledge / Resolve / Rerun buttons, and the
@@ -18,6 +18,7 @@
 pub mod blocks;
 mod channels;
 pub mod inbound;
+pub mod socket;
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
@@ -30,7 +31,7 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
 use super::{ChatError, ChatPlatform, PostRequest, Posted, RootView};
-use crate::config::SlackConfig;
+use crate::config::{SlackConfig, SlackMode};
 
 /// The HTTP client slack-morphism runs on.
 type Client = SlackClient<SlackClientHyperConnector<SlackHyperHttpsConnector>>;
@@ -42,9 +43,12 @@ pub struct Slack {
 }
 
 struct Inner {
-    client: Client,
+    /// Shared with the Socket Mode listener, which opens its connections
+    /// through it (`apps.connections.open` at `api_url`).
+    client: Arc<Client>,
     token: SlackApiToken,
-    signing_secret: SecretString,
+    /// HTTP mode's signing secret or Socket Mode's app-level token.
+    mode: SlackMode,
     /// Pacing of messages per (method, channel): about one a second.
     messages: DefaultKeyedRateLimiter<(&'static str, String)>,
     /// Pacing of the other methods per (method, channel): Slack's tiers 3
@@ -113,11 +117,11 @@ impl Slack {
         let (messages, others) = quotas();
         Ok(Slack {
             inner: Arc::new(Inner {
-                client: SlackClient::new(connector),
+                client: Arc::new(SlackClient::new(connector)),
                 token: SlackApiToken::new(SlackApiTokenValue::new(
                     cfg.bot_token.expose_secret().to_string(),
                 )),
-                signing_secret: cfg.signing_secret.clone(),
+                mode: cfg.mode.clone(),
                 messages: RateLimiter::keyed(messages),
                 others: RateLimiter::keyed(others),
                 names: Mutex::new(HashMap::new()),
@@ -133,8 +137,10 @@ impl Slack {
         })
     }
 
-    /// At start-up: the token works (`auth.test`) and the bot can see
-    /// `channel` (`conversations.info`). The error says what to fix.
+    /// At start-up: the token works (`auth.test`), the bot can see
+    /// `channel` (`conversations.info`) and, in Socket Mode, the app-level
+    /// token opens a connection (`apps.connections.open`). The error says
+    /// what to fix.
     pub async fn check(&self, channel: &str) -> Result<(), String> {
         let session = self.inner.client.open_session(&self.inner.token);
         let me = session.auth_test().await.map_err(|e| match api_code(&e) {
@@ -159,12 +165,34 @@ impl Slack {
             _ => format!("Slack did not answer conversations.info for {channel:?}: {e}"),
         })?;
         let _ = self.inner.main_channel.set(channel.to_string());
+        if let Some(app_token) = self.app_token() {
+            socket::check_app_token(&self.inner.client, &app_token, &self.inner.api_url).await?;
+        }
         Ok(())
     }
 
-    /// The signing secret requests from Slack are verified with.
-    pub fn signing_secret(&self) -> &SecretString {
-        &self.inner.signing_secret
+    /// The signing secret requests from Slack are verified with (HTTP
+    /// mode); `None` in Socket Mode.
+    pub fn signing_secret(&self) -> Option<&SecretString> {
+        match &self.inner.mode {
+            SlackMode::Http { signing_secret } => Some(signing_secret),
+            SlackMode::Socket { .. } => None,
+        }
+    }
+
+    /// The app-level token Socket Mode connects with; `None` in HTTP mode.
+    pub fn app_token(&self) -> Option<SlackApiToken> {
+        match &self.inner.mode {
+            SlackMode::Socket { app_token } => Some(SlackApiToken::new(SlackApiTokenValue::new(
+                app_token.expose_secret().to_string(),
+            ))),
+            SlackMode::Http { .. } => None,
+        }
+    }
+
+    /// The Web API client, for the Socket Mode listener.
+    fn client(&self) -> Arc<Client> {
+        self.inner.client.clone()
     }
 
     /// How long a command may run before the answer is "working on it".
