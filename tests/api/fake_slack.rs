@@ -27,8 +27,15 @@
 //!
 //! The fake accepts form bodies (`application/x-www-form-urlencoded`) too, as
 //! Slack does; [`Call::body`] is a JSON object either way.
+//!
+//! Socket Mode (`apps.connections.open` and the WebSocket it points to) is
+//! in [`socket`].
 
 #![allow(dead_code)]
+
+mod socket;
+
+pub(crate) use socket::{command_payload, envelope, redelivery};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -134,6 +141,9 @@ struct User {
 #[derive(Debug)]
 pub(crate) struct FakeState {
     bot_token: String,
+    /// The app-level token `apps.connections.open` takes, once set.
+    app_token: Option<String>,
+    socket: socket::SocketState,
     calls: Vec<Call>,
     messages: Vec<Message>,
     ephemerals: Vec<Ephemeral>,
@@ -168,6 +178,8 @@ impl FakeState {
         );
         FakeState {
             bot_token: bot_token.to_string(),
+            app_token: None,
+            socket: socket::SocketState::default(),
             calls: Vec::new(),
             messages: Vec::new(),
             ephemerals: Vec::new(),
@@ -349,6 +361,7 @@ impl FakeState {
                 Ok(out)
             }
             "conversations.open" => self.open_im(p),
+            "apps.connections.open" => Ok(self.socket.open_url()),
             "conversations.info" => {
                 let id = param(p, "channel").ok_or("channel_not_found")?;
                 let ch = self.channel_mut(&id).ok_or("channel_not_found")?.clone();
@@ -671,11 +684,14 @@ pub(crate) struct FakeSlack {
     addr: std::net::SocketAddr,
     state: Shared,
     server: tokio::task::JoinHandle<()>,
+    /// The Socket Mode WebSocket server.
+    sockets: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for FakeSlack {
     fn drop(&mut self) {
         self.server.abort();
+        self.sockets.abort();
     }
 }
 
@@ -695,10 +711,12 @@ impl FakeSlack {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
+        let sockets = socket::serve(state.clone()).await;
         FakeSlack {
             addr,
             state,
             server,
+            sockets,
         }
     }
 
@@ -982,14 +1000,29 @@ async fn api(
         return (status, "fake Slack: failure scripted by fail_next").into_response();
     }
 
-    // Auth: the bearer token, answered HTTP 200 as Slack does.
-    let expected = format!("Bearer {}", st.bot_token);
+    // Auth: the bearer token, answered HTTP 200 as Slack does. Socket
+    // Mode's `apps.connections.open` takes the app-level token and nothing
+    // else does; the other kind of token is `not_allowed_token_type`.
+    let bearer = |t: &Option<String>| t.as_ref().map(|t| format!("Bearer {t}"));
+    let (expected, other) = if name == "apps.connections.open" {
+        (
+            bearer(&st.app_token),
+            Some(format!("Bearer {}", st.bot_token)),
+        )
+    } else {
+        (
+            Some(format!("Bearer {}", st.bot_token)),
+            bearer(&st.app_token),
+        )
+    };
     let auth_error = match headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
+        .map(str::trim)
     {
         None => Some("not_authed"),
-        Some(v) if v.trim() == expected => None,
+        Some(v) if expected.as_deref() == Some(v) => None,
+        Some(v) if other.as_deref() == Some(v) => Some("not_allowed_token_type"),
         Some(_) => Some("invalid_auth"),
     };
     if let Some(code) = auth_error {

@@ -20,5 +20,6 @@ mod runbook_cli;
 mod runbooks;
 mod slack;
 mod slack_channels;
+mod slack_socket;
 mod store_contract;
 mod storm;

@@ -13,11 +13,21 @@ use crate::fake_slack::{
 use crate::helpers::{Backend, TestApp, am_payload, spawn_app_on, spawn_with};
 
 const TOKEN: &str = "xoxb-firstline-test";
+pub(crate) const APP_TOKEN: &str = "xapp-1-A0FAKE-1-firstline-test";
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5-test";
 pub(crate) const CHANNEL: &str = "C0INCIDENT";
 const FORM: &str = "application/x-www-form-urlencoded";
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 static TRIGGERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A Slack trigger id: Slack gives every invocation its own, so no two
+/// commands are the same signed request.
+pub(crate) fn trigger() -> String {
+    format!(
+        "trigger-{}",
+        TRIGGERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
 
 pub(crate) struct SlackApp {
     pub(crate) app: TestApp,
@@ -27,23 +37,53 @@ pub(crate) struct SlackApp {
     env: Vec<(String, String)>,
 }
 
+/// Writes a secret `value` into `dir/name`; its path, for `{ file = … }`.
+pub(crate) fn secret_file(dir: &tempfile::TempDir, name: &str, value: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, value).expect("write secret");
+    path.display().to_string()
+}
+
 /// The app on `backend` as a Slack app, talking to a fresh fake Slack.
 async fn slack_app(backend: Backend) -> Option<SlackApp> {
     slack_app_with(backend, &[]).await
 }
 
+/// The same in Socket Mode: app token, no signing secret; returned once
+/// its listener is connected.
+pub(crate) async fn socket_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<SlackApp> {
+    let mut env = vec![("FIRSTLINE_CHAT__SLACK__MODE", "socket")];
+    env.extend_from_slice(extra);
+    let s = start(backend, Mode::Socket, &env).await?;
+    assert!(
+        s.slack.wait_connections(1, WAIT).await,
+        "the Socket Mode listener did not connect: {:?}",
+        s.slack.calls_of("apps.connections.open")
+    );
+    Some(s)
+}
+
 pub(crate) async fn slack_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<SlackApp> {
+    start(backend, Mode::Http, extra).await
+}
+
+#[derive(PartialEq)]
+enum Mode {
+    Http,
+    Socket,
+}
+
+async fn start(backend: Backend, mode: Mode, extra: &[(&str, &str)]) -> Option<SlackApp> {
     let slack = FakeSlack::start(TOKEN).await;
+    slack.accept_app_token(APP_TOKEN);
     slack.add_channel(CHANNEL);
     slack.add_user("U0SAM", "sam", "Sam Smith");
     let secrets = tempfile::tempdir().expect("temp dir");
-    let token_file = secrets.path().join("token");
-    let secret_file = secrets.path().join("secret");
-    std::fs::write(&token_file, TOKEN).expect("write token");
-    std::fs::write(&secret_file, SECRET).expect("write secret");
-    let (token_file, secret_file) = (
-        token_file.display().to_string(),
-        secret_file.display().to_string(),
+    let file = |name: &str, value: &str| secret_file(&secrets, name, value);
+    let (token_file, signing_file, app_token_file) = (
+        file("token", TOKEN),
+        file("secret", SECRET),
+        file("app-token", APP_TOKEN),
     );
     let api_url = slack.api_url();
     let mut env = vec![
@@ -53,12 +93,18 @@ pub(crate) async fn slack_app_with(backend: Backend, extra: &[(&str, &str)]) -> 
             "FIRSTLINE_CHAT__SLACK__BOT_TOKEN__FILE",
             token_file.as_str(),
         ),
-        (
-            "FIRSTLINE_CHAT__SLACK__SIGNING_SECRET__FILE",
-            secret_file.as_str(),
-        ),
         ("FIRSTLINE_CHAT__SLACK__API_URL", api_url.as_str()),
     ];
+    env.push(match mode {
+        Mode::Http => (
+            "FIRSTLINE_CHAT__SLACK__SIGNING_SECRET__FILE",
+            signing_file.as_str(),
+        ),
+        Mode::Socket => (
+            "FIRSTLINE_CHAT__SLACK__APP_TOKEN__FILE",
+            app_token_file.as_str(),
+        ),
+    });
     env.extend_from_slice(extra);
     let app = spawn_app_on(backend, &env).await?;
     Some(SlackApp {
@@ -75,6 +121,16 @@ pub(crate) async fn slack_app_with(backend: Backend, extra: &[(&str, &str)]) -> 
 impl SlackApp {
     /// Stops the server and starts it again on the same store and settings.
     pub(crate) async fn restart(self) -> SlackApp {
+        self.restart_with(&[]).await
+    }
+
+    /// Stops the server and starts it again on the same store, with
+    /// `changes` to its settings (`FIRSTLINE_CHAT__SLACK__MODE`, …).
+    pub(crate) async fn restart_with(mut self, changes: &[(&str, &str)]) -> SlackApp {
+        for (key, value) in changes {
+            self.env.retain(|(k, _)| k != key);
+            self.env.push((key.to_string(), value.to_string()));
+        }
         let (dir, db_url) = self.app.stop().await;
         let env: Vec<(&str, &str)> = self
             .env
@@ -85,7 +141,17 @@ impl SlackApp {
         SlackApp { app, ..self }
     }
 
-    async fn signed(&self, path: &str, content_type: &str, body: &str) -> reqwest::Response {
+    /// Where the app token is kept, for switching to Socket Mode.
+    pub(crate) fn app_token_file(&self) -> String {
+        self._secrets.path().join("app-token").display().to_string()
+    }
+
+    pub(crate) async fn signed(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> reqwest::Response {
         send_signed(
             &self.app.client,
             &format!("{}{path}", self.app.addr),
@@ -116,12 +182,7 @@ impl SlackApp {
             "sam",
             channel,
             &self.slack.response_url("cmd"),
-            // Slack gives every invocation its own trigger id, so no two
-            // commands are the same signed request.
-            &format!(
-                "trigger-{}",
-                TRIGGERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            ),
+            &trigger(),
         );
         let r = self.signed("/slack/commands", FORM, &body).await;
         let status = r.status().as_u16();
@@ -129,7 +190,7 @@ impl SlackApp {
     }
 
     /// The incident's root message once there is one.
-    async fn root(&self) -> Message {
+    pub(crate) async fn root(&self) -> Message {
         assert!(
             self.slack
                 .wait_for(|s| !s.channel_messages(CHANNEL).is_empty(), WAIT)
@@ -140,7 +201,7 @@ impl SlackApp {
         self.slack.channel_messages(CHANNEL)[0].clone()
     }
 
-    async fn open_incident(&self) -> Message {
+    pub(crate) async fn open_incident(&self) -> Message {
         let body = am_payload(
             "g-slack",
             &[(
@@ -161,7 +222,7 @@ impl SlackApp {
     }
 
     /// Waits until the root message's header shows `state`.
-    async fn root_shows(&self, state: &str, root_ts: &str) {
+    pub(crate) async fn root_shows(&self, state: &str, root_ts: &str) {
         assert!(
             self.slack
                 .wait_for(
@@ -176,13 +237,42 @@ impl SlackApp {
         );
     }
 
-    async fn timeline(&self) -> Vec<Value> {
+    /// Waits for the first answer POSTed to `response_url(id)` and checks
+    /// that it says `words`.
+    pub(crate) async fn answered(&self, id: &str, words: &str) {
+        assert!(
+            self.slack
+                .wait_for(|st| !st.responses(id).is_empty(), WAIT)
+                .await,
+            "nothing arrived at the response_url {id:?}"
+        );
+        let answer = self.slack.responses(id)[0].to_string();
+        assert!(answer.contains(words), "{answer}");
+    }
+
+    /// The timeline and the postmortem say who changed INC-1's state, from
+    /// Slack.
+    pub(crate) async fn timeline_and_postmortem_name_sam(&self) {
+        let tl = self.timeline().await;
+        assert!(
+            tl.iter()
+                .any(|e| e["kind"] == "state_changed" && e["actor"] == "sam (slack:U0SAM)"),
+            "{tl:?}"
+        );
+        let (_, pm) = self
+            .app
+            .get_text("/api/incidents/INC-1/postmortem?format=md")
+            .await;
+        assert!(pm.contains("sam (slack:U0SAM)"), "{pm}");
+    }
+
+    pub(crate) async fn timeline(&self) -> Vec<Value> {
         let (_, tl) = self.app.get_json("/api/incidents/INC-1/timeline").await;
         tl["events"].as_array().cloned().unwrap_or_default()
     }
 }
 
-fn header(m: &Message) -> String {
+pub(crate) fn header(m: &Message) -> String {
     m.blocks
         .as_ref()
         .and_then(|b| b[0]["text"]["text"].as_str())
@@ -244,18 +334,7 @@ async fn alert_to_ack_through_slack(backend: Backend) {
         1
     );
 
-    // The timeline and the postmortem say who acknowledged, from Slack.
-    let tl = s.timeline().await;
-    assert!(
-        tl.iter()
-            .any(|e| e["kind"] == "state_changed" && e["actor"] == "sam (slack:U0SAM)"),
-        "{tl:?}"
-    );
-    let (_, pm) = s
-        .app
-        .get_text("/api/incidents/INC-1/postmortem?format=md")
-        .await;
-    assert!(pm.contains("sam (slack:U0SAM)"), "{pm}");
+    s.timeline_and_postmortem_name_sam().await;
 }
 
 #[tokio::test]
@@ -385,17 +464,8 @@ async fn a_button_press_acknowledges_as_the_command_does_and_answers_the_presser
     let r = s.signed("/slack/interactions", FORM, &body).await;
     assert_eq!(r.status().as_u16(), 200);
 
-    assert!(
-        s.slack
-            .wait_for(|st| !st.responses("button").is_empty(), WAIT)
-            .await,
-        "no answer to the button"
-    );
-    let answer = s.slack.responses("button")[0].to_string();
-    assert!(
-        answer.contains("INC-1 acknowledged by sam (slack:U0SAM)"),
-        "{answer}"
-    );
+    s.answered("button", "INC-1 acknowledged by sam (slack:U0SAM)")
+        .await;
     s.root_shows("acknowledged", &root.ts).await;
 }
 
@@ -525,17 +595,8 @@ async fn a_command_not_done_in_time_answers_working_on_it_and_the_result_follows
             .starts_with("working on it: /incident ack INC-1"),
         "{answer}"
     );
-    assert!(
-        s.slack
-            .wait_for(|st| !st.responses("cmd").is_empty(), WAIT)
-            .await,
-        "the result never followed"
-    );
-    let late = s.slack.responses("cmd")[0].to_string();
-    assert!(
-        late.contains("INC-1 acknowledged by sam (slack:U0SAM)"),
-        "{late}"
-    );
+    s.answered("cmd", "INC-1 acknowledged by sam (slack:U0SAM)")
+        .await;
 }
 
 #[test]
@@ -656,44 +717,53 @@ async fn an_event_slack_resends_after_a_restart_is_still_acted_on_only_once() {
     );
 }
 
+/// Why `App::build` refused to start with `extra` settings against `slack`
+/// (empty if it started).
+pub(crate) async fn start_up_error(slack: &FakeSlack, extra: &[(&str, &str)]) -> String {
+    let api_url = slack.api_url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}", dir.path().join("f.db").display());
+    let mut settings = vec![
+        ("FIRSTLINE_CHAT__PLATFORM", "slack"),
+        ("FIRSTLINE_CHAT__SLACK__API_URL", api_url.as_str()),
+    ];
+    settings.extend_from_slice(extra);
+    let env = crate::helpers::test_env(&db, &settings);
+    let config = firstline::config::load_with_env(None, env).expect("valid config");
+    let built = firstline::app::App::build(config, firstline::chat::console::Sink::Silent).await;
+    built.err().map(|e| format!("{e:#}")).unwrap_or_default()
+}
+
 #[tokio::test]
 async fn start_up_stops_with_what_to_fix_when_the_token_or_the_channel_is_wrong() {
     let slack = FakeSlack::start(TOKEN).await;
     slack.add_channel(CHANNEL);
     let secrets = tempfile::tempdir().expect("temp dir");
-    let (wrong_token, secret) = (secrets.path().join("t"), secrets.path().join("s"));
-    std::fs::write(&wrong_token, "xoxb-revoked").expect("write");
-    std::fs::write(&secret, SECRET).expect("write");
-    let build = |token: std::path::PathBuf, channel: &'static str| {
-        let api_url = slack.api_url();
-        let secret = secret.display().to_string();
-        let dir = tempfile::tempdir().expect("temp dir");
+    let file = |name: &str, value: &str| secret_file(&secrets, name, value);
+    let (wrong_token, good_token, secret) = (
+        file("t", "xoxb-revoked"),
+        file("good", TOKEN),
+        file("s", SECRET),
+    );
+    let build = |token: String, channel: &'static str| {
+        let slack = &slack;
+        let secret = secret.clone();
         async move {
-            let db = format!("sqlite://{}", dir.path().join("f.db").display());
-            let env = crate::helpers::test_env(
-                &db,
+            start_up_error(
+                slack,
                 &[
-                    ("FIRSTLINE_CHAT__PLATFORM", "slack"),
                     ("FIRSTLINE_CHAT__CHANNEL", channel),
-                    (
-                        "FIRSTLINE_CHAT__SLACK__BOT_TOKEN__FILE",
-                        token.display().to_string().as_str(),
-                    ),
+                    ("FIRSTLINE_CHAT__SLACK__BOT_TOKEN__FILE", token.as_str()),
                     (
                         "FIRSTLINE_CHAT__SLACK__SIGNING_SECRET__FILE",
                         secret.as_str(),
                     ),
-                    ("FIRSTLINE_CHAT__SLACK__API_URL", api_url.as_str()),
                 ],
-            );
-            let config = firstline::config::load_with_env(None, env).expect("valid config");
-            let built =
-                firstline::app::App::build(config, firstline::chat::console::Sink::Silent).await;
-            drop(dir);
-            built.err().map(|e| format!("{e:#}")).unwrap_or_default()
+            )
+            .await
         }
     };
-    let token_refused = build(wrong_token.clone(), CHANNEL).await;
+    let token_refused = build(wrong_token, CHANNEL).await;
     assert!(
         token_refused.contains("Slack refused the bot token (invalid_auth)")
             && token_refused.contains("chat.slack.bot_token"),
@@ -704,8 +774,6 @@ async fn start_up_stops_with_what_to_fix_when_the_token_or_the_channel_is_wrong(
         "no secret in the message"
     );
 
-    let good_token = secrets.path().join("good");
-    std::fs::write(&good_token, TOKEN).expect("write");
     let no_channel = build(good_token, "C0NOWHERE").await;
     assert!(
         no_channel.contains("no channel \"C0NOWHERE\" the bot can see")
