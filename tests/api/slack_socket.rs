@@ -396,3 +396,38 @@ async fn socket_mode_start_up_names_a_refused_or_unreachable_app_token() {
     // With a good token it starts.
     assert_eq!(build(file("good", APP_TOKEN)).await, "");
 }
+
+#[test]
+fn the_socket_mode_manifest_is_the_http_one_without_urls_and_with_socket_mode_on() {
+    let read = |name: &str| {
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../deploy/slack")
+                .join(name),
+        )
+        .unwrap_or_else(|e| panic!("deploy/slack/{name}: {e}"))
+    };
+    let (http, socket) = (read("manifest.yaml"), read("manifest-socket.yaml"));
+    // The YAML itself, without comments and without the URL lines.
+    let body = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter(|l| {
+                let t = l.trim_start();
+                !(t.starts_with("url:") || t.starts_with("request_url:"))
+            })
+            .map(|l| l.replace("socket_mode_enabled: false", "socket_mode_enabled: true"))
+            .collect()
+    };
+    assert_eq!(
+        body(&socket),
+        body(&http),
+        "same commands, scopes and events"
+    );
+    assert!(socket.contains("socket_mode_enabled: true"));
+    assert!(!socket.contains("url:"), "Socket Mode has no request URLs");
+    assert!(
+        socket.contains("connections:write"),
+        "says which scope the app-level token needs"
+    );
+}
