@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use firstline::app::{self, App};
 use firstline::chat::console::Sink;
 use firstline::chat::messages::{Messages, response_times_line};
-use firstline::config::{self, Config};
+use firstline::config::{self, Config, SlackMode};
 use firstline::postmortem;
 use firstline::store::IncidentFilter;
 use firstline::telemetry;
@@ -174,7 +174,15 @@ fn check_config(config: &Config) -> ExitCode {
     println!("configuration OK ({source})");
     println!("  store:    {}", firstline::text::redact_url(&s.store.url));
     println!("  http:     {}", config.listen);
-    println!("  chat:     {} in {}", s.chat.platform, s.chat.channel);
+    let mode = match config.slack.as_ref().map(|slack| &slack.mode) {
+        Some(SlackMode::Http { .. }) => " (HTTP mode: Slack calls /slack/*)",
+        Some(SlackMode::Socket { .. }) => " (Socket Mode: firstline connects to Slack)",
+        None => "",
+    };
+    println!(
+        "  chat:     {}{mode} in {}",
+        s.chat.platform, s.chat.channel
+    );
     println!("  timezone: {}", config.timezone);
     println!("  grouping: {}", s.incidents.group_by.join(", "));
     let tokens: Vec<&str> = config.tokens.keys().map(String::as_str).collect();

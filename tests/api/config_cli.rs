@@ -68,6 +68,51 @@ fn check_config_lists_a_typo_a_wrong_type_and_an_inline_secret_together() {
 }
 
 #[test]
+fn check_config_explains_socket_mode_and_its_app_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = |app_token: &str| {
+        format!(
+            "[chat]\nplatform = \"slack\"\nchannel = \"C0INC\"\n\n[chat.slack]\nmode = \"socket\"\nbot_token = {{ env = \"T_BOT\" }}\n{app_token}"
+        )
+    };
+    std::fs::write(dir.path().join("none.toml"), socket("")).unwrap();
+    std::fs::write(
+        dir.path().join("swapped.toml"),
+        socket("app_token = { env = \"T_APP\" }\n"),
+    )
+    .unwrap();
+    let env = [("T_BOT", "xoxb-1-bot"), ("T_APP", "xoxb-2-bot-secret")];
+    let check = |file: &str| firstline_env(dir.path(), &["check-config", "--config", file], &env);
+
+    let (code, _, err) = check("none.toml");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(
+            "chat.slack.app_token: is required: Socket Mode needs the app-level token (xapp-…"
+        ),
+        "{err}"
+    );
+    let (code, _, err) = check("swapped.toml");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("chat.slack.app_token (line 8): looks like a bot token (xoxb-…)"),
+        "{err}"
+    );
+    assert!(!err.contains("bot-secret"), "{err}");
+
+    // With an app-level token (and no signing secret) it is fine, and says
+    // which mode it is in.
+    let env = [("T_BOT", "xoxb-1-bot"), ("T_APP", "xapp-1-A0-1-abc")];
+    let (code, out, err) = firstline_env(
+        dir.path(),
+        &["check-config", "--config", "swapped.toml"],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("slack (Socket Mode"), "{out}");
+}
+
+#[test]
 fn check_config_refuses_a_pool_too_small_for_the_writer_and_incidents_lagging_seconds_behind() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
