@@ -285,7 +285,7 @@ async fn socket_mode_reconnects_on_postgres() {
 }
 
 #[tokio::test]
-async fn socket_mode_a_slow_command_acks_working_on_it_and_the_result_follows() {
+async fn socket_mode_past_answer_within_a_command_says_working_on_it_and_an_event_still_lands() {
     let Some(s) = socket_app_with(
         Backend::Sqlite,
         &[("FIRSTLINE_CHAT__SLACK__ANSWER_WITHIN_MS", "0")],
@@ -294,7 +294,7 @@ async fn socket_mode_a_slow_command_acks_working_on_it_and_the_result_follows() 
     else {
         return;
     };
-    s.open_incident().await;
+    let root = s.open_incident().await;
     let ack = s.socket_command("ack INC-1").await;
     assert!(
         ack["payload"]["text"]
@@ -305,6 +305,15 @@ async fn socket_mode_a_slow_command_acks_working_on_it_and_the_result_follows() 
     );
     s.answered("cmd", "INC-1 acknowledged by sam (slack:U0SAM)")
         .await;
+
+    // An event is acknowledged by then too, and still acted on, once.
+    let e = event_envelope("Ev0LATE", reaction("reaction_added", &root.ts));
+    assert!(s.slack.round_trip(&e, WAIT).await.is_some());
+    let deadline = Instant::now() + WAIT;
+    while s.reactions().await.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.reactions().await.len(), 1);
 }
 
 #[tokio::test]

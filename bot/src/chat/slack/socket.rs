@@ -15,9 +15,12 @@
 //!   `event_id` in the store, like HTTP mode's); one that could not be acted
 //!   on is not acknowledged, so Slack sends it again.
 //!
-//! The listener reads one connection's envelopes one at a time, so a
-//! command holds up the next on its connection for up to
-//! `answer_within_ms`; slack-morphism keeps two connections open.
+//! The listener reads one connection's envelopes one at a time, so neither
+//! a command nor an event holds its connection longer than
+//! `answer_within_ms`: an event still being acted on by then (behind a
+//! storm) is acknowledged and finished in the background (a failure after
+//! that is logged; Slack will not send it again). slack-morphism keeps two
+//! connections open.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,7 +176,24 @@ async fn on_push(
     state: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
     let inbound = inbound_of(&state).await?;
-    inbound.event(event).await.map_err(Into::into)
+    let within = inbound.slack().answer_within();
+    let mut work = tokio::spawn(async move { inbound.event(event).await });
+    match tokio::time::timeout(within, &mut work).await {
+        Ok(Ok(done)) => done.map_err(Into::into),
+        Ok(Err(e)) => Err(format!("acting on the event failed inside firstline: {e}").into()),
+        // Still at it (the applier is behind a storm): acknowledged now, so
+        // this connection's next envelopes are not held up past Slack's
+        // deadline. It stays recorded as seen unless it fails, and Slack
+        // will not send it again, so a failure from here on is only logged.
+        Err(_) => {
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = work.await {
+                    warn!(error = %e, "slack: an event acknowledged while it was acted on then failed");
+                }
+            });
+            Ok(())
+        }
+    }
 }
 
 /// An envelope not acted on (or one the listener could not read). The
