@@ -186,6 +186,29 @@ fn check_config(config: &Config) -> ExitCode {
             tokens.join(", ")
         }
     );
+    let esc = &config.escalation;
+    let policies: Vec<String> = firstline::domain::Severity::ALL
+        .iter()
+        .map(|sev| match esc.policy(*sev) {
+            Some(p) => format!(
+                "{sev} {} step{}{}",
+                p.steps.len(),
+                if p.steps.len() == 1 { "" } else { "s" },
+                if p.repeat > 0 {
+                    format!(" x{}", p.repeat + 1)
+                } else {
+                    String::new()
+                }
+            ),
+            None => format!("{sev} none"),
+        })
+        .collect();
+    println!(
+        "  escalation: {} contact(s), {} rotation(s); {} (pages are not sent in this build)",
+        esc.contacts.len(),
+        esc.rotations.len(),
+        policies.join(", ")
+    );
     ExitCode::SUCCESS
 }
 
