@@ -528,8 +528,11 @@ pub fn load_with_env(
             if let Some(rest) = rest
                 && let Err(more) = load_text(file, Some(rest), Vec::new())
             {
+                // A key already named is not named again: a bad value's
+                // line is blanked for this second look, and its absence
+                // (a required key) is the same mistake.
                 for e in more.0 {
-                    if !errors.iter().any(|x| x.key == e.key && x.line == e.line) {
+                    if !errors.iter().any(|x| x.key == e.key) {
                         errors.push(e);
                     }
                 }
@@ -630,7 +633,7 @@ fn from_env_hint(path: &[String], overrides: &[(String, String)]) -> String {
 fn key_at_line(text: &str, line: usize) -> Option<String> {
     let mut section = String::new();
     for (i, l) in text.lines().enumerate() {
-        let t = l.trim();
+        let t = crate::toml_errors::without_comment(l).trim();
         if let Some(h) = t.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
             section = h.trim().to_string();
         }
@@ -656,7 +659,7 @@ fn find_line(text: Option<&str>, key: &str) -> Option<usize> {
     let (section, leaf) = key.rsplit_once('.').unwrap_or(("", key));
     let mut current = String::new();
     for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
+        let t = crate::toml_errors::without_comment(line).trim();
         if let Some(h) = t.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
             current = h.trim().to_string();
         } else if current == section

@@ -191,20 +191,20 @@ fn check_config(config: &Config) -> ExitCode {
         .iter()
         .map(|sev| match esc.policy(*sev) {
             Some(p) => format!(
-                "{sev} {} step{}{}",
+                "{sev} {} step{} x{} round{} (exhausted after {})",
                 p.steps.len(),
                 if p.steps.len() == 1 { "" } else { "s" },
-                if p.repeat > 0 {
-                    format!(" x{}", p.repeat + 1)
-                } else {
-                    String::new()
-                }
+                p.repeat + 1,
+                if p.repeat == 0 { "" } else { "s" },
+                firstline::domain::incident::format_duration(
+                    p.exhausted_at(firstline::domain::time::Millis(0)).0
+                )
             ),
             None => format!("{sev} none"),
         })
         .collect();
     println!(
-        "  escalation: {} contact(s), {} rotation(s); {} (pages are not sent in this build)",
+        "  escalation: {} contact(s), {} rotation(s); {}; pages are not sent in this build",
         esc.contacts.len(),
         esc.rotations.len(),
         policies.join(", ")

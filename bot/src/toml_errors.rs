@@ -77,7 +77,7 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 /// The table named by a header on `line` (1-based): `server` for
 /// `[server]`, `checks` for `[[checks]]`.
 pub fn header_at_line(text: &str, line: usize) -> Option<String> {
-    let t = text.lines().nth(line.checked_sub(1)?)?.trim();
+    let t = without_comment(text.lines().nth(line.checked_sub(1)?)?).trim();
     t.strip_prefix('[')
         .and_then(|s| s.strip_suffix(']'))
         .map(|h| h.trim_matches(['[', ']']).trim().to_string())
@@ -126,6 +126,20 @@ pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
 enum Segment<'a> {
     Key(&'a str),
     Index(usize),
+}
+
+/// `line` without a trailing `# comment` (a `#` inside quotes is kept).
+pub fn without_comment(line: &str) -> &str {
+    let mut quote = None;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '#') => return &line[..i],
+            _ => {}
+        }
+    }
+    line
 }
 
 /// `text` with `line` (1-based) emptied; a section header takes its
@@ -194,6 +208,14 @@ mod tests {
         assert_eq!(line_of_key(text, "escalation.P1.steps[1].nothing"), Some(4));
         assert_eq!(line_of_key(text, "escalation.P1"), Some(1));
         assert_eq!(line_of_key(text, "server.listen"), None);
+    }
+
+    #[test]
+    fn a_header_with_a_comment_is_still_a_header() {
+        let text = "a = 1\n[contacts.\"x#y\"]   # the DBA [on call]\n";
+
+        assert_eq!(header_at_line(text, 2).as_deref(), Some("contacts.\"x#y\""));
+        assert_eq!(header_at_line(text, 1), None);
     }
 
     #[test]

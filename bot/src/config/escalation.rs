@@ -15,7 +15,7 @@ use crate::domain::Severity;
 use crate::domain::time::Millis;
 use crate::escalation::model::{
     Addresses, Availability, Contact, Escalation, Handoff, Override, PageChannel, Policy, Rotation,
-    Step, Target, WeeklyWindow, parse_duration,
+    Step, Target, WeeklyWindow, default_ack_within_ms, parse_duration,
 };
 
 /// `[contacts.NAME]`: a person who can be paged.
@@ -28,7 +28,9 @@ pub struct ContactSettings {
     /// not set.
     pub timezone: Option<String>,
     /// `"24/7"`, `"business_hours"` or `"on_call"`.
-    pub availability: Availability,
+    /// Required; optional here so that a wrong value is one problem, not
+    /// also a missing field.
+    pub availability: Option<Availability>,
     /// For `business_hours`: `["Mon-Fri 09:00-18:00", …]` in their zone.
     #[serde(default)]
     pub business_hours: Vec<String>,
@@ -49,10 +51,11 @@ pub struct ContactSettings {
 #[serde(deny_unknown_fields)]
 pub struct RotationSettings {
     /// Contact keys in turn order.
+    #[serde(default)]
     pub members: Vec<String>,
     /// `"weekly Mon 10:00 Asia/Tokyo"` or `"daily 09:00 Europe/Paris"`
     /// (zone optional: `server.timezone`).
-    pub handoff: String,
+    pub handoff: Option<String>,
     /// `YYYY-MM-DD`: the first member's turn starts at the first hand-off
     /// on or after this day.
     pub start: Option<String>,
@@ -87,7 +90,9 @@ pub struct StepSettings {
     /// Contact keys, `rotation:NAME`, `assignee`, `channel`.
     #[serde(default)]
     pub page: Vec<String>,
-    pub ack_within: String,
+    /// `"5m"`, `"1h"`…; seed 003's response time for the severity when
+    /// not set (P1 5m, P2 15m, P3 1h).
+    pub ack_within: Option<String>,
 }
 
 /// `[pagers.*]`: how pages leave firstline other than through chat.
@@ -106,17 +111,17 @@ pub struct PagerSettings {
 #[serde(deny_unknown_fields)]
 pub struct EmailPagerSettings {
     /// `smtps://user:password@host` — a secret, by reference.
-    pub smtp_url: SecretRef,
-    pub from: String,
+    pub smtp_url: Option<SecretRef>,
+    pub from: Option<String>,
 }
 
 /// `[pagers.phone]`: SMS and calls through Twilio's REST API shape.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhonePagerSettings {
-    pub account_sid: SecretRef,
-    pub auth_token: SecretRef,
-    pub from: String,
+    pub account_sid: Option<SecretRef>,
+    pub auth_token: Option<SecretRef>,
+    pub from: Option<String>,
     #[serde(default = "default_twilio_url")]
     pub api_url: String,
 }
@@ -125,7 +130,7 @@ pub struct PhonePagerSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PagerdutySettings {
-    pub routing_key: SecretRef,
+    pub routing_key: Option<SecretRef>,
     #[serde(default = "default_pagerduty_url")]
     pub api_url: String,
 }
@@ -134,8 +139,8 @@ pub struct PagerdutySettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookPagerSettings {
-    pub url: String,
-    pub hmac_secret: SecretRef,
+    pub url: Option<String>,
+    pub hmac_secret: Option<SecretRef>,
 }
 
 fn default_twilio_url() -> String {
@@ -198,7 +203,14 @@ pub fn build(
                 Err(m) => fail(&format!("{key}.business_hours[{i}]"), m),
             }
         }
-        match c.availability {
+        let availability = c.availability.unwrap_or_else(|| {
+            fail(
+                &format!("{key}.availability"),
+                "is required: \"24/7\", \"business_hours\" or \"on_call\"".into(),
+            );
+            Availability::Always
+        });
+        match availability {
             Availability::BusinessHours if c.business_hours.is_empty() => fail(
                 &format!("{key}.availability"),
                 "is business_hours but business_hours is empty: add e.g. business_hours = [\"Mon-Fri 09:00-18:00\"]".into(),
@@ -208,7 +220,7 @@ pub fn build(
                 &format!("{key}.business_hours"),
                 format!(
                     "is only read with availability = \"business_hours\" (this contact is {:?})",
-                    c.availability.as_str()
+                    availability.as_str()
                 ),
             ),
             _ => {}
@@ -290,7 +302,7 @@ pub fn build(
                 id: id.clone(),
                 name: c.name.clone().unwrap_or_else(|| id.clone()),
                 timezone,
-                availability: c.availability,
+                availability,
                 business_hours,
                 addresses,
                 page_via,
@@ -311,9 +323,18 @@ pub fn build(
                 fail(&format!("{key}.members[{i}]"), unknown_contact(m, contacts));
             }
         }
-        let handoff = Handoff::parse(&r.handoff, server_zone).map_err(|m| {
-            fail(&format!("{key}.handoff"), m);
-        });
+        let handoff = match &r.handoff {
+            Some(h) => Handoff::parse(h, server_zone).map_err(|m| {
+                fail(&format!("{key}.handoff"), m);
+            }),
+            None => {
+                fail(
+                    &format!("{key}.handoff"),
+                    "is required, e.g. handoff = \"weekly Mon 10:00 Asia/Tokyo\"".into(),
+                );
+                Err(())
+            }
+        };
         let start = match &r.start {
             None => Some(Rotation::DEFAULT_START),
             Some(s) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
@@ -429,7 +450,11 @@ pub fn build(
                     _ => targets.push(target),
                 }
             }
-            match parse_duration(&s.ack_within) {
+            let ack_within = match &s.ack_within {
+                Some(text) => parse_duration(text),
+                None => Ok(default_ack_within_ms(severity)),
+            };
+            match ack_within {
                 Ok(ms) if ms <= 0 => fail(&format!("{skey}.ack_within"), "must be above 0".into()),
                 Ok(ms) if ms > MAX_ACK_WITHIN_MS => {
                     fail(&format!("{skey}.ack_within"), "must be at most 7d".into())
@@ -454,7 +479,7 @@ pub fn build(
     // A contact who may be paged only while on call must be able to be on
     // call somewhere, or no step would ever reach them.
     for (id, c) in contacts {
-        if c.availability == Availability::OnCall
+        if c.availability == Some(Availability::OnCall)
             && !rotations
                 .values()
                 .any(|r| r.members.contains(id) || r.overrides.iter().any(|o| &o.who == id))
@@ -473,10 +498,17 @@ pub fn build(
 
 /// `[pagers.*]` checked, secrets read.
 pub fn pagers(p: &PagerSettings, err: &mut impl FnMut(&str, String)) -> Pagers {
-    let mut secret = |key: &str, r: &SecretRef| match r.resolve() {
-        Ok(v) => Some(v),
-        Err(m) => {
+    let mut secret = |key: &str, r: &Option<SecretRef>| match r.as_ref().map(SecretRef::resolve) {
+        Some(Ok(v)) => Some(v),
+        Some(Err(m)) => {
             err(key, m);
+            None
+        }
+        None => {
+            err(
+                key,
+                "is required, as { env = \"VAR\" } or { file = \"/path\" }".into(),
+            );
             None
         }
     };
@@ -503,13 +535,26 @@ pub fn pagers(p: &PagerSettings, err: &mut impl FnMut(&str, String)) -> Pagers {
     {
         out.webhook = Some((w.clone(), s));
     }
+    let required = [
+        ("pagers.email.from", p.email.as_ref().map(|x| &x.from)),
+        ("pagers.phone.from", p.phone.as_ref().map(|x| &x.from)),
+        ("pagers.webhook.url", p.webhook.as_ref().map(|x| &x.url)),
+    ];
+    for (key, value) in required {
+        if let Some(None) = value {
+            err(key, "is required".into());
+        }
+    }
     let urls = [
         ("pagers.phone.api_url", p.phone.as_ref().map(|x| &x.api_url)),
         (
             "pagers.pagerduty.api_url",
             p.pagerduty.as_ref().map(|x| &x.api_url),
         ),
-        ("pagers.webhook.url", p.webhook.as_ref().map(|x| &x.url)),
+        (
+            "pagers.webhook.url",
+            p.webhook.as_ref().and_then(|x| x.url.as_ref()),
+        ),
     ];
     for (key, url) in urls {
         if let Some(url) = url
@@ -722,6 +767,20 @@ steps = [{ page = ["channel"], ack_within = "1h" }]
     }
 
     #[test]
+    fn a_step_without_ack_within_waits_seed_003s_response_time_for_its_severity() {
+        let f = file(
+            "[escalation.P1]\nsteps = [{ page = [\"channel\"] }]\n[escalation.P2]\nsteps = [{ page = [\"channel\"] }]\n[escalation.P3]\nsteps = [{ page = [\"channel\"] }]\n",
+        );
+
+        let c = load_with_env(Some(f.path()), Vec::new()).expect("valid");
+
+        let ack = |sev| c.escalation.policy(sev).expect("policy").steps[0].ack_within_ms;
+        assert_eq!(ack(Severity::P1), 5 * 60_000);
+        assert_eq!(ack(Severity::P2), 15 * 60_000);
+        assert_eq!(ack(Severity::P3), 60 * 60_000);
+    }
+
+    #[test]
     fn an_unknown_availability_or_channel_is_named_with_its_line() {
         let found = problems(
             "[contacts.ann]\navailability = \"weekdays\"\n\n[contacts.bob]\navailability = \"24/7\"\npage_via = [\"pigeon\"]\n",
@@ -738,6 +797,44 @@ steps = [{ page = ["channel"], ack_within = "1h" }]
             "contacts.bob.page_via",
             6,
             "unknown variant `pigeon`",
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+    }
+
+    #[test]
+    fn a_missing_required_key_is_named_at_its_section() {
+        let found = problems(
+            "[contacts.ann]\nname = \"Ann\"\n\n[rotations.primary]\nmembers = [\"ann\"]\n\n[pagers.email]\nfrom = \"firstline@example.com\"\n",
+        );
+
+        assert_has(
+            &found,
+            "contacts.ann.availability",
+            1,
+            "is required: \"24/7\"",
+        );
+        assert_has(&found, "rotations.primary.handoff", 4, "is required, e.g.");
+        assert_has(&found, "pagers.email.smtp_url", 7, "is required, as { env");
+        assert_eq!(found.len(), 3, "{found:?}");
+    }
+
+    #[test]
+    fn two_contacts_with_a_bad_availability_under_commented_headers_are_both_named() {
+        let found = problems(
+            "[contacts.tech_lead]   # 24/7\navailability = \"24x7\"\n\n[contacts.team_lead]   # via the team lead\navailability = \"24x7\"\n",
+        );
+
+        assert_has(
+            &found,
+            "contacts.tech_lead.availability",
+            2,
+            "unknown variant `24x7`",
+        );
+        assert_has(
+            &found,
+            "contacts.team_lead.availability",
+            5,
+            "unknown variant `24x7`",
         );
     }
 

@@ -367,6 +367,17 @@ impl fmt::Display for Target {
     }
 }
 
+/// How long a step of `severity` waits for an acknowledgement when its
+/// `ack_within` is not written: seed 003's response times (P1 5 minutes,
+/// P2 15 minutes, P3 an hour).
+pub fn default_ack_within_ms(severity: Severity) -> i64 {
+    match severity {
+        Severity::P1 => 5 * 60_000,
+        Severity::P2 => 15 * 60_000,
+        Severity::P3 => 60 * 60_000,
+    }
+}
+
 /// Parses a duration as `5m`, `15m`, `1h`, `90s`, `1h30m` or `1d`: numbers
 /// each followed by a unit (s, m, h, d), summed. Returns milliseconds.
 pub fn parse_duration(text: &str) -> Result<i64, String> {

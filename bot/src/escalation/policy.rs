@@ -37,7 +37,9 @@ pub struct Shift {
     /// A contact id.
     pub who: String,
     pub cause: Cause,
-    /// When they took over (the hand-off or the override's start).
+    /// When they took over (the hand-off or the override's start); for
+    /// someone on call for ever (a rotation of one), as far back as
+    /// [`MAX_BOUNDARIES`] hand-offs.
     pub since: Millis,
     /// When someone else takes over; `None` when nobody ever does (one
     /// member and no override ahead).
@@ -47,7 +49,7 @@ pub struct Shift {
 /// How far [`Rotation::shift_at`] looks for the next change of person: a
 /// rotation whose every member is one person changes never, and this
 /// bounds the search.
-const MAX_BOUNDARIES: usize = 512;
+pub const MAX_BOUNDARIES: usize = 512;
 
 impl Rotation {
     /// Who is on call at `t` and why. The last override in the list that
