@@ -270,6 +270,8 @@ impl App {
             concurrency: config.settings.runbooks.concurrency,
             channel: config.settings.chat.channel.clone(),
             posts_wake: wake.clone(),
+            escalation: config.escalation.clone(),
+            clock: clock.clone(),
             runs: Arc::new(tokio::sync::Semaphore::new(
                 config.settings.runbooks.max_parallel_runs,
             )),

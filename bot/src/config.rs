@@ -20,7 +20,15 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Severity;
+use crate::escalation::Escalation;
 use crate::probe::{Target, TargetSettings};
+
+pub mod escalation;
+
+pub use escalation::{
+    ContactSettings, OverrideSettings, PagerSettings, Pagers, PolicySettings, RotationSettings,
+    StepSettings,
+};
 
 /// Everything firstline can be told. Each section is documented in README.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -36,6 +44,16 @@ pub struct Settings {
     pub runbooks: RunbookSettings,
     /// Systems the runbooks' probes talk to, by name (`[targets.NAME]`).
     pub targets: BTreeMap<String, TargetSettings>,
+    /// People who can be paged, by key (`[contacts.tech_lead]`).
+    pub contacts: BTreeMap<String, ContactSettings>,
+    /// People who take turns on call, by name (`[rotations.primary]`).
+    pub rotations: BTreeMap<String, RotationSettings>,
+    /// One policy per severity (`[escalation.P1]`); a severity without one
+    /// pages nobody.
+    pub escalation: BTreeMap<String, PolicySettings>,
+    /// How pages leave other than through chat (`[pagers.email]`, …):
+    /// checked, not used in this build.
+    pub pagers: PagerSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -475,6 +493,11 @@ pub struct Config {
     pub targets: BTreeMap<String, Target>,
     /// The Slack app, when `chat.platform` is `slack`.
     pub slack: Option<SlackConfig>,
+    /// Contacts, rotations and policies, validated (empty when none are
+    /// configured).
+    pub escalation: std::sync::Arc<Escalation>,
+    /// `[pagers.*]` with their secrets read.
+    pub pagers: Pagers,
 }
 
 /// The most runbook runs `runbooks.max_parallel_runs` allows at once: each
@@ -518,8 +541,11 @@ pub fn load_with_env(
             if let Some(rest) = rest
                 && let Err(more) = load_text(file, Some(rest), Vec::new())
             {
+                // A key already named is not named again: a bad value's
+                // line is blanked for this second look, and its absence
+                // (a required key) is the same mistake.
                 for e in more.0 {
-                    if !errors.iter().any(|x| x.key == e.key && x.line == e.line) {
+                    if !errors.iter().any(|x| x.key == e.key) {
                         errors.push(e);
                     }
                 }
@@ -620,7 +646,7 @@ fn from_env_hint(path: &[String], overrides: &[(String, String)]) -> String {
 fn key_at_line(text: &str, line: usize) -> Option<String> {
     let mut section = String::new();
     for (i, l) in text.lines().enumerate() {
-        let t = l.trim();
+        let t = crate::toml_errors::without_comment(l).trim();
         if let Some(h) = t.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
             section = h.trim().to_string();
         }
@@ -646,7 +672,7 @@ fn find_line(text: Option<&str>, key: &str) -> Option<usize> {
     let (section, leaf) = key.rsplit_once('.').unwrap_or(("", key));
     let mut current = String::new();
     for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
+        let t = crate::toml_errors::without_comment(line).trim();
         if let Some(h) = t.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
             current = h.trim().to_string();
         } else if current == section
@@ -668,7 +694,8 @@ fn validate(
     let mut err = |key: &str, message: String| {
         errors.push(ConfigError {
             key: key.to_string(),
-            line: find_line(text, key),
+            line: find_line(text, key)
+                .or_else(|| text.and_then(|t| crate::toml_errors::line_of_key(t, key))),
             message,
         })
     };
@@ -942,19 +969,38 @@ fn validate(
         targets.insert(name.clone(), target);
     }
 
-    match (listen, timezone, default_severity) {
-        (Ok(listen), Ok(timezone), Ok(default_severity)) if errors.is_empty() => Ok(Config {
-            targets,
-            settings,
-            listen,
-            timezone,
-            severity_map,
-            default_severity,
-            tokens,
-            file,
-            slack,
-        }),
-        _ => Err(ConfigErrors(errors)),
+    let escalation = escalation::build(
+        &settings.contacts,
+        &settings.rotations,
+        &settings.escalation,
+        timezone.as_ref().copied().unwrap_or(chrono_tz::Tz::UTC),
+        &settings.chat.platform,
+        &mut err,
+    );
+    let pagers = escalation::pagers(&settings.pagers, &mut err);
+
+    match (listen, timezone, default_severity, escalation) {
+        (Ok(listen), Ok(timezone), Ok(default_severity), Some(escalation)) if errors.is_empty() => {
+            Ok(Config {
+                targets,
+                settings,
+                listen,
+                timezone,
+                severity_map,
+                default_severity,
+                tokens,
+                file,
+                slack,
+                escalation: std::sync::Arc::new(escalation),
+                pagers,
+            })
+        }
+        _ => {
+            // In file order (escalation's cross-checks come last); those
+            // without a line (set by the environment) after.
+            errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+            Err(ConfigErrors(errors))
+        }
     }
 }
 
@@ -1211,7 +1257,7 @@ mod tests {
         let missing = shown(&config(None));
         assert!(
             missing.contains(
-                "chat.slack.app_token: is required: Socket Mode needs the app-level token (xapp-…"
+                "chat.slack.app_token (line 5): is required: Socket Mode needs the app-level token (xapp-…"
             ),
             "{missing}"
         );
@@ -1258,7 +1304,7 @@ mod tests {
             .to_string();
         assert!(
             e.contains(
-                "chat.slack.signing_secret: is required: HTTP mode checks every request to /slack/*"
+                "chat.slack.signing_secret (line 5): is required: HTTP mode checks every request to /slack/*"
             ),
             "{e}"
         );

@@ -7,6 +7,8 @@
 //! - [`incident`]: the single writer (group commit) that turns alerts and
 //!   commands into incidents, timeline events and outbox intents;
 //! - [`chat`]: the platform seam and the console platform;
+//! - [`escalation`]: contacts, rotations and per-severity policies, and
+//!   what they mean at an instant (pure; the paging engine builds on it);
 //! - [`outbox`]: durable delivery of intents with retries;
 //! - [`postmortem`]: Markdown and JSON export;
 //! - [`priority`]: incident-making runs below intake;
@@ -23,6 +25,7 @@ pub mod app;
 pub mod chat;
 pub mod config;
 pub mod domain;
+pub mod escalation;
 pub mod http;
 pub mod incident;
 pub mod intake;

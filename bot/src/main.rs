@@ -194,6 +194,29 @@ fn check_config(config: &Config) -> ExitCode {
             tokens.join(", ")
         }
     );
+    let esc = &config.escalation;
+    let policies: Vec<String> = firstline::domain::Severity::ALL
+        .iter()
+        .map(|sev| match esc.policy(*sev) {
+            Some(p) => format!(
+                "{sev} {} step{} x{} round{} (exhausted after {})",
+                p.steps.len(),
+                if p.steps.len() == 1 { "" } else { "s" },
+                p.repeat + 1,
+                if p.repeat == 0 { "" } else { "s" },
+                firstline::domain::incident::format_duration(
+                    p.exhausted_at(firstline::domain::time::Millis(0)).0
+                )
+            ),
+            None => format!("{sev} none"),
+        })
+        .collect();
+    println!(
+        "  escalation: {} contact(s), {} rotation(s); {}; pages are not sent in this build",
+        esc.contacts.len(),
+        esc.rotations.len(),
+        policies.join(", ")
+    );
     ExitCode::SUCCESS
 }
 

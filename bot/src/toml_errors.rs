@@ -77,10 +77,69 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 /// The table named by a header on `line` (1-based): `server` for
 /// `[server]`, `checks` for `[[checks]]`.
 pub fn header_at_line(text: &str, line: usize) -> Option<String> {
-    let t = text.lines().nth(line.checked_sub(1)?)?.trim();
+    let t = without_comment(text.lines().nth(line.checked_sub(1)?)?).trim();
     t.strip_prefix('[')
         .and_then(|s| s.strip_suffix(']'))
         .map(|h| h.trim_matches(['[', ']']).trim().to_string())
+}
+
+/// The 1-based line of the value at dotted `key` in `text`, where an
+/// array element is written `name[i]` (0-based): `escalation.P1.steps[1].page`
+/// finds the `page` of the second inline step, however the file spreads
+/// it over lines. When the whole key is not there, the line of its longest
+/// part that is (the step, the policy); `None` for text that is not TOML.
+pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(text).ok()?;
+    let mut segments = Vec::new();
+    for part in key.split('.') {
+        let (name, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        segments.push(Segment::Key(name));
+        while let Some(inner) = rest.strip_prefix('[') {
+            let end = inner.find(']')?;
+            segments.push(Segment::Index(inner[..end].parse().ok()?));
+            rest = &inner[end + 1..];
+        }
+    }
+    let mut found = None;
+    let mut table = Some(doc.get_ref());
+    let mut value: Option<&toml::Spanned<DeValue<'_>>> = None;
+    for segment in segments {
+        let next = match (segment, table, value.map(|v| v.get_ref())) {
+            (Segment::Key(k), Some(t), _) => t.get(k),
+            (Segment::Key(k), None, Some(DeValue::Table(t))) => t.get(k),
+            (Segment::Index(i), None, Some(DeValue::Array(a))) => a.get(i),
+            _ => None,
+        };
+        let Some(next) = next else { break };
+        found = Some(line_of(text, next.span().start));
+        table = None;
+        value = Some(next);
+    }
+    found
+}
+
+#[derive(Clone, Copy)]
+enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `line` without a trailing `# comment` (a `#` inside quotes is kept).
+pub fn without_comment(line: &str) -> &str {
+    let mut quote = None;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '#') => return &line[..i],
+            _ => {}
+        }
+    }
+    line
 }
 
 /// `text` with `line` (1-based) emptied; a section header takes its
@@ -135,6 +194,28 @@ mod tests {
         assert_eq!(lines, [Some(1), Some(2), Some(5), Some(7)], "{found:?}");
         assert_eq!(found[1].unknown_field.as_deref(), Some("bee"));
         assert!(rest.is_some());
+    }
+
+    #[test]
+    fn a_key_inside_inline_tables_and_arrays_is_found_on_its_line() {
+        let text = "[escalation.P1]\nsteps = [\n  { page = [\"a\"], ack_within = \"5m\" },\n  { page = [\"b\"],\n    ack_within = \"x\" },\n]\n";
+
+        assert_eq!(
+            line_of_key(text, "escalation.P1.steps[1].ack_within"),
+            Some(5)
+        );
+        assert_eq!(line_of_key(text, "escalation.P1.steps[0].page"), Some(3));
+        assert_eq!(line_of_key(text, "escalation.P1.steps[1].nothing"), Some(4));
+        assert_eq!(line_of_key(text, "escalation.P1"), Some(1));
+        assert_eq!(line_of_key(text, "server.listen"), None);
+    }
+
+    #[test]
+    fn a_header_with_a_comment_is_still_a_header() {
+        let text = "a = 1\n[contacts.\"x#y\"]   # the DBA [on call]\n";
+
+        assert_eq!(header_at_line(text, 2).as_deref(), Some("contacts.\"x#y\""));
+        assert_eq!(header_at_line(text, 1), None);
     }
 
     #[test]

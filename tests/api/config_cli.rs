@@ -173,6 +173,89 @@ fn the_shipped_example_configuration_is_valid() {
     assert!(out.contains("configuration OK"), "{out}");
 }
 
+/// The escalation example commented out in deploy/firstline.toml,
+/// uncommented.
+fn escalation_example() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/firstline.toml");
+    let text = std::fs::read_to_string(path).expect("deploy/firstline.toml");
+    let block: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("# --- escalation example"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("# --- end of the escalation example"))
+        .collect();
+    assert!(block.len() > 50, "the example is there");
+    block
+        .iter()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_shipped_escalation_example_is_seed_003_and_passes_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("seed003.toml"), escalation_example()).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_firstline"))
+        .args(["check-config", "--config", "seed003.toml"])
+        .current_dir(dir.path())
+        .env_remove("FIRSTLINE_CONFIG")
+        .env("SMTP_URL", "smtp://localhost:2525")
+        .env("TWILIO_ACCOUNT_SID", "AC0")
+        .env("TWILIO_AUTH_TOKEN", "token")
+        .env("PAGERDUTY_ROUTING_KEY", "key")
+        .env("PAGE_WEBHOOK_SECRET", "secret")
+        .output()
+        .expect("run firstline");
+
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains(
+            "escalation: 4 contact(s), 1 rotation(s); P1 2 steps x3 rounds (exhausted after 30m00s), P2 3 steps x2 rounds (exhausted after 1h30m), P3 2 steps x1 round (exhausted after 2h00m); pages are not sent in this build"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_config_explains_a_broken_escalation_tree_by_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = escalation_example()
+        .replace(
+            "\"rotation:primary\", \"team_lead\"",
+            "\"rotation:primery\", \"team_lead\"",
+        )
+        .replace(
+            "ack_within = \"15m\" },\n  { page = [\"tech_lead\"]",
+            "ack_within = \"15 min\" },\n  { page = [\"tech_lead\"]",
+        );
+    std::fs::write(dir.path().join("broken.toml"), &broken).unwrap();
+    let line = |needle: &str| broken.lines().position(|l| l.contains(needle)).unwrap() + 1;
+
+    let (code, _, err) = firstline(dir.path(), &["check-config", "--config", "broken.toml"]);
+
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "escalation.P1.steps[1].page[0] (line {}): rotation \"primery\" is not defined (rotations: primary)",
+            line("rotation:primery")
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "escalation.P2.steps[1].ack_within (line {}): \"15 min\" is not a duration",
+            line("ack_within = \"15 min\"")
+        )),
+        "{err}"
+    );
+}
+
 #[test]
 fn the_shipped_example_configuration_lists_every_key_with_its_default() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/firstline.toml");

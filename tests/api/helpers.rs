@@ -139,8 +139,32 @@ pub async fn spawn_app_on(backend: Backend, extra: &[(&str, &str)]) -> Option<Te
 }
 
 pub async fn spawn_with(dir: tempfile::TempDir, db_url: String, extra: &[(&str, &str)]) -> TestApp {
-    let config =
-        config::load_with_env(None, test_env(&db_url, extra)).expect("test config is valid");
+    spawn_configured(dir, db_url, None, extra).await
+}
+
+/// Starts the real server on SQLite with `toml` as its configuration file
+/// (for nested tables the environment spells badly: contacts, rotations),
+/// under the test settings of [`test_env`].
+pub async fn spawn_app_with_file(toml: &str, extra: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_url = fresh_database(Backend::Sqlite, dir.path())
+        .await
+        .expect("sqlite is always available");
+    let path = dir.path().join("firstline.toml");
+    std::fs::write(&path, toml).expect("write the test configuration");
+    spawn_configured(dir, db_url, Some(&path), extra).await
+}
+
+async fn spawn_configured(
+    dir: tempfile::TempDir,
+    db_url: String,
+    file: Option<&std::path::Path>,
+    extra: &[(&str, &str)],
+) -> TestApp {
+    let config = match config::load_with_env(file, test_env(&db_url, extra)) {
+        Ok(c) => c,
+        Err(e) => panic!("test config is valid: {e}"),
+    };
     let app = App::build(config, Sink::Silent).await.expect("app builds");
     let addr = format!("http://{}", app.local_addr().expect("bound"));
     let store = app.store().clone();

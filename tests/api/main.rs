@@ -10,6 +10,7 @@ mod hardening;
 mod helpers;
 mod intake;
 mod limits;
+mod oncall;
 mod outbox;
 mod probes_data;
 mod probes_http;

@@ -11,6 +11,8 @@ use commands::{Command, ExportFormat, IncidentCmd, IncidentRef, RunbookCmd, Stat
 
 use super::messages::{Messages, response_times_line, severity_icon, state_icon};
 use crate::domain::incident::format_duration;
+use crate::domain::time::Clock;
+use crate::escalation::Escalation;
 use crate::incident::{Change, Ledger, LedgerError};
 use crate::intake::journal::{self, Progress};
 use crate::postmortem;
@@ -35,6 +37,10 @@ pub struct CommandContext {
     pub channel: String,
     /// Wakes the post dispatcher once such findings are written.
     pub posts_wake: Arc<Notify>,
+    /// Contacts, rotations and policies, for `/oncall`.
+    pub escalation: Arc<Escalation>,
+    /// "Now", for `/oncall`.
+    pub clock: Arc<dyn Clock>,
     /// Runs typed outside an incident under way at once
     /// (`runbooks.max_parallel_runs`); an incident's runs take their turn
     /// in the runbook runner instead.
@@ -141,10 +147,39 @@ pub async fn handle(
             Reply::err(format!("unknown command /{name}; /help lists the commands"))
         }
         Command::Runbook(cmd) => runbook(ctx, user, cmd, thread_incident).await,
-        Command::Oncall { .. } | Command::Page { .. } | Command::Action(_) => Reply::err(format!(
+        Command::Oncall { schedule } => oncall(ctx, schedule.as_deref()),
+        Command::Page { .. } => Reply::err(
+            "/page is not available in this build yet: paging by hand goes through the escalation engine (durable deadlines, pagers, the timeline), which has not landed; /oncall shows who is on call to reach them directly",
+        ),
+        Command::Action(_) => Reply::err(format!(
             "{} is not available in this version of firstline yet; /help lists what is",
             text.split_whitespace().next().unwrap_or("this command")
         )),
+    }
+}
+
+/// `/oncall [ROTATION]`: who is on call now and next, per rotation.
+fn oncall(ctx: &CommandContext, rotation: Option<&str>) -> Reply {
+    let esc = &ctx.escalation;
+    let now = ctx.clock.now();
+    match rotation {
+        None => Reply::ok(ctx.messages.oncall(
+            esc,
+            &esc.rotations.values().collect::<Vec<_>>(),
+            now,
+        )),
+        Some(name) => match esc.rotations.get(name.trim()) {
+            Some(r) => Reply::ok(ctx.messages.oncall(esc, &[r], now)),
+            None if esc.rotations.is_empty() => Reply::err(ctx.messages.oncall(esc, &[], now)),
+            None => Reply::err(format!(
+                "no rotation {name:?}; rotations: {}",
+                esc.rotations
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        },
     }
 }
 

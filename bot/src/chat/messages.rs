@@ -11,11 +11,13 @@ use crate::domain::alert::IncomingAlert;
 use crate::domain::incident::{Incident, format_duration};
 use crate::domain::time::Millis;
 use crate::domain::{Severity, State};
+use crate::escalation::policy::Cause;
+use crate::escalation::{Escalation, Rotation};
 use crate::runbook::model::ActionDecl;
 use crate::runbook::run::{Breach, Finding, Report, Status};
 use serde_json::Value;
 
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: [(&str, &str); 7] = [
     (
         "findings",
         include_str!("../../../templates/messages/findings.txt"),
@@ -39,6 +41,10 @@ const TEMPLATES: [(&str, &str); 6] = [
     (
         "storm",
         include_str!("../../../templates/messages/storm.txt"),
+    ),
+    (
+        "oncall",
+        include_str!("../../../templates/messages/oncall.txt"),
     ),
 ];
 
@@ -203,6 +209,38 @@ impl Messages {
                 services => storm.tally.services_line(),
                 newest => storm.tally.newest.join(" · "),
             },
+        )
+    }
+
+    /// The answer to `/oncall`: per rotation, who is on call at `now` and
+    /// who takes over next, when (in the server's zone). With no
+    /// rotations, how to configure them.
+    pub fn oncall(&self, esc: &Escalation, rotations: &[&Rotation], now: Millis) -> String {
+        let person = |id: &str| match esc.contacts.get(id) {
+            Some(c) if c.name != c.id => format!("{} ({})", c.name, c.id),
+            _ => id.to_string(),
+        };
+        let rows: Vec<minijinja::Value> = rotations
+            .iter()
+            .map(|r| {
+                let shift = r.shift_at(now);
+                let next = shift.until.map(|u| (u, r.shift_at(u)));
+                context! {
+                    name => &r.name,
+                    now => person(&shift.who),
+                    override_until => match shift.cause {
+                        Cause::Override(_) => shift.until.map(|u| self.time(u)),
+                        Cause::Turn => None,
+                    },
+                    next => next.as_ref().map(|(_, s)| person(&s.who)),
+                    next_at => next.as_ref().map(|(u, _)| self.time(*u)),
+                    handoff => r.handoff.to_string(),
+                }
+            })
+            .collect();
+        self.render(
+            "oncall",
+            context! { rotations => rows, zone => self.tz.name() },
         )
     }
 
