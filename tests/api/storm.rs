@@ -148,11 +148,33 @@ async fn a_storm_holds_roots_behind_one_summary_and_a_person_or_a_p1_gets_a_root
         .rev()
         .find(|id| root_of(&s, id).is_none())
         .expect("a held incident");
+    let (status, answer) = s.command("/incident", &format!("sev {held} P3")).await;
+    assert_eq!(status, 200, "{answer}");
     let (status, answer) = s.command("/incident", &format!("ack {held}")).await;
     assert_eq!(status, 200, "{answer}");
     wait_until(&s, "the acknowledged incident has its root", |s| {
         root_of(s, &held).is_some_and(|m| m.text.contains("acknowledged"))
     })
+    .await;
+    // Its thread keeps the order things happened in: the severity change,
+    // then the ack.
+    wait_until(
+        &s,
+        "the severity change and the ack are in its thread",
+        |s| {
+            let root = root_of(s, &held).expect("root");
+            let thread: String = s
+                .slack
+                .thread(CHANNEL, &root.ts)
+                .iter()
+                .map(shown)
+                .collect();
+            thread
+                .find("severity P2 → P3")
+                .zip(thread.find("acknowledged by"))
+                .is_some_and(|(sev, ack)| sev < ack)
+        },
+    )
     .await;
 
     // A P1 during the storm gets its root, not a line in the summary.
