@@ -88,7 +88,7 @@ fn check_config_explains_socket_mode_and_its_app_token() {
     assert_eq!(code, 2);
     assert!(
         err.contains(
-            "chat.slack.app_token: is required: Socket Mode needs the app-level token (xapp-…"
+            "chat.slack.app_token (line 5): is required: Socket Mode needs the app-level token (xapp-…"
         ),
         "{err}"
     );

@@ -101,3 +101,44 @@ async fn api_reads_of_missing_or_malformed_ids_are_404_and_400_with_a_reason() {
     );
     assert_eq!(fmt, 400);
 }
+
+#[tokio::test]
+async fn every_alert_joining_an_incident_is_named_or_counted_in_its_thread() {
+    let app = crate::helpers::spawn_app().await;
+    let alert = |i: usize| {
+        crate::helpers::am_payload(
+            "g-join",
+            &[(
+                "JoinTest",
+                "svc",
+                "warning",
+                &format!("host-{i}"),
+                "firing",
+                "2026-12-05T00:00:00Z",
+            )],
+        )
+    };
+    for i in 0..31 {
+        assert_eq!(app.post_hook("alertmanager", alert(i)).await.0, 200);
+    }
+    // The opening names host-0; the next 20 are named one by one; the last
+    // 10 are counted once the writer is idle.
+    let posts = app.wait_posts("INC-1", 22).await;
+    let texts: Vec<&str> = posts.iter().filter_map(|p| p["text"].as_str()).collect();
+    assert!(texts[0].contains("host-0"), "{texts:?}");
+    for i in 1..=20 {
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.starts_with("➕ INC-1 firing: JoinTest on host-")
+                    && t.contains(&format!("host-{i}:"))),
+            "host-{i}: {texts:?}"
+        );
+    }
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("➕ INC-1 10 more alert(s) fired")),
+        "{texts:?}"
+    );
+}

@@ -404,15 +404,20 @@ async fn an_alert_joining_an_incident_without_a_runbook_brings_its_runbook() {
     app.post_hook("alertmanager", plain).await;
     let (_, before) = app.get_json("/api/incidents/INC-1").await;
     let (_, joined) = app.post_hook("alertmanager", tagged.to_string()).await;
-    let posts = app.wait_posts("INC-1", 2).await;
+    let posts = app.wait_posts("INC-1", 3).await;
 
     assert!(before["incident"]["runbook_id"].is_null());
     assert_eq!(joined["accepted"], 1, "{joined}");
     assert_eq!(app.incident_ids().await, ["INC-1"]);
     let (_, after) = app.get_json("/api/incidents/INC-1").await;
     assert_eq!(after["incident"]["runbook_id"], "backlog");
+    // The thread says the alert joined, then what its runbook found.
+    assert_eq!(
+        posts[1]["text"], "➕ INC-1 firing: QueueSlow on w:2: QueueSlow on w:2",
+        "{posts:?}"
+    );
     assert!(
-        posts[1]["text"]
+        posts[2]["text"]
             .as_str()
             .unwrap()
             .starts_with("🔎 INC-1 checks of runbook backlog"),

@@ -80,11 +80,18 @@ async fn contract(app: TestApp) {
             "state_changed"
         ]
     );
-    let posts = app.wait_posts("INC-1", 4).await;
+    let posts = app.wait_posts("INC-1", 6).await;
     assert_eq!(
         posts.len(),
-        4,
-        "opened, acked, mitigated, resolved: {posts:?}"
+        6,
+        "opened, acked, each alert resolved, mitigated, resolved: {posts:?}"
+    );
+    assert!(
+        posts[2]["text"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("✅ INC-1 resolved: HighErrorRate"),
+        "{posts:?}"
     );
     let (_, pm) = app
         .get_json("/api/incidents/INC-1/postmortem?format=json")

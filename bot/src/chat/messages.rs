@@ -17,7 +17,7 @@ use crate::runbook::model::ActionDecl;
 use crate::runbook::run::{Breach, Finding, Report, Status};
 use serde_json::Value;
 
-const TEMPLATES: [(&str, &str); 7] = [
+const TEMPLATES: [(&str, &str); 8] = [
     (
         "findings",
         include_str!("../../../templates/messages/findings.txt"),
@@ -45,6 +45,10 @@ const TEMPLATES: [(&str, &str); 7] = [
     (
         "oncall",
         include_str!("../../../templates/messages/oncall.txt"),
+    ),
+    (
+        "alert_arrival",
+        include_str!("../../../templates/messages/alert_arrival.txt"),
     ),
 ];
 
@@ -256,6 +260,23 @@ impl Messages {
                 title => &inc.title,
                 state => inc.state.as_str(),
             },
+        )
+    }
+
+    /// One alert joining (or resolving on) an open incident, in its thread.
+    pub fn alert_arrival(&self, id: &str, resolved: bool, line: &str) -> String {
+        self.render(
+            "alert_arrival",
+            context! { id => id, icon => if resolved { "✅" } else { "➕" }, line => line },
+        )
+    }
+
+    /// Alerts counted rather than listed (beyond the first ones), in the
+    /// incident's thread.
+    pub fn alerts_counted(&self, id: &str, counted: &str) -> String {
+        self.render(
+            "alert_arrival",
+            context! { id => id, icon => "➕", line => counted },
         )
     }
 

@@ -260,7 +260,9 @@ pub(super) async fn ingest(
                 if new {
                     opened.push(id);
                 } else {
-                    alert_joined(tx, now, id, alert, &mut effects.joins).await?;
+                    // One opened by this delivery lists it in its opening.
+                    let say = !opened.contains(&id);
+                    alert_joined(tx, rules, now, id, alert, effects, say).await?;
                 }
                 Some(id)
             }
@@ -493,53 +495,83 @@ async fn insert_alert(
 
 async fn alert_joined(
     tx: &mut Batch<'_>,
+    rules: &Rules,
     now: Millis,
     id: i64,
     a: &IncomingAlert,
-    joins: &mut Joins,
+    effects: &mut Effects,
+    say: bool,
 ) -> Result<(), LedgerError> {
     // The hot path of an alert storm: no need to load the incident.
-    alert_event(tx, now, id, a, Arrival::Firing, "firing", joins).await
+    alert_event(
+        tx,
+        rules,
+        now,
+        id,
+        a,
+        Arrival::Firing,
+        "firing",
+        effects,
+        say,
+    )
+    .await
 }
 
 /// The timeline event of one alert arriving on incident `id`: its own, or
-/// counted into an aggregate (see [`super::joins`]).
+/// counted into an aggregate (see [`super::joins`]); with `say`, the same
+/// in the incident's thread, so the thread accounts for every alert (named,
+/// or counted once a minute beyond the first ones).
+#[allow(clippy::too_many_arguments)]
 async fn alert_event(
     tx: &mut Batch<'_>,
+    rules: &Rules,
     now: Millis,
     id: i64,
     a: &IncomingAlert,
     arrival: Arrival,
     what: &str,
-    joins: &mut Joins,
+    effects: &mut Effects,
+    say: bool,
 ) -> Result<(), LedgerError> {
     let kind = match arrival {
         Arrival::Firing => EventKind::AlertFiring,
         Arrival::Resolved => EventKind::AlertResolved,
     };
-    match joins.arrive(id, arrival, now) {
+    match effects.joins.arrive(id, arrival, now) {
         Record::Individual => {
+            let line = alert_line(a, what);
             tx.append(NewEvent {
                 incident_id: id,
                 at: now,
                 actor: a.source.as_str(),
                 kind: kind.as_str(),
-                text: &alert_line(a, what),
+                text: &line,
                 data: json_text(&alert_data(a)),
             })
-            .await?
+            .await?;
+            if say {
+                let text = rules.messages.alert_arrival(
+                    &human_id(id),
+                    arrival == Arrival::Resolved,
+                    &line,
+                );
+                post_for(tx, rules, now, id, "alert_arrival", text, effects).await?;
+            }
         }
         Record::Counted => {}
-        Record::Aggregate(counts) => aggregate_event(tx, now, &counts).await?,
+        Record::Aggregate(counts) => aggregate_event(tx, rules, now, &counts, effects).await?,
     }
     Ok(())
 }
 
-/// Writes one aggregate of counted alert arrivals.
+/// Writes one aggregate of counted alert arrivals, on the timeline and in
+/// the incident's thread.
 pub(super) async fn aggregate_event(
     tx: &mut Batch<'_>,
+    rules: &Rules,
     now: Millis,
     counts: &Aggregate,
+    effects: &mut Effects,
 ) -> Result<(), LedgerError> {
     tx.append(NewEvent {
         incident_id: counts.incident_id,
@@ -554,7 +586,19 @@ pub(super) async fn aggregate_event(
         })),
     })
     .await?;
-    Ok(())
+    let text = rules
+        .messages
+        .alerts_counted(&human_id(counts.incident_id), &counts.text());
+    post_for(
+        tx,
+        rules,
+        now,
+        counts.incident_id,
+        "alerts_counted",
+        text,
+        effects,
+    )
+    .await
 }
 
 async fn refired(
@@ -568,17 +612,22 @@ async fn refired(
     let Some(inc) = tx.incident(id).await? else {
         return Ok(());
     };
+    // Firing again on a mitigated or resolved incident has a post of its
+    // own (below); otherwise it is one more alert in the thread.
+    let calm = inc.state == State::Mitigated || inc.state == State::Resolved;
     alert_event(
         tx,
+        rules,
         now,
         id,
         a,
         Arrival::Firing,
         "firing again",
-        &mut effects.joins,
+        effects,
+        !calm,
     )
     .await?;
-    if inc.state == State::Mitigated || inc.state == State::Resolved {
+    if calm {
         let text = rules.messages.refired(&inc, a);
         post(tx, rules, now, &inc, "alert_refired", text, effects).await?;
     }
@@ -598,12 +647,14 @@ async fn alert_resolved(
     };
     alert_event(
         tx,
+        rules,
         now,
         id,
         a,
         Arrival::Resolved,
         "resolved",
-        &mut effects.joins,
+        effects,
+        true,
     )
     .await?;
     if tx.firing_alerts(id).await? > 0 {
@@ -1058,8 +1109,22 @@ async fn post(
     text: String,
     effects: &mut Effects,
 ) -> Result<(), LedgerError> {
+    post_for(tx, rules, now, inc.id, template, text, effects).await
+}
+
+/// [`post`] for an incident known by id only (the hot path of alerts
+/// joining an incident does not load it).
+async fn post_for(
+    tx: &mut Batch<'_>,
+    rules: &Rules,
+    now: Millis,
+    id: i64,
+    template: &str,
+    text: String,
+    effects: &mut Effects,
+) -> Result<(), LedgerError> {
     let payload = json!({"channel": rules.channel, "template": template, "text": text});
-    tx.enqueue(Some(inc.id), "chat_post", &payload, now).await?;
+    tx.enqueue(Some(id), "chat_post", &payload, now).await?;
     effects.enqueued += 1;
     Ok(())
 }

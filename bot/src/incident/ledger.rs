@@ -250,8 +250,9 @@ impl Writer {
             Ok(conn) => {
                 async {
                     let mut tx = Batch::new(conn.begin().await.map_err(store_err)?);
+                    let mut effects = apply::Effects::default();
                     for c in &counts {
-                        apply::aggregate_event(&mut tx, now, c).await?;
+                        apply::aggregate_event(&mut tx, &self.rules, now, c, &mut effects).await?;
                     }
                     tx.commit().await.map_err(store_err)
                 }
@@ -260,7 +261,14 @@ impl Writer {
             Err(e) => Err(e),
         };
         match result {
-            Ok(()) => self.joins = joins,
+            Ok(()) => {
+                self.joins = joins;
+                if !counts.is_empty() {
+                    for wake in &self.wakes {
+                        wake.notify_one();
+                    }
+                }
+            }
             Err(e) => {
                 self.drop_conn();
                 warn!(error = %e, "could not write counted alert arrivals; will retry");
