@@ -87,6 +87,7 @@ struct Figures {
     summaries: usize,
     summary_held: Option<i64>,
     summary_updates: u32,
+    summary_text: Option<String>,
     listed: usize,
     listed_without_root: usize,
     roots_not_listed: usize,
@@ -265,6 +266,7 @@ async fn run(s: &Scenario) -> anyhow::Result<Figures> {
     f.summaries = view.summaries.len();
     f.summary_held = view.held();
     f.summary_updates = view.summaries.iter().map(|m| m.updates).sum();
+    f.summary_text = view.summaries.first().map(|m| m.text.clone());
     for m in messages.iter().filter(|m| m.thread_ts.is_some()) {
         f.reply_counted += counted_in_reply(&m.text);
     }
@@ -724,6 +726,12 @@ fn print(s: &Scenario, f: &Figures) {
                 s.groups.saturating_sub(of)
             ),
         );
+    }
+    if let Some(text) = &f.summary_text {
+        row("the summary's last text", String::new());
+        for line in text.lines() {
+            println!("      | {line}");
+        }
     }
     row(
         "outbox (chat_post)",
