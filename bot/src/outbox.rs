@@ -371,7 +371,12 @@ impl<H: Handler> Inner<H> {
     /// (the rest wait behind it).
     async fn deliver(self: Arc<Self>, items: Vec<OutboxItem>) -> Result<StepReport, StoreError> {
         let mut report = StepReport::default();
-        for item in items {
+        for (n, item) in items.into_iter().enumerate() {
+            // Delivered meanwhile, with an earlier item of its lane (posts
+            // waiting for one thread go out merged): nothing left to do.
+            if n > 0 && !self.store.outbox_pending(item.id).await? {
+                continue;
+            }
             // Its own task, so a handler that panics fails this item (and
             // backs it off) rather than the dispatcher.
             let handled = {

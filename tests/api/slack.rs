@@ -674,6 +674,15 @@ async fn messages_waiting_for_one_thread_go_out_as_one_post_and_the_root_shows_t
         .collect();
     assert_eq!(order, ["P2", "P3", "P2", "P3", "P2", "P3"], "{all}");
     assert_eq!(s.slack.ratelimited(), 0);
+    // The root is updated once per post, not once per change merged into
+    // it, and no merged item is handled a second time.
+    let updates = s.slack.message(CHANNEL, &root.ts).expect("root").updates;
+    assert!(
+        updates as usize <= thread.len(),
+        "{updates} root updates for {} posts",
+        thread.len()
+    );
+    assert_eq!(crate::storm::retried_posts(&s.app.db_url).await, 0);
 }
 
 #[tokio::test]

@@ -34,7 +34,7 @@ async fn open(s: &SlackApp, i: usize, severity: &str) {
 
 /// Chat posts that needed more than one attempt (a 429 or any failure),
 /// read from the store itself (`/metrics` counts the whole test process).
-async fn retried_posts(db_url: &str) -> i64 {
+pub(crate) async fn retried_posts(db_url: &str) -> i64 {
     let sql = "SELECT COUNT(*) FROM outbox WHERE kind = 'chat_post' AND attempts > 1";
     if db_url.starts_with("postgres") {
         let mut c = sqlx::PgConnection::connect(db_url).await.expect("connect");

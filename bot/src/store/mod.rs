@@ -819,6 +819,14 @@ impl Store {
         Ok(v.map(Millis))
     }
 
+    /// Whether outbox item `id` is still waiting to be delivered.
+    pub async fn outbox_pending(&self, id: i64) -> Result<bool> {
+        let n: i64 = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE id = $1 AND status = 'pending'")
+            .bind(id).fetch_one(p).await?);
+        Ok(n > 0)
+    }
+
     pub async fn outbox_delivered(&self, id: i64, now: Millis) -> Result<()> {
         let _gate = self.write_gate().await;
         on_pool!(self, p => sqlx::query(
