@@ -77,6 +77,10 @@ struct Figures {
     summary_all: Option<(f64, i64, usize)>,
     over: Option<(f64, i64, usize)>,
     final_at: Option<f64>,
+    /// When the last thread reply went out (nothing more for 8 s after).
+    threads_done_at: Option<f64>,
+    /// Alerts thread replies name one by one (`➕ INC-7 firing: …`).
+    reply_named: usize,
     drain_computed: Option<f64>,
     timed_out: Option<String>,
     roots: usize,
@@ -257,6 +261,24 @@ async fn run(s: &Scenario) -> anyhow::Result<Figures> {
         f.drain_computed = Some(t + RELEASE_EVERY.as_secs_f64() * held as f64);
     }
 
+    // The threads: the last counts are written once an incident has been
+    // quiet for 3 s, and replies go out at the channel's pace; wait until
+    // nothing more is posted for 8 s.
+    if f.final_at.is_some() {
+        let quiet = Duration::from_secs(8);
+        let mut last = slack.count("chat.postMessage");
+        let mut since = Instant::now();
+        while since.elapsed() < quiet && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let n = slack.count("chat.postMessage");
+            if n != last {
+                last = n;
+                since = Instant::now();
+            }
+        }
+        f.threads_done_at = Some(t0.elapsed().as_secs_f64() - since.elapsed().as_secs_f64());
+    }
+
     // What the channel says.
     let messages = slack.channel_messages(CHANNEL);
     let view = View::of(&messages);
@@ -269,6 +291,7 @@ async fn run(s: &Scenario) -> anyhow::Result<Figures> {
     f.summary_text = view.summaries.first().map(|m| m.text.clone());
     for m in messages.iter().filter(|m| m.thread_ts.is_some()) {
         f.reply_counted += counted_in_reply(&m.text);
+        f.reply_named += named_in_reply(&m.text);
     }
     for root in &view.roots {
         let (named, counted) = alerts_in_root(root);
@@ -564,6 +587,14 @@ fn alerts_in_root(root: &Message) -> (usize, usize) {
     (named, counted)
 }
 
+/// Alerts a thread reply names one by one: its `➕ INC-7 firing: …` lines
+/// (merged replies carry several).
+fn named_in_reply(text: &str) -> usize {
+    text.lines()
+        .filter(|l| l.starts_with("➕ INC-") && l.contains(" firing"))
+        .count()
+}
+
 /// Alerts a thread reply counts ("N more alert(s)…", "N more alerts
 /// joined…"), if any.
 fn counted_in_reply(text: &str) -> usize {
@@ -644,6 +675,9 @@ fn print(s: &Scenario, f: &Figures) {
         (None, None) => "not reached".into(),
     };
     row("every root in its final state", final_row);
+    if let Some(t) = f.threads_done_at {
+        row("last thread reply out", format!("{t:.1} s"));
+    }
     if let Some(why) = &f.timed_out {
         row("(timed out)", why.clone());
     }
@@ -703,20 +737,15 @@ fn print(s: &Scenario, f: &Figures) {
         row(
             "alerts Slack names or counts",
             format!(
-                "{} of {} = {} named + {} counted (\"… and N more\") in the roots + {} counted in thread replies",
-                thousands(f.slack_named + f.slack_counted + f.reply_counted),
+                "{} of {} = {} named + {} counted (\"… and N more\") in the roots + {} named + {} counted in thread replies",
+                thousands(f.slack_named + f.slack_counted + f.reply_named + f.reply_counted),
                 thousands(s.alerts()),
                 f.slack_named,
                 f.slack_counted,
+                f.reply_named,
                 f.reply_counted
             ),
         );
-        if f.replies == 0 {
-            row(
-                "",
-                "(an alert joining an open incident posts nothing to its thread; its timeline and the alerts API count it)".into(),
-            );
-        }
     }
     if let Some((with, of)) = f.roots_with_their_alert {
         row(
