@@ -146,7 +146,7 @@ fn top_line(map: &BTreeMap<String, i64>, other: i64, by_count: bool) -> String {
 
 /// What the watch remembers between looks.
 #[derive(Debug, Default)]
-pub struct Watch {
+struct Watch {
     /// When each storm's summary was last shown.
     shown: BTreeMap<i64, tokio::time::Instant>,
     /// When a held root was last let go.
@@ -273,12 +273,8 @@ impl Storms {
     }
 
     /// One look at the storms: end what subsided, show what changed, let
-    /// one held root go if it is time. Public for tests.
-    pub async fn step<P: ChatPlatform>(
-        &self,
-        platform: &P,
-        watch: &mut Watch,
-    ) -> Result<(), String> {
+    /// one held root go if it is time.
+    async fn step<P: ChatPlatform>(&self, platform: &P, watch: &mut Watch) -> Result<(), String> {
         let now = self.clock.now();
         let mut under_way = false;
         for mut storm in self

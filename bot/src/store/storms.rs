@@ -75,15 +75,6 @@ impl Store {
         )
     }
 
-    /// The most recent storms, newest first (for the API and tests).
-    pub async fn storms(&self, limit: i64) -> Result<Vec<Storm>> {
-        let sql = format!("SELECT {STORM_COLUMNS} FROM storms ORDER BY id DESC LIMIT $1");
-        Ok(
-            on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(limit).fetch_all(p).await?),
-        )
-    }
-
     /// Starts a storm in `channel`, with the outbox item that posts its
     /// summary (`summary`, a `chat_post` payload), in one transaction.
     pub async fn start_storm(
