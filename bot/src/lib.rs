@@ -32,6 +32,7 @@ pub mod intake;
 pub mod log_limit;
 pub mod memory;
 pub mod outbox;
+pub mod pager;
 pub mod postmortem;
 pub mod priority;
 pub mod probe;
