@@ -22,16 +22,26 @@ use crate::chat::storm::Storms;
 use crate::config::Config;
 use crate::domain::State;
 use crate::domain::time::{Clock, Millis, SystemClock};
+use crate::escalation::engine::Engine;
+use crate::escalation::pages::PageSender;
 use crate::http::{self, AppState, Shared};
 use crate::incident::{Change, Ledger, Rules};
 use crate::intake::journal::{Journal, JournalSettings, JournalTasks};
 use crate::outbox::{ChatPoster, Dispatcher};
+use crate::pager::Pagers;
 use crate::runbook::load::Catalog;
 use crate::runbook::recovery::RecoveryWatcher;
 use crate::runbook::worker::RunbookRunner;
 use crate::store::{ConnectOptions, JournalStore, Store, StoreLock};
 use crate::telemetry;
 use crate::text::redact_url;
+
+/// The longest a pager waits for its far side (an SMTP server, Twilio,
+/// PagerDuty, a webhook) before the next channel is tried.
+const PAGER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Incidents whose pages go out at the same time (one incident's pages go
+/// in turn).
+const PAGES_AT_ONCE: usize = 16;
 
 /// A built, not yet running, firstline.
 pub struct App {
@@ -43,6 +53,10 @@ pub struct App {
     storm_watch: (Arc<Storms>, Arc<Platform>),
     runner: Dispatcher<RunbookRunner>,
     recovery: Dispatcher<RecoveryWatcher>,
+    /// Pages: a step's, a person's, PagerDuty's events.
+    pages: Dispatcher<PageSender<Platform>>,
+    /// Fires escalation steps as they fall due.
+    engine: Engine,
     commands: CommandContext,
     /// Slack's Socket Mode listener, when `chat.slack.mode` is `socket`.
     socket: Option<SocketMode>,
@@ -169,15 +183,24 @@ impl App {
             },
             channel: config.settings.chat.channel.clone(),
             messages: messages.clone(),
+            escalation: config.escalation.clone(),
         });
         let wake = Arc::new(Notify::new());
         let wake_runner = Arc::new(Notify::new());
         let wake_recovery = Arc::new(Notify::new());
+        let wake_pages = Arc::new(Notify::new());
+        let wake_engine = Arc::new(Notify::new());
         let (ledger, writer) = Ledger::start(
             store.clone(),
             rules,
             clock.clone(),
-            vec![wake.clone(), wake_runner.clone(), wake_recovery.clone()],
+            vec![
+                wake.clone(),
+                wake_runner.clone(),
+                wake_recovery.clone(),
+                wake_pages.clone(),
+                wake_engine.clone(),
+            ],
             config.settings.intake.queue_capacity,
             config.settings.store.batch_max,
         )
@@ -225,6 +248,26 @@ impl App {
             Duration::from_secs(config.settings.chat.storm_window_s.into()),
         ));
         let storm_watch = (storms.clone(), platform.clone());
+        let pagers = Pagers::build(&config.pagers, PAGER_TIMEOUT)
+            .map_err(|e| anyhow::anyhow!("pagers: {e}"))?;
+        let pages = Dispatcher::new(
+            store.clone(),
+            PageSender {
+                store: store.clone(),
+                ledger: ledger.clone(),
+                platform: platform.clone(),
+                pagers: Arc::new(pagers),
+                escalation: config.escalation.clone(),
+                messages: messages.clone(),
+                clock: clock.clone(),
+                channel: config.settings.chat.channel.clone(),
+            },
+            clock.clone(),
+            config.settings.outbox.clone(),
+            wake_pages,
+        )
+        .with_parallel(PAGES_AT_ONCE);
+        let engine = Engine::new(store.clone(), ledger.clone(), clock.clone(), wake_engine);
         let dispatcher = Dispatcher::new(
             store.clone(),
             ChatPoster::new(store.clone(), platform, clock.clone())
@@ -303,6 +346,8 @@ impl App {
             storm_watch,
             runner,
             recovery,
+            pages,
+            engine,
             commands,
             socket,
             config,
@@ -343,6 +388,8 @@ impl App {
             storm_watch,
             runner,
             recovery,
+            pages,
+            engine,
             commands,
             socket,
             config,
@@ -365,6 +412,8 @@ impl App {
         let storm_watch = tokio::spawn(storms.watch(platform, stop_rx.clone()));
         let runner = tokio::spawn(runner.run(stop_rx.clone()));
         let recovery = tokio::spawn(recovery.run(stop_rx.clone()));
+        let pages = tokio::spawn(pages.run(stop_rx.clone()));
+        let engine = tokio::spawn(engine.run(stop_rx.clone()));
         let checkpointer = tokio::spawn(checkpoints(store.clone(), stop_rx.clone()));
         let janitor = tokio::spawn(prune_receipts(
             store.clone(),
@@ -395,6 +444,8 @@ impl App {
         let _ = storm_watch.await;
         let _ = runner.await;
         let _ = recovery.await;
+        let _ = engine.await;
+        let _ = pages.await;
         let _ = janitor.await;
         let _ = checkpointer.await;
         // What is journaled and not yet applied is applied at the next

@@ -65,6 +65,10 @@ pub enum Handled {
     /// handler marked it held, and it waits, with its incident's later
     /// items, until released (`chat::storm`).
     Held,
+    /// Settled by the handler in the store already (a page cancelled
+    /// because its escalation stopped, or one another process delivered):
+    /// nothing to mark, and its incident's later items may follow.
+    Settled,
 }
 
 /// Delivers chat posts through one chat platform.
@@ -397,6 +401,7 @@ impl<H: Handler> Inner<H> {
                     // Its incident's later items wait behind it.
                     break;
                 }
+                Ok(Handled::Settled) => {}
                 Ok(Handled::Done) => {
                     self.store
                         .outbox_delivered(item.id, self.clock.now())

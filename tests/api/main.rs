@@ -4,6 +4,7 @@
 mod chat_commands;
 mod config_cli;
 mod e2e;
+mod escalation;
 mod fake_slack;
 mod findings_truth;
 mod hardening;

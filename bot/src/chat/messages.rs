@@ -17,7 +17,12 @@ use crate::runbook::model::ActionDecl;
 use crate::runbook::run::{Breach, Finding, Report, Status};
 use serde_json::Value;
 
-const TEMPLATES: [(&str, &str); 8] = [
+const TEMPLATES: [(&str, &str); 10] = [
+    ("page", include_str!("../../../templates/messages/page.txt")),
+    (
+        "escalation_exhausted",
+        include_str!("../../../templates/messages/escalation_exhausted.txt"),
+    ),
     (
         "findings",
         include_str!("../../../templates/messages/findings.txt"),
@@ -277,6 +282,57 @@ impl Messages {
         self.render(
             "alert_arrival",
             context! { id => id, icon => "➕", line => counted },
+        )
+    }
+
+    /// What a paged person reads, on any channel (a DM, a mention in the
+    /// thread, a text message, a mail, a webhook's `text`). `mention` is
+    /// the platform's mention of them (or of the channel) for a post in
+    /// the thread; `ack` says how to acknowledge.
+    #[allow(clippy::too_many_arguments)]
+    pub fn page(
+        &self,
+        inc: &Incident,
+        origin: &str,
+        ack_within: Option<&str>,
+        note: Option<&str>,
+        mention: Option<&str>,
+    ) -> String {
+        self.render(
+            "page",
+            context! {
+                icon => severity_icon(inc.severity),
+                severity => inc.severity.as_str(),
+                id => &inc.human_id,
+                title => &inc.title,
+                origin => origin,
+                ack_within => ack_within,
+                ack => format!("/incident ack {}", inc.human_id),
+                note => note,
+                mention => mention,
+            },
+        )
+    }
+
+    /// The escalation paged everyone through every round and nobody
+    /// acknowledged: said in the thread, to the channel.
+    pub fn escalation_exhausted(
+        &self,
+        inc: &Incident,
+        rounds: u32,
+        elapsed_ms: i64,
+        here: Option<&str>,
+    ) -> String {
+        self.render(
+            "escalation_exhausted",
+            context! {
+                id => &inc.human_id,
+                title => &inc.title,
+                severity => inc.severity.as_str(),
+                rounds => rounds,
+                elapsed => crate::domain::incident::format_duration(elapsed_ms),
+                here => here,
+            },
         )
     }
 

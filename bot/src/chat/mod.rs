@@ -91,7 +91,30 @@ pub trait ChatPlatform: Send + Sync + 'static {
         text: &str,
     ) -> impl Future<Output = Result<(), ChatError>> + Send;
 
-    /// Sends a direct message to a user (pages use this later).
+    /// Posts `req` calling on `users` (the platform's user ids), or on
+    /// everyone in the channel when `users` is empty (`@here`): a page
+    /// through chat, in the incident's thread. The mention is the
+    /// platform's own, so it notifies them.
+    fn post_mention(
+        &self,
+        req: &PostRequest,
+        users: &[String],
+    ) -> impl Future<Output = Result<Posted, ChatError>> + Send {
+        let who = if users.is_empty() {
+            "@here".to_string()
+        } else {
+            users
+                .iter()
+                .map(|u| format!("@{u}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut req = req.clone();
+        req.text = format!("{who} {}", req.text);
+        async move { self.post(&req).await }
+    }
+
+    /// Sends a direct message to a user (a page on `chat_dm`).
     fn direct_message(
         &self,
         user: &str,

@@ -36,6 +36,13 @@ impl ChatPlatform for Platform {
         }
     }
 
+    async fn post_mention(&self, req: &PostRequest, users: &[String]) -> Result<Posted, ChatError> {
+        match self {
+            Platform::Console(p) => p.post_mention(req, users).await,
+            Platform::Slack(p) => p.post_mention(req, users).await,
+        }
+    }
+
     async fn direct_message(&self, user: &str, text: &str) -> Result<(), ChatError> {
         match self {
             Platform::Console(p) => p.direct_message(user, text).await,

@@ -211,6 +211,11 @@ pub enum EventKind {
     /// A person asked for a runbook's checks; the findings follow.
     RunbookRequested,
     RecoverySample,
+    /// The escalation started, fired a step, was re-planned, stopped or
+    /// ran out (see `incident::escalate`).
+    Escalation,
+    /// A page went out, failed on a channel, or was not sent.
+    Page,
 }
 
 impl EventKind {
@@ -230,6 +235,8 @@ impl EventKind {
             EventKind::Findings => "findings",
             EventKind::RunbookRequested => "runbook_requested",
             EventKind::RecoverySample => "recovery_sample",
+            EventKind::Escalation => "escalation",
+            EventKind::Page => "page",
         }
     }
 }

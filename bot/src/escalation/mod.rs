@@ -12,7 +12,10 @@
 //! keeps deadlines in the store and the pagers that deliver build on these
 //! types; nothing here sends a page.
 
+pub mod engine;
 pub mod model;
+pub mod pages;
+pub mod payload;
 pub mod policy;
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ pub struct Rules {
     pub catalog: Arc<Catalog>,
     /// Whether a matched runbook's checks run when an alert opens an incident.
     pub run_on_alert: bool,
+    /// Contacts, rotations and policies: whom an incident pages, and when.
+    pub escalation: Arc<crate::escalation::Escalation>,
 }
 
 /// An idempotency key sent with a generic delivery, and the hash of the
@@ -111,6 +113,27 @@ pub enum Change {
     RunRunbook {
         id: i64,
         runbook_id: String,
+    },
+    /// The escalation engine claimed step `k` of run `run` as due: fired
+    /// if the escalation is still there (see `incident::escalate::fire`).
+    EscalationDue {
+        id: i64,
+        run: i64,
+        k: i64,
+    },
+    /// A person pages someone by hand (`/page`): written as a page intent
+    /// that no acknowledgement cancels.
+    Page {
+        id: i64,
+        to: crate::escalation::payload::PageTo,
+        /// The target as typed.
+        because: String,
+        note: Option<String>,
+    },
+    /// What happened to a page: one timeline event per line (text, data).
+    PageReport {
+        id: i64,
+        lines: Vec<(String, serde_json::Value)>,
     },
     /// One recovery sample: per criterion (title, holds, line); `all_hold`
     /// marks the incident mitigated; `next` schedules the next sample.
@@ -378,6 +401,8 @@ async fn incident_for(
                 .messages
                 .severity_changed(&inc, from, alert.source.as_str());
             post(tx, rules, now, &inc, "severity_changed", msg, effects).await?;
+            super::escalate::replan(tx, rules, now, &inc, from, alert.source.as_str(), effects)
+                .await?;
             // A P1 is never held behind a storm's summary.
             if severity == Severity::P1 {
                 tx.release_held(inc.id, now).await?;
@@ -449,6 +474,7 @@ async fn incident_for(
         alert_data(alert),
     )
     .await?;
+    super::escalate::start(tx, rules, now, &inc, effects).await?;
     if let Some(claimed) = from_future {
         let text = format!(
             "alert {} says it started at {}, more than {} min after it arrived (the sender's clock?); impact start is taken as its arrival",
@@ -682,7 +708,8 @@ async fn alert_resolved(
         rules
             .messages
             .state_changed(&inc, from, a.source.as_str(), Some("all alerts resolved"));
-    post(tx, rules, now, &inc, "state_changed", msg, effects).await
+    post(tx, rules, now, &inc, "state_changed", msg, effects).await?;
+    super::escalate::follow_state(tx, rules, now, &inc, from, a.source.as_str(), effects).await
 }
 
 /// Moves the incident to `to`, stamping the milestone it reaches. The
@@ -738,9 +765,12 @@ impl Change {
             | Change::Followup { id, .. }
             | Change::Reaction { id, .. }
             | Change::RunRunbook { id, .. } => Some(*id),
-            Change::Declare { .. } | Change::Findings { .. } | Change::RecoverySample { .. } => {
-                None
-            }
+            Change::Page { id, .. } => Some(*id),
+            Change::Declare { .. }
+            | Change::Findings { .. }
+            | Change::RecoverySample { .. }
+            | Change::EscalationDue { .. }
+            | Change::PageReport { .. } => None,
         }
     }
 }
@@ -780,6 +810,7 @@ async fn make_change(
             .await?;
             let msg = rules.messages.opened(&inc, &[], 0);
             post(tx, rules, now, &inc, "incident_opened", msg, effects).await?;
+            super::escalate::start(tx, rules, now, &inc, effects).await?;
             Ok(ChangeOutcome {
                 answer: format!("{} declared: {}", inc.human_id, inc.title),
                 incident: inc,
@@ -823,6 +854,7 @@ async fn make_change(
                 .messages
                 .state_changed(&inc, from, actor, note.as_deref());
             post(tx, rules, now, &inc, "state_changed", msg, effects).await?;
+            super::escalate::follow_state(tx, rules, now, &inc, from, actor, effects).await?;
             Ok(ChangeOutcome {
                 answer: format!("{} {verb} by {actor}", inc.human_id),
                 incident: inc,
@@ -853,8 +885,60 @@ async fn make_change(
             .await?;
             let msg = rules.messages.severity_changed(&inc, from, actor);
             post(tx, rules, now, &inc, "severity_changed", msg, effects).await?;
+            super::escalate::replan(tx, rules, now, &inc, from, actor, effects).await?;
             Ok(ChangeOutcome {
                 answer: format!("{} is now {severity} (was {from})", inc.human_id),
+                incident: inc,
+            })
+        }
+        Change::EscalationDue { id, run, k } => {
+            let (incident, answer) =
+                super::escalate::fire(tx, rules, now, *id, *run, *k, effects).await?;
+            Ok(ChangeOutcome { incident, answer })
+        }
+        Change::Page {
+            id,
+            to,
+            because,
+            note,
+        } => {
+            let inc = load(tx, *id).await?;
+            let payload = crate::escalation::payload::PagePayload {
+                run: None,
+                k: None,
+                to: to.clone(),
+                because: because.clone(),
+                origin: format!("paged by {actor}"),
+                ack_within: None,
+                note: note.clone(),
+            };
+            super::escalate::enqueue_page(tx, now, *id, &payload, effects).await?;
+            let mut text = format!("{actor} paged {} by hand", to.label());
+            if let Some(n) = note {
+                text.push_str(&format!(": {n}"));
+            }
+            event(
+                tx,
+                &inc,
+                now,
+                actor,
+                EventKind::Page,
+                &text,
+                json!({"action": "requested", "to": to.label(), "because": because, "note": note}),
+            )
+            .await?;
+            Ok(ChangeOutcome {
+                answer: format!("paging {} for {}", to.label(), inc.human_id),
+                incident: inc,
+            })
+        }
+        Change::PageReport { id, lines } => {
+            let inc = load(tx, *id).await?;
+            for (text, data) in lines {
+                event(tx, &inc, now, actor, EventKind::Page, text, data).await?;
+            }
+            Ok(ChangeOutcome {
+                answer: String::new(),
                 incident: inc,
             })
         }
@@ -1071,14 +1155,14 @@ async fn start_recovery_watch(
     Ok(())
 }
 
-async fn load(tx: &mut Batch<'_>, id: i64) -> Result<Incident, LedgerError> {
+pub(super) async fn load(tx: &mut Batch<'_>, id: i64) -> Result<Incident, LedgerError> {
     tx.incident(id)
         .await?
         .ok_or_else(|| LedgerError::NotFound(human_id(id)))
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn event(
+pub(super) async fn event(
     tx: &mut Batch<'_>,
     inc: &Incident,
     now: Millis,
@@ -1100,7 +1184,7 @@ async fn event(
 }
 
 /// Writes a chat post intent for the incident's thread.
-async fn post(
+pub(super) async fn post(
     tx: &mut Batch<'_>,
     rules: &Rules,
     now: Millis,

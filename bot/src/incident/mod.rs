@@ -6,6 +6,7 @@
 //! (a chat post) is written there too, as an outbox intent.
 
 mod apply;
+mod escalate;
 pub mod joins;
 mod ledger;
 

@@ -451,6 +451,29 @@ impl<'c> Batch<'c> {
             .await
     }
 
+    /// See [`StoreTx::escalation`].
+    pub async fn escalation(&mut self, incident_id: i64) -> Result<Option<super::EscalationRow>> {
+        self.tx.escalation(incident_id).await
+    }
+
+    /// See [`StoreTx::put_escalation`].
+    pub async fn put_escalation(&mut self, e: &super::EscalationRow) -> Result<()> {
+        self.tx.put_escalation(e).await
+    }
+
+    /// See [`StoreTx::last_acknowledger`]. Events of this batch not yet
+    /// written are looked at first.
+    pub async fn last_acknowledger(&mut self, incident_id: i64) -> Result<Option<String>> {
+        if let Some(e) = self.pending_events.iter().rev().find(|e| {
+            e.incident_id == incident_id
+                && e.kind == "state_changed"
+                && e.data.contains("\"to\":\"acknowledged\"")
+        }) {
+            return Ok(Some(e.actor.clone()));
+        }
+        self.tx.last_acknowledger(incident_id).await
+    }
+
     /// See [`StoreTx::release_held`].
     pub async fn release_held(&mut self, incident_id: i64, now: Millis) -> Result<u64> {
         self.tx.release_held(incident_id, now).await

@@ -253,10 +253,12 @@ fn padded<T: Copy>(chunk: &[T]) -> impl Iterator<Item = T> + '_ {
 }
 
 mod batch;
+mod escalations;
 mod filelog;
 mod journal;
 mod lock;
 mod storms;
+pub use escalations::{ClaimedStep, EscalationRow, PageClaim};
 pub use lock::StoreLock;
 pub use storms::Storm;
 

@@ -117,6 +117,29 @@ pub fn literal(text: &str) -> Result<SlackMessageContent, ChatError> {
         .with_blocks(blocks))
 }
 
+/// A page in chat: a mention of `users` (member ids; the channel's
+/// `@here` when empty), which notifies them, above the page's text shown
+/// as written.
+pub fn mention(users: &[String], text: &str) -> Result<SlackMessageContent, ChatError> {
+    let who = if users.is_empty() {
+        "<!here>".to_string()
+    } else {
+        users
+            .iter()
+            .map(|u| format!("<@{}>", escape(u)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let shown = clip(text.trim_end(), SECTION_CHARS);
+    let blocks = kit(vec![
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": who}}),
+        json!({"type": "section", "text": {"type": "plain_text", "emoji": true, "text": shown}}),
+    ])?;
+    Ok(SlackMessageContent::new()
+        .with_text(format!("{who} {}", escape(&shown)))
+        .with_blocks(blocks))
+}
+
 /// Blocks written as Slack's JSON, read through slack-morphism's types, so
 /// a shape Slack would refuse fails here.
 fn kit(blocks: Vec<Value>) -> Result<Vec<SlackBlock>, ChatError> {

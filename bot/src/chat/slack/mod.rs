@@ -356,6 +356,24 @@ impl ChatPlatform for Slack {
         }
     }
 
+    async fn post_mention(&self, req: &PostRequest, users: &[String]) -> Result<Posted, ChatError> {
+        let (channel, under) = match &req.thread {
+            Some(thread) => match channels::Thread::parse(thread)? {
+                channels::Thread::Under { channel, ts } => (channel, Some(ts)),
+                channels::Thread::Own { channel, .. } => (channel, None),
+            },
+            None => (req.channel.as_str(), None),
+        };
+        let ts = self
+            .post_message(channel, under, blocks::mention(users, &req.text)?)
+            .await?;
+        let message_ref = format!("{channel}/{ts}");
+        Ok(Posted {
+            thread: req.thread.clone().unwrap_or_else(|| message_ref.clone()),
+            message_ref,
+        })
+    }
+
     async fn update(&self, message_ref: &str, text: &str) -> Result<(), ChatError> {
         // As it was posted: blocks and fallback (chat.update with text alone
         // would leave the old blocks showing).

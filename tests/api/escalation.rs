@@ -1,0 +1,176 @@
+//! Escalation end to end on the console: a declared incident starts its
+//! severity's policy, steps page on time through the durable engine, an
+//! acknowledgement stops the chain, and a policy nobody answers runs out.
+
+use std::time::Duration;
+
+use crate::helpers::{TestApp, spawn_app_with_file};
+
+/// ann is paged first, then bob and the channel; each step waits
+/// `ack_within` (seconds) for an acknowledgement.
+fn config(ack_within_s: u32, repeat: u32) -> String {
+    format!(
+        r#"
+[contacts.ann]
+name = "Ann"
+timezone = "Europe/Paris"
+availability = "24/7"
+console = "ann"
+page_via = ["chat_mention"]
+
+[contacts.bob]
+timezone = "America/New_York"
+availability = "24/7"
+console = "bob"
+page_via = ["chat_dm"]
+
+[escalation.P1]
+steps = [
+  {{ page = ["ann"], ack_within = "{ack_within_s}s" }},
+  {{ page = ["bob", "channel"], ack_within = "{ack_within_s}s" }},
+]
+repeat = {repeat}
+"#
+    )
+}
+
+/// The incident's timeline events of `kind`, as text.
+async fn events(app: &TestApp, inc: &str, kind: &str) -> Vec<String> {
+    let (_, body) = app
+        .get_json(&format!("/api/incidents/{inc}/timeline?limit=500"))
+        .await;
+    body["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .map(|e| e["text"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Waits until `inc` has an event of `kind` containing `needle`; panics
+/// after `secs` with the timeline.
+async fn wait_event(app: &TestApp, inc: &str, kind: &str, needle: &str, secs: u64) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let found = events(app, inc, kind).await;
+        if let Some(e) = found.iter().find(|t| t.contains(needle)) {
+            return e.clone();
+        }
+        if tokio::time::Instant::now() > deadline {
+            let (_, all) = app
+                .get_json(&format!("/api/incidents/{inc}/timeline?limit=500"))
+                .await;
+            panic!("{inc}: no {kind} event with {needle:?} after {secs} s: {all:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn declare(app: &TestApp) -> String {
+    let (status, body) = app
+        .command("sam", "/incident declare checkout is down --sev P1")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ok"], true, "{body}");
+    let ids = app.incident_ids().await;
+    ids.last().cloned().expect("an incident")
+}
+
+#[tokio::test]
+async fn an_unacknowledged_p1_pages_each_step_on_time_and_then_runs_out() {
+    let app = spawn_app_with_file(&config(1, 0), &[]).await;
+
+    let inc = declare(&app).await;
+
+    let step1 = wait_event(&app, &inc, "escalation", "step 1/2 of P1", 5).await;
+    assert!(step1.contains("paging ann (chat_mention)"), "{step1}");
+    let sent = wait_event(&app, &inc, "page", "paged ann via chat_mention", 5).await;
+    assert!(sent.contains(" ms "), "{sent}");
+    let step2 = wait_event(&app, &inc, "escalation", "step 2/2 of P1", 5).await;
+    assert!(
+        step2.contains("paging bob (chat_dm), the channel"),
+        "{step2}"
+    );
+    wait_event(&app, &inc, "page", "paged bob via chat_dm", 5).await;
+    wait_event(&app, &inc, "page", "paged the channel via chat_mention", 5).await;
+    let out = wait_event(&app, &inc, "escalation", "escalation exhausted", 5).await;
+    assert!(out.contains("nobody acknowledged"), "{out}");
+
+    // The thread shows ann's mention, the channel's @here and the alarm.
+    let posts = app.wait_posts(&inc, 4).await;
+    let texts: Vec<&str> = posts.iter().filter_map(|p| p["text"].as_str()).collect();
+    assert!(
+        texts.iter().any(|t| t.starts_with("@ann 🔴 P1")
+            && t.contains("acknowledge within 1.0s with /incident ack INC-1")),
+        "{texts:#?}"
+    );
+    assert!(texts.iter().any(|t| t.starts_with("@here ")), "{texts:#?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("is still unacknowledged") && t.contains("/incident ack")),
+        "{texts:#?}"
+    );
+    // Each step paged once: no repeats of a step.
+    let steps = events(&app, &inc, "escalation").await;
+    assert_eq!(
+        steps.iter().filter(|t| t.contains("step 1/2")).count(),
+        1,
+        "{steps:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_acknowledgement_stops_the_chain_before_the_next_step() {
+    let app = spawn_app_with_file(&config(2, 2), &[]).await;
+    let inc = declare(&app).await;
+    wait_event(&app, &inc, "page", "paged ann via chat_mention", 5).await;
+
+    let (status, body) = app.command("ann", &format!("/incident ack {inc}")).await;
+    assert_eq!(body["ok"], true, "{status} {body}");
+
+    let stopped = wait_event(&app, &inc, "escalation", "escalation stopped", 5).await;
+    assert!(
+        stopped.contains("after step 1/2 of P1 (round 1/3): acknowledged by ann"),
+        "{stopped}"
+    );
+    // Well past step 2's deadline: nobody else was paged.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let steps = events(&app, &inc, "escalation").await;
+    assert!(
+        !steps.iter().any(|t| t.contains("step 2/2")),
+        "a step fired after the ack: {steps:#?}"
+    );
+    let pages = events(&app, &inc, "page").await;
+    assert!(
+        !pages.iter().any(|t| t.contains("bob")),
+        "bob was paged after the ack: {pages:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_raised_severity_starts_paging_and_a_p3_without_a_policy_pages_nobody() {
+    let app = spawn_app_with_file(&config(5, 0), &[]).await;
+    let (_, body) = app
+        .command("sam", "/incident declare slow admin page --sev P3")
+        .await;
+    assert_eq!(body["ok"], true, "{body}");
+    let inc = app.incident_ids().await.last().cloned().expect("incident");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(events(&app, &inc, "escalation").await.is_empty());
+
+    let (_, body) = app.command("sam", &format!("/incident sev {inc} P1")).await;
+    assert_eq!(body["ok"], true, "{body}");
+
+    wait_event(
+        &app,
+        &inc,
+        "escalation",
+        "escalation started: the P1 policy",
+        5,
+    )
+    .await;
+    wait_event(&app, &inc, "page", "paged ann via chat_mention", 5).await;
+}
