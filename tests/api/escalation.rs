@@ -174,3 +174,35 @@ async fn a_raised_severity_starts_paging_and_a_p3_without_a_policy_pages_nobody(
     .await;
     wait_event(&app, &inc, "page", "paged ann via chat_mention", 5).await;
 }
+
+#[tokio::test]
+async fn page_by_hand_reaches_a_rotations_on_call_member_even_after_an_ack() {
+    let app = spawn_app_with_file(
+        &format!(
+            "{}\n[rotations.primary]\nmembers = [\"bob\"]\nhandoff = \"daily 09:00 Europe/Paris\"\n",
+            config(30, 0)
+        ),
+        &[],
+    )
+    .await;
+    let inc = declare(&app).await;
+    let (_, body) = app.command("ann", &format!("/incident ack {inc}")).await;
+    assert_eq!(body["ok"], true, "{body}");
+
+    let (_, body) = app
+        .command(
+            "ann",
+            &format!("/page primary {inc} the disk is full, need a second pair of hands"),
+        )
+        .await;
+
+    assert_eq!(body["ok"], true, "{body}");
+    assert!(
+        body["reply"].as_str().unwrap_or("").contains("paging bob"),
+        "{body}"
+    );
+    let asked = wait_event(&app, &inc, "page", "ann paged bob by hand", 5).await;
+    assert!(asked.contains("the disk is full"), "{asked}");
+    let sent = wait_event(&app, &inc, "page", "paged bob via chat_dm", 5).await;
+    assert!(sent.contains(" ms "), "{sent}");
+}

@@ -114,14 +114,21 @@ async fn oncall_without_rotations_says_how_to_configure_them() {
 }
 
 #[tokio::test]
-async fn page_says_why_it_is_not_available_yet() {
-    let app = spawn_app().await;
+async fn page_outside_an_incident_asks_which_incident_and_an_unknown_name_lists_who_can_be_paged() {
+    let until = Utc::now() + Duration::hours(2);
+    let app = spawn_app_with_file(&config(until), &[]).await;
 
     let (_, body) = app.command("sam", "/page @ann the database is down").await;
+    assert_eq!(body["ok"], false, "{body}");
+    assert!(reply(&body).contains("which incident?"), "{body}");
 
+    let (_, body) = app
+        .command("sam", "/incident declare checkout down --sev P2")
+        .await;
+    assert_eq!(body["ok"], true, "{body}");
+    let (_, body) = app.command("sam", "/page nobody INC-1 help").await;
     assert_eq!(body["ok"], false, "{body}");
     let text = reply(&body);
-    assert!(text.contains("not available in this build yet"), "{text}");
-    assert!(text.contains("escalation engine"), "{text}");
-    assert!(text.contains("/oncall"), "{text}");
+    assert!(text.contains("nobody called \"nobody\""), "{text}");
+    assert!(text.contains("@ann, @bob, @dba, db, primary"), "{text}");
 }

@@ -148,9 +148,9 @@ pub async fn handle(
         }
         Command::Runbook(cmd) => runbook(ctx, user, cmd, thread_incident).await,
         Command::Oncall { schedule } => oncall(ctx, schedule.as_deref()),
-        Command::Page { .. } => Reply::err(
-            "/page is not available in this build yet: paging by hand goes through the escalation engine (durable deadlines, pagers, the timeline), which has not landed; /oncall shows who is on call to reach them directly",
-        ),
+        Command::Page { target, message } => {
+            page(ctx, user, &target, message.as_deref(), thread_incident).await
+        }
         Command::Action(_) => Reply::err(format!(
             "{} is not available in this version of firstline yet; /help lists what is",
             text.split_whitespace().next().unwrap_or("this command")
@@ -159,6 +159,90 @@ pub async fn handle(
 }
 
 /// `/oncall [ROTATION]`: who is on call now and next, per rotation.
+/// `/page <@who|rotation> [message]`: pages a contact (by key or chat
+/// id), a rotation's on-call member, or a chat user, for the incident of
+/// the thread (or the `INC-n` in the message), through the same pages,
+/// pagers and timeline as the escalation.
+async fn page(
+    ctx: &CommandContext,
+    user: &str,
+    target: &str,
+    message: Option<&str>,
+    thread: Option<i64>,
+) -> Reply {
+    use crate::escalation::payload::PageTo;
+    let named = message.and_then(|m| {
+        m.split(|c: char| c.is_whitespace() || c == ',' || c == '.')
+            .find_map(|w| {
+                w.get(..4)
+                    .filter(|p| p.eq_ignore_ascii_case("inc-"))
+                    .and_then(|_| w.parse::<IncidentRef>().ok())
+            })
+    });
+    let Some(id) = thread.or(named.map(|r| r.0)) else {
+        return Reply::err(
+            "which incident? type /page in the incident's thread, or name it in the message, e.g. /page @ann INC-7 the database is down",
+        );
+    };
+    // `@ann`, `<@U123>`, `<@U123|ann>`, `rotation:primary`, `primary`.
+    let bare = target
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim_start_matches('@');
+    let bare = bare.split('|').next().unwrap_or(bare);
+    let bare = bare.strip_prefix("rotation:").unwrap_or(bare);
+    let esc = &ctx.escalation;
+    let now = ctx.clock.now();
+    let contact = esc
+        .contacts
+        .get(bare)
+        .or_else(|| esc.contact_for_user(bare))
+        .or_else(|| {
+            esc.rotations
+                .get(bare)
+                .and_then(|r| esc.contacts.get(r.who_at(now).0))
+        });
+    let to = match contact {
+        Some(c) => PageTo::Contact {
+            id: c.id.clone(),
+            via: c.page_via.clone(),
+        },
+        // A chat mention of someone who is not a contact: paged in the
+        // thread (only a platform's own mention syntax, or `@name`).
+        None if target.trim().starts_with('@') || target.trim().starts_with("<@") => {
+            PageTo::ChatUser {
+                user: bare.to_string(),
+            }
+        }
+        None => {
+            let mut known: Vec<String> = esc.contacts.keys().map(|k| format!("@{k}")).collect();
+            known.extend(esc.rotations.keys().cloned());
+            return Reply::err(if known.is_empty() {
+                format!(
+                    "nobody called {target:?} to page: no [contacts.*] or [rotations.*] are configured; @name mentions a chat user in the thread"
+                )
+            } else {
+                format!(
+                    "nobody called {target:?} to page; contacts and rotations: {}",
+                    known.join(", ")
+                )
+            });
+        }
+    };
+    change(
+        ctx,
+        user,
+        Change::Page {
+            id,
+            to,
+            because: target.trim().to_string(),
+            note: message.map(str::to_string),
+        },
+    )
+    .await
+}
+
 fn oncall(ctx: &CommandContext, rotation: Option<&str>) -> Reply {
     let esc = &ctx.escalation;
     let now = ctx.clock.now();
