@@ -4,6 +4,7 @@
 mod chat_commands;
 mod config_cli;
 mod e2e;
+mod fake_pagers;
 mod fake_slack;
 mod findings_truth;
 mod hardening;
@@ -12,6 +13,7 @@ mod intake;
 mod limits;
 mod oncall;
 mod outbox;
+mod pagers;
 mod probes_data;
 mod probes_http;
 mod probes_sql_safety;
