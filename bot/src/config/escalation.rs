@@ -96,7 +96,7 @@ pub struct StepSettings {
 }
 
 /// `[pagers.*]`: how pages leave firstline other than through chat.
-/// Parsed and checked; not used to send anything in this build.
+/// Parsed and checked, then built into `pager::Pagers`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PagerSettings {
