@@ -58,6 +58,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+mod escalation;
 use sqlx::Connection;
 
 /// Concurrent senders in a storm.
@@ -709,9 +711,23 @@ impl Drop for Server {
 impl Server {
     /// Starts `firstline serve` and waits until `/readyz` answers 200.
     async fn start(dir: &Path, store: &str, log_name: &str) -> Result<Server, String> {
+        Server::start_with(dir, store, log_name, None).await
+    }
+
+    /// [`Server::start`] with a configuration file.
+    async fn start_with(
+        dir: &Path,
+        store: &str,
+        log_name: &str,
+        config: Option<&Path>,
+    ) -> Result<Server, String> {
         let port = free_port();
         let log = dir.join(log_name);
-        let child = serve_command(dir, port, store, &log)?
+        let mut command = serve_command(dir, port, store, &log)?;
+        if let Some(config) = config {
+            command.env("FIRSTLINE_CONFIG", config);
+        }
+        let child = command
             .spawn()
             .map_err(|e| format!("cannot start firstline: {e}"))?;
         let mut server = Server {
