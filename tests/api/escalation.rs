@@ -206,3 +206,102 @@ async fn page_by_hand_reaches_a_rotations_on_call_member_even_after_an_ack() {
     let sent = wait_event(&app, &inc, "page", "paged bob via chat_dm", 5).await;
     assert!(sent.contains(" ms "), "{sent}");
 }
+
+/// A secret reference to a file holding `value` (tests never set the
+/// process environment, which every test shares).
+fn secret_file(dir: &std::path::Path, name: &str, value: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, value).expect("write a secret file");
+    format!("{{ file = {:?} }}", path.display().to_string())
+}
+
+#[tokio::test]
+async fn a_page_that_fails_on_one_channel_goes_out_on_the_contacts_next() {
+    use crate::fake_pagers::{Failure, SmtpSink, WebhookReceiver};
+    let secrets = tempfile::tempdir().expect("temp dir");
+    let hook = WebhookReceiver::start("hook-secret").await;
+    hook.fail_next(Failure::status(500));
+    let smtp = SmtpSink::start().await;
+    let toml = format!(
+        r#"
+[contacts.ann]
+timezone = "UTC"
+availability = "24/7"
+email = "ann@example.com"
+page_via = ["webhook", "email"]
+
+[escalation.P1]
+steps = [{{ page = ["ann"], ack_within = "60s" }}]
+
+[pagers.webhook]
+url = "{hook_url}"
+hmac_secret = {hmac}
+
+[pagers.email]
+smtp_url = {smtp_url}
+from = "firstline@example.com"
+"#,
+        hook_url = hook.hook_url("t0ken"),
+        hmac = secret_file(secrets.path(), "hmac", "hook-secret"),
+        smtp_url = secret_file(secrets.path(), "smtp", &smtp.url(None)),
+    );
+    let app = spawn_app_with_file(&toml, &[]).await;
+
+    let inc = declare(&app).await;
+
+    let failed = wait_event(&app, &inc, "page", "page to ann via webhook failed", 10).await;
+    assert!(failed.contains("500"), "{failed}");
+    assert!(failed.ends_with("; trying email"), "{failed}");
+    assert!(!failed.contains("t0ken"), "a secret reached the timeline: {failed}");
+    let sent = wait_event(&app, &inc, "page", "paged ann via email", 10).await;
+    assert!(sent.contains(" ms "), "{sent}");
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(mails[0].body().contains(&format!("{inc} needs you")), "{}", mails[0].body());
+    assert!(hook.accepted().is_empty());
+}
+
+#[tokio::test]
+async fn pagerduty_is_triggered_by_a_step_then_acknowledged_and_resolved_with_the_incident() {
+    use crate::fake_pagers::FakePagerduty;
+    let secrets = tempfile::tempdir().expect("temp dir");
+    let pd = FakePagerduty::start("R0UTING").await;
+    let toml = format!(
+        r#"
+[contacts.ann]
+timezone = "UTC"
+availability = "24/7"
+page_via = ["pagerduty"]
+
+[escalation.P1]
+steps = [{{ page = ["ann"], ack_within = "60s" }}]
+
+[pagers.pagerduty]
+routing_key = {key}
+api_url = "{url}"
+"#,
+        key = secret_file(secrets.path(), "pd", "R0UTING"),
+        url = pd.url,
+    );
+    let app = spawn_app_with_file(&toml, &[]).await;
+    let inc = declare(&app).await;
+    wait_event(&app, &inc, "page", "paged ann via pagerduty", 10).await;
+
+    let (_, body) = app.command("ann", &format!("/incident ack {inc}")).await;
+    assert_eq!(body["ok"], true, "{body}");
+    wait_event(&app, &inc, "page", "PagerDuty acknowledge sent", 10).await;
+    let (_, body) = app
+        .command("ann", &format!("/incident resolve {inc} fixed"))
+        .await;
+    assert_eq!(body["ok"], true, "{body}");
+    wait_event(&app, &inc, "page", "PagerDuty resolve sent", 10).await;
+
+    let events = pd.accepted();
+    let actions: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["event_action"].as_str())
+        .collect();
+    assert_eq!(actions, ["trigger", "acknowledge", "resolve"], "{events:#?}");
+    let key = format!("firstline-{inc}");
+    assert!(events.iter().all(|e| e["dedup_key"] == key.as_str()), "{events:#?}");
+}
