@@ -252,12 +252,19 @@ from = "firstline@example.com"
     let failed = wait_event(&app, &inc, "page", "page to ann via webhook failed", 10).await;
     assert!(failed.contains("500"), "{failed}");
     assert!(failed.ends_with("; trying email"), "{failed}");
-    assert!(!failed.contains("t0ken"), "a secret reached the timeline: {failed}");
+    assert!(
+        !failed.contains("t0ken"),
+        "a secret reached the timeline: {failed}"
+    );
     let sent = wait_event(&app, &inc, "page", "paged ann via email", 10).await;
     assert!(sent.contains(" ms "), "{sent}");
     let mails = smtp.mails();
     assert_eq!(mails.len(), 1, "{mails:?}");
-    assert!(mails[0].body().contains(&format!("{inc} needs you")), "{}", mails[0].body());
+    assert!(
+        mails[0].body().contains(&format!("{inc} needs you")),
+        "{}",
+        mails[0].body()
+    );
     assert!(hook.accepted().is_empty());
 }
 
@@ -301,7 +308,184 @@ api_url = "{url}"
         .iter()
         .filter_map(|e| e["event_action"].as_str())
         .collect();
-    assert_eq!(actions, ["trigger", "acknowledge", "resolve"], "{events:#?}");
+    assert_eq!(
+        actions,
+        ["trigger", "acknowledge", "resolve"],
+        "{events:#?}"
+    );
     let key = format!("firstline-{inc}");
-    assert!(events.iter().all(|e| e["dedup_key"] == key.as_str()), "{events:#?}");
+    assert!(
+        events.iter().all(|e| e["dedup_key"] == key.as_str()),
+        "{events:#?}"
+    );
+}
+
+/// Every event of the incident, in commit order: (kind, text).
+async fn all_events(app: &TestApp, inc: &str) -> Vec<(String, String)> {
+    let (_, body) = app
+        .get_json(&format!("/api/incidents/{inc}/timeline?limit=1000"))
+        .await;
+    body["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or("").to_string(),
+                e["text"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Acknowledgements racing step 2's deadline, many at once: whichever the
+/// ledger decides first wins, and nothing is paged for a step decided
+/// after the ack.
+async fn ack_races_the_deadline(backend: crate::helpers::Backend) {
+    const RACES: usize = 12;
+    let Some(app) = crate::helpers::spawn_app_with_file_on(backend, &config(1, 0), &[]).await
+    else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for n in 0..RACES {
+        let (_, body) = app
+            .command("sam", &format!("/incident declare race {n} --sev P1"))
+            .await;
+        assert_eq!(body["ok"], true, "{body}");
+        ids.push(app.incident_ids().await.last().cloned().expect("incident"));
+    }
+    let mut dues = Vec::new();
+    for inc in &ids {
+        wait_event(&app, inc, "escalation", "step 1/2 of P1", 5).await;
+        let (_, body) = app
+            .get_json(&format!("/api/incidents/{inc}/timeline?limit=100"))
+            .await;
+        let due = body["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|e| {
+                (e["data"]["k"] == 0)
+                    .then(|| e["data"]["due_ms"].as_i64())
+                    .flatten()
+            })
+            .expect("step 1 records step 2's due time");
+        dues.push(due);
+    }
+    // Acks spread from 150 ms before step 2 is due to 150 ms after.
+    let mut acks = tokio::task::JoinSet::new();
+    for (n, (inc, due)) in ids.iter().zip(dues).enumerate() {
+        let inc = inc.clone();
+        let client = app.client.clone();
+        let addr = app.addr.clone();
+        let at = due - 150 + (300 * n as i64) / (RACES as i64 - 1);
+        acks.spawn(async move {
+            let wait = at - chrono::Utc::now().timestamp_millis();
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+            }
+            let r = client
+                .post(format!("{addr}/console/commands"))
+                .json(&serde_json::json!({"user": "ann", "text": format!("/incident ack {inc}")}))
+                .send()
+                .await
+                .expect("ack");
+            let body: serde_json::Value = r.json().await.expect("json");
+            assert_eq!(body["ok"], true, "{body}");
+        });
+    }
+    while acks.join_next().await.is_some() {}
+    // Past every deadline and retry.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (mut before, mut after) = (0, 0);
+    for inc in &ids {
+        let events = all_events(&app, inc).await;
+        let stop = events
+            .iter()
+            .position(|(k, t)| k == "escalation" && t.starts_with("escalation stopped"))
+            .unwrap_or_else(|| panic!("{inc}: the ack did not stop the escalation: {events:#?}"));
+        let step2 = events
+            .iter()
+            .position(|(k, t)| k == "escalation" && t.contains("step 2/2"));
+        let bob_paged = events
+            .iter()
+            .any(|(k, t)| k == "page" && t.starts_with("paged bob"));
+        match step2 {
+            Some(s) => {
+                assert!(s < stop, "{inc}: step 2 fired after the ack: {events:#?}");
+                before += 1;
+            }
+            None => {
+                assert!(!bob_paged, "{inc}: bob paged with no step 2: {events:#?}");
+                after += 1;
+            }
+        }
+        // Nothing fires after the stop.
+        assert!(
+            !events[stop + 1..]
+                .iter()
+                .any(|(k, t)| k == "escalation" && t.starts_with("escalation step")),
+            "{inc}: {events:#?}"
+        );
+    }
+    println!("ack races ({backend:?}): {before} step 2 decided first, {after} ack decided first");
+}
+
+#[tokio::test]
+async fn an_ack_racing_a_steps_deadline_is_decided_once_on_sqlite() {
+    ack_races_the_deadline(crate::helpers::Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_ack_racing_a_steps_deadline_is_decided_once_on_postgres() {
+    ack_races_the_deadline(crate::helpers::Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_page_backing_off_after_a_failure_is_never_sent_once_the_incident_is_acknowledged() {
+    use crate::fake_pagers::{Failure, WebhookReceiver};
+    let secrets = tempfile::tempdir().expect("temp dir");
+    let hook = WebhookReceiver::start("hook-secret").await;
+    // The first try fails and asks to come back in 2 s.
+    hook.fail_next(Failure {
+        status: 503,
+        retry_after: Some(2),
+        delay: None,
+    });
+    let toml = format!(
+        r#"
+[contacts.ann]
+timezone = "UTC"
+availability = "24/7"
+page_via = ["webhook"]
+
+[escalation.P1]
+steps = [{{ page = ["ann"], ack_within = "60s" }}]
+
+[pagers.webhook]
+url = "{url}"
+hmac_secret = {hmac}
+"#,
+        url = hook.hook_url("x"),
+        hmac = secret_file(secrets.path(), "hmac", "hook-secret"),
+    );
+    let app = spawn_app_with_file(&toml, &[]).await;
+    let inc = declare(&app).await;
+    wait_event(
+        &app,
+        &inc,
+        "page",
+        "failed on every channel; tried again shortly",
+        10,
+    )
+    .await;
+
+    let (_, body) = app.command("sam", &format!("/incident ack {inc}")).await;
+    assert_eq!(body["ok"], true, "{body}");
+
+    let cancelled = wait_event(&app, &inc, "page", "page to ann not sent", 10).await;
+    assert!(cancelled.contains("acknowledged by sam"), "{cancelled}");
+    assert!(hook.accepted().is_empty(), "{:?}", hook.accepted());
 }

@@ -155,6 +155,20 @@ pub async fn spawn_app_with_file(toml: &str, extra: &[(&str, &str)]) -> TestApp 
     spawn_configured(dir, db_url, Some(&path), extra).await
 }
 
+/// [`spawn_app_with_file`] on `backend`; `None` when PostgreSQL is
+/// skipped.
+pub async fn spawn_app_with_file_on(
+    backend: Backend,
+    toml: &str,
+    extra: &[(&str, &str)],
+) -> Option<TestApp> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_url = fresh_database(backend, dir.path()).await?;
+    let path = dir.path().join("firstline.toml");
+    std::fs::write(&path, toml).expect("write the test configuration");
+    Some(spawn_configured(dir, db_url, Some(&path), extra).await)
+}
+
 async fn spawn_configured(
     dir: tempfile::TempDir,
     db_url: String,
