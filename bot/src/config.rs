@@ -52,7 +52,7 @@ pub struct Settings {
     /// pages nobody.
     pub escalation: BTreeMap<String, PolicySettings>,
     /// How pages leave other than through chat (`[pagers.email]`, …):
-    /// checked, not used in this build.
+    /// built into `pager::Pagers`.
     pub pagers: PagerSettings,
 }
 

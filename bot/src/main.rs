@@ -211,11 +211,26 @@ fn check_config(config: &Config) -> ExitCode {
             None => format!("{sev} none"),
         })
         .collect();
+    let p = &config.pagers;
+    let pagers: Vec<&str> = [
+        ("email", p.email.is_some()),
+        ("phone", p.phone.is_some()),
+        ("pagerduty", p.pagerduty.is_some()),
+        ("webhook", p.webhook.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
     println!(
-        "  escalation: {} contact(s), {} rotation(s); {}; pages are not sent in this build",
+        "  escalation: {} contact(s), {} rotation(s); {}; pagers: {}",
         esc.contacts.len(),
         esc.rotations.len(),
-        policies.join(", ")
+        policies.join(", "),
+        if pagers.is_empty() {
+            "chat only".to_string()
+        } else {
+            format!("chat, {}", pagers.join(", "))
+        }
     );
     ExitCode::SUCCESS
 }

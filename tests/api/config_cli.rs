@@ -216,7 +216,7 @@ fn the_shipped_escalation_example_is_seed_003_and_passes_check_config() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
         stdout.contains(
-            "escalation: 4 contact(s), 1 rotation(s); P1 2 steps x3 rounds (exhausted after 30m00s), P2 3 steps x2 rounds (exhausted after 1h30m), P3 2 steps x1 round (exhausted after 2h00m); pages are not sent in this build"
+            "escalation: 4 contact(s), 1 rotation(s); P1 2 steps x3 rounds (exhausted after 30m00s), P2 3 steps x2 rounds (exhausted after 1h30m), P3 2 steps x1 round (exhausted after 2h00m); pagers: chat, email, phone, pagerduty, webhook"
         ),
         "{stdout}"
     );

@@ -6,11 +6,14 @@
 //! - [`policy`]: what the model means at an instant: who is on call in a
 //!   rotation (hand-offs across DST, overrides), whether a contact may be
 //!   paged (24/7, business hours in their zone, on call), and an
-//!   incident's plan: each step's due time and whom it pages.
+//!   incident's plan: each step's due time and whom it pages;
+//! - [`engine`]: the durable engine: claims due `escalations` rows with a
+//!   lease and asks the ledger to fire them (`incident::escalate` decides);
+//! - [`pages`]: the `page` outbox handler: claims a page (never one of a
+//!   stopped escalation), then tries the contact's channels in order;
+//! - [`payload`]: what a `page` intent carries.
 //!
-//! Pure: no IO, and time only from the arguments. The durable engine that
-//! keeps deadlines in the store and the pagers that deliver build on these
-//! types; nothing here sends a page.
+//! `model` and `policy` are pure: no IO, and time only from the arguments.
 
 pub mod engine;
 pub mod model;
