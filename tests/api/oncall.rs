@@ -132,3 +132,25 @@ async fn page_outside_an_incident_asks_which_incident_and_an_unknown_name_lists_
     assert!(text.contains("nobody called \"nobody\""), "{text}");
     assert!(text.contains("@ann, @bob, @dba, db, primary"), "{text}");
 }
+
+#[tokio::test]
+async fn oncall_shows_hand_off_times_in_the_callers_own_zone_when_they_are_a_contact() {
+    let until = Utc::now() + Duration::hours(2);
+    let app = spawn_app_with_file(
+        &config(until),
+        &[("FIRSTLINE_SERVER__TIMEZONE", "Asia/Tokyo")],
+    )
+    .await;
+
+    // ann is a contact in Europe/Paris; her console name is her key.
+    let (_, body) = app.command("ann", "/oncall db").await;
+
+    assert_eq!(body["ok"], true, "{body}");
+    let text = reply(&body);
+    assert!(text.contains("times in Europe/Paris"), "{text}");
+    let until_paris = until
+        .with_timezone(&chrono_tz::Europe::Paris)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string();
+    assert!(text.contains(&until_paris), "{text}");
+}

@@ -147,7 +147,7 @@ pub async fn handle(
             Reply::err(format!("unknown command /{name}; /help lists the commands"))
         }
         Command::Runbook(cmd) => runbook(ctx, user, cmd, thread_incident).await,
-        Command::Oncall { schedule } => oncall(ctx, schedule.as_deref()),
+        Command::Oncall { schedule } => oncall(ctx, user, schedule.as_deref()),
         Command::Page { target, message } => {
             page(ctx, user, &target, message.as_deref(), thread_incident).await
         }
@@ -243,18 +243,27 @@ async fn page(
     .await
 }
 
-fn oncall(ctx: &CommandContext, rotation: Option<&str>) -> Reply {
+fn oncall(ctx: &CommandContext, user: &str, rotation: Option<&str>) -> Reply {
     let esc = &ctx.escalation;
     let now = ctx.clock.now();
+    // Hand-off times in the caller's own zone when they are a contact.
+    let zone = esc
+        .contacts
+        .get(user)
+        .or_else(|| esc.contact_for_user(user))
+        .map(|c| c.timezone);
     match rotation {
         None => Reply::ok(ctx.messages.oncall(
             esc,
             &esc.rotations.values().collect::<Vec<_>>(),
             now,
+            zone,
         )),
         Some(name) => match esc.rotations.get(name.trim()) {
-            Some(r) => Reply::ok(ctx.messages.oncall(esc, &[r], now)),
-            None if esc.rotations.is_empty() => Reply::err(ctx.messages.oncall(esc, &[], now)),
+            Some(r) => Reply::ok(ctx.messages.oncall(esc, &[r], now, zone)),
+            None if esc.rotations.is_empty() => {
+                Reply::err(ctx.messages.oncall(esc, &[], now, zone))
+            }
             None => Reply::err(format!(
                 "no rotation {name:?}; rotations: {}",
                 esc.rotations

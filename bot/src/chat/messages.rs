@@ -222,9 +222,23 @@ impl Messages {
     }
 
     /// The answer to `/oncall`: per rotation, who is on call at `now` and
-    /// who takes over next, when (in the server's zone). With no
-    /// rotations, how to configure them.
-    pub fn oncall(&self, esc: &Escalation, rotations: &[&Rotation], now: Millis) -> String {
+    /// who takes over next, when (in `zone`: the caller's when they are a
+    /// contact, else the server's). With no rotations, how to configure
+    /// them.
+    pub fn oncall(
+        &self,
+        esc: &Escalation,
+        rotations: &[&Rotation],
+        now: Millis,
+        zone: Option<Tz>,
+    ) -> String {
+        let tz = zone.unwrap_or(self.tz);
+        let time = |m: Millis| {
+            m.to_datetime()
+                .with_timezone(&tz)
+                .format("%Y-%m-%d %H:%M:%S %Z")
+                .to_string()
+        };
         let person = |id: &str| match esc.contacts.get(id) {
             Some(c) if c.name != c.id => format!("{} ({})", c.name, c.id),
             _ => id.to_string(),
@@ -238,19 +252,16 @@ impl Messages {
                     name => &r.name,
                     now => person(&shift.who),
                     override_until => match shift.cause {
-                        Cause::Override(_) => shift.until.map(|u| self.time(u)),
+                        Cause::Override(_) => shift.until.map(time),
                         Cause::Turn => None,
                     },
                     next => next.as_ref().map(|(_, s)| person(&s.who)),
-                    next_at => next.as_ref().map(|(u, _)| self.time(*u)),
+                    next_at => next.as_ref().map(|(u, _)| time(*u)),
                     handoff => r.handoff.to_string(),
                 }
             })
             .collect();
-        self.render(
-            "oncall",
-            context! { rotations => rows, zone => self.tz.name() },
-        )
+        self.render("oncall", context! { rotations => rows, zone => tz.name() })
     }
 
     pub fn severity_changed(&self, inc: &Incident, from: Severity, actor: &str) -> String {

@@ -216,6 +216,8 @@ pub enum EventKind {
     Escalation,
     /// A page went out, failed on a channel, or was not sent.
     Page,
+    /// An automatic attempt (a restart, a retried action) failed.
+    AttemptFailed,
 }
 
 impl EventKind {
@@ -237,6 +239,7 @@ impl EventKind {
             EventKind::RecoverySample => "recovery_sample",
             EventKind::Escalation => "escalation",
             EventKind::Page => "page",
+            EventKind::AttemptFailed => "attempt_failed",
         }
     }
 }

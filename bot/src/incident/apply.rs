@@ -130,6 +130,15 @@ pub enum Change {
         because: String,
         note: Option<String>,
     },
+    /// An automatic attempt at `what` (a restart, a retried action) failed:
+    /// on the timeline, and at the third failure of the same `what` the
+    /// escalation moves to its next step at once (seed 000 §4.2, seed
+    /// 003's auto-recovery: "restart up to 3 times, then escalate").
+    AutomaticAttemptFailed {
+        id: i64,
+        what: String,
+        error: String,
+    },
     /// What happened to a page: one timeline event per line (text, data).
     PageReport {
         id: i64,
@@ -770,6 +779,7 @@ impl Change {
             | Change::Findings { .. }
             | Change::RecoverySample { .. }
             | Change::EscalationDue { .. }
+            | Change::AutomaticAttemptFailed { .. }
             | Change::PageReport { .. } => None,
         }
     }
@@ -929,6 +939,16 @@ async fn make_change(
             .await?;
             Ok(ChangeOutcome {
                 answer: format!("paging {} for {}", to.label(), inc.human_id),
+                incident: inc,
+            })
+        }
+        Change::AutomaticAttemptFailed { id, what, error } => {
+            let inc = load(tx, *id).await?;
+            let answer =
+                super::escalate::attempt_failed(tx, rules, now, &inc, actor, what, error, effects)
+                    .await?;
+            Ok(ChangeOutcome {
+                answer,
                 incident: inc,
             })
         }

@@ -420,6 +420,89 @@ pub(super) async fn fire(
     Ok((inc, text))
 }
 
+/// Failed automatic attempts of one thing before the escalation moves on.
+pub const ATTEMPTS_BEFORE_ESCALATING: usize = 3;
+
+/// Records a failed automatic attempt at `what`; at every third failure of
+/// the same `what`, the escalation's next step pages at once (a running
+/// escalation is brought forward; a stopped or finished one starts a new
+/// run at the step after the last one that paged, so the next people up
+/// the tree hear of it, and an acknowledgement stops it again).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn attempt_failed(
+    tx: &mut Batch<'_>,
+    rules: &Rules,
+    now: Millis,
+    inc: &Incident,
+    actor: &str,
+    what: &str,
+    error: &str,
+    effects: &mut Effects,
+) -> Result<String, LedgerError> {
+    let n = tx.attempts_failed(inc.id, what).await? + 1;
+    let text = format!("automatic attempt {n} at {what} failed: {error}",);
+    event(
+        tx,
+        inc,
+        now,
+        actor,
+        EventKind::AttemptFailed,
+        &text,
+        json!({"what": what, "n": n, "error": error}),
+    )
+    .await?;
+    if n % ATTEMPTS_BEFORE_ESCALATING != 0 {
+        return Ok(text);
+    }
+    let Some(policy) = rules.escalation.policy(inc.severity) else {
+        return Ok(format!(
+            "{text}; {} has no escalation policy to escalate to",
+            inc.severity
+        ));
+    };
+    let prev = tx.escalation(inc.id).await?;
+    let mut e = match prev {
+        Some(e) if e.is_running() => e,
+        prev => EscalationRow {
+            incident_id: inc.id,
+            run: prev.as_ref().map_or(1, |e| e.run + 1),
+            severity: inc.severity.as_str().to_string(),
+            started_ms: now.0,
+            next_k: prev
+                .as_ref()
+                .map_or(0, |e| e.next_k.min(policy.len() as i64 - 1)),
+            due_ms: None,
+            state: EscalationRow::RUNNING.into(),
+            reason: None,
+            pagerduty: prev.as_ref().is_some_and(|e| e.pagerduty),
+            updated_ms: now.0,
+        },
+    };
+    // Past the last step the escalation has nobody left: its first step
+    // pages again.
+    if e.next_k >= policy.len() as i64 {
+        e.next_k = 0;
+    }
+    e.due_ms = Some(now.0);
+    e.updated_ms = now.0;
+    tx.put_escalation(&e).await?;
+    effects.enqueued += 1;
+    let label = step_label(policy, e.next_k);
+    let esc =
+        format!("escalating now: {n} automatic attempts at {what} failed; {label} pages at once");
+    event(
+        tx,
+        inc,
+        now,
+        actor,
+        EventKind::Escalation,
+        &esc,
+        json!({"action": "escalated", "run": e.run, "k": e.next_k, "what": what}),
+    )
+    .await?;
+    Ok(esc)
+}
+
 /// Writes a page for the page handler.
 pub(super) async fn enqueue_page(
     tx: &mut Batch<'_>,

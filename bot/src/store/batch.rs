@@ -474,6 +474,18 @@ impl<'c> Batch<'c> {
         self.tx.last_acknowledger(incident_id).await
     }
 
+    /// See [`StoreTx::attempts_failed`], with this batch's own events.
+    pub async fn attempts_failed(&mut self, incident_id: i64, what: &str) -> Result<usize> {
+        let pending = self
+            .pending_events
+            .iter()
+            .filter(|e| e.incident_id == incident_id && e.kind == "attempt_failed")
+            .filter_map(|e| serde_json::from_str::<serde_json::Value>(&e.data).ok())
+            .filter(|d| d["what"] == what)
+            .count();
+        Ok(pending + self.tx.attempts_failed(incident_id, what).await?)
+    }
+
     /// See [`StoreTx::release_held`].
     pub async fn release_held(&mut self, incident_id: i64, now: Millis) -> Result<u64> {
         self.tx.release_held(incident_id, now).await

@@ -216,6 +216,18 @@ impl Store {
 }
 
 impl StoreTx<'_> {
+    /// How many automatic attempts at `what` failed on the incident.
+    pub async fn attempts_failed(&mut self, incident_id: i64, what: &str) -> Result<usize> {
+        let rows: Vec<String> = on_tx!(self, c => sqlx::query_scalar(
+            "SELECT data FROM timeline WHERE incident_id = $1 AND kind = 'attempt_failed'")
+            .bind(incident_id).fetch_all(&mut *c).await?);
+        Ok(rows
+            .iter()
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .filter(|d| d["what"] == what)
+            .count())
+    }
+
     /// Whoever last acknowledged the incident (the `assignee` a step may
     /// page when a reopened incident escalates again).
     pub async fn last_acknowledger(&mut self, incident_id: i64) -> Result<Option<String>> {
