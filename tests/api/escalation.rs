@@ -106,7 +106,11 @@ async fn an_unacknowledged_p1_pages_each_step_on_time_and_then_runs_out() {
             && t.contains("acknowledge within 1.0s with /incident ack INC-1")),
         "{texts:#?}"
     );
-    assert!(texts.iter().any(|t| t.starts_with("@here ")), "{texts:#?}");
+    assert!(
+        texts.iter().any(|t| t.starts_with("@here ")
+            && t.contains("acknowledge with /incident ack INC-1: this is the policy's last step")),
+        "{texts:#?}"
+    );
     assert!(
         texts
             .iter()

@@ -306,6 +306,7 @@ impl Messages {
         inc: &Incident,
         origin: &str,
         ack_within: Option<&str>,
+        last: bool,
         note: Option<&str>,
         mention: Option<&str>,
     ) -> String {
@@ -318,6 +319,7 @@ impl Messages {
                 title => &inc.title,
                 origin => origin,
                 ack_within => ack_within,
+                last => last,
                 ack => format!("/incident ack {}", inc.human_id),
                 note => note,
                 mention => mention,

@@ -109,6 +109,7 @@ impl<P: ChatPlatform> Handler for PageSender<P> {
             &inc,
             &payload.origin,
             payload.ack_within.as_deref(),
+            payload.last,
             payload.note.as_deref(),
             None,
         );

@@ -26,6 +26,9 @@ pub struct PagePayload {
     /// How long they have to acknowledge before the next step (`5m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack_within: Option<String>,
+    /// The policy's last step: nobody else is paged after it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last: bool,
     /// What a person typed after `/page @who`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,

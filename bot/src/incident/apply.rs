@@ -920,6 +920,7 @@ async fn make_change(
                 because: because.clone(),
                 origin: format!("paged by {actor}"),
                 ack_within: None,
+                last: false,
                 note: note.clone(),
             };
             super::escalate::enqueue_page(tx, now, *id, &payload, effects).await?;

@@ -151,6 +151,7 @@ pub(super) async fn follow_state(
                     because: reason,
                     origin: String::new(),
                     ack_within: None,
+                    last: false,
                     note: None,
                 };
                 enqueue_page(tx, now, inc.id, &payload, effects).await?;
@@ -366,6 +367,7 @@ pub(super) async fn fire(
             because: page.because.to_string(),
             origin: format!("firstline escalation, {label}"),
             ack_within: Some(ack_within.clone()),
+            last: k + 1 == len,
             note: None,
         };
         enqueue_page(tx, now, id, &payload, effects).await?;
