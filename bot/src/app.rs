@@ -334,6 +334,7 @@ impl App {
             commands: commands.clone(),
             metrics,
             slack: inbound,
+            pagerduty_webhook: config.pagers.pagerduty_webhook.clone(),
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

@@ -493,3 +493,111 @@ hmac_secret = {hmac}
     assert!(cancelled.contains("acknowledged by sam"), "{cancelled}");
     assert!(hook.accepted().is_empty(), "{:?}", hook.accepted());
 }
+
+/// A PagerDuty V3 webhook body, signed as PagerDuty signs it.
+fn pagerduty_event(secret: &str, event_type: &str, incident_key: &str) -> (String, String) {
+    use hmac::{Hmac, Mac};
+    let body = serde_json::json!({"event": {
+        "id": "01ABC", "event_type": event_type, "resource_type": "incident",
+        "occurred_at": "2026-12-05T12:00:00Z",
+        "agent": {"id": "PXPGF42", "summary": "Ann Onduty", "type": "user_reference"},
+        "data": {"id": "PT4KHLK", "type": "incident", "status": "acknowledged",
+                 "incident_key": incident_key, "title": "checkout is down"}
+    }})
+    .to_string();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(body.as_bytes());
+    let signature = format!("v1={}", hex::encode(mac.finalize().into_bytes()));
+    (body, signature)
+}
+
+#[tokio::test]
+async fn an_acknowledgement_in_pagerduty_acknowledges_the_incident_and_stops_the_chain() {
+    use crate::fake_pagers::FakePagerduty;
+    let secrets = tempfile::tempdir().expect("temp dir");
+    let pd = FakePagerduty::start("R0UTING").await;
+    let toml = format!(
+        r#"
+[contacts.ann]
+timezone = "UTC"
+availability = "24/7"
+page_via = ["pagerduty"]
+
+[contacts.bob]
+timezone = "UTC"
+availability = "24/7"
+page_via = ["chat_dm"]
+
+[escalation.P1]
+steps = [{{ page = ["ann"], ack_within = "2s" }}, {{ page = ["bob"], ack_within = "2s" }}]
+
+[pagers.pagerduty]
+routing_key = {key}
+api_url = "{url}"
+webhook_secret = {hook}
+"#,
+        key = secret_file(secrets.path(), "pd", "R0UTING"),
+        url = pd.url,
+        hook = secret_file(secrets.path(), "pdhook", "whsec"),
+    );
+    let app = spawn_app_with_file(&toml, &[]).await;
+    let inc = declare(&app).await;
+    wait_event(&app, &inc, "page", "paged ann via pagerduty", 10).await;
+    let post = |body: String, signature: String| {
+        let client = app.client.clone();
+        let url = format!("{}/pagerduty/webhook", app.addr);
+        async move {
+            let r = client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-pagerduty-signature", signature)
+                .body(body)
+                .send()
+                .await
+                .expect("post");
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+
+    // Forged: 401, nothing changes.
+    let (body, _) = pagerduty_event(
+        "whsec",
+        "incident.acknowledged",
+        &format!("firstline-{inc}"),
+    );
+    let (_, forged) = pagerduty_event(
+        "guess",
+        "incident.acknowledged",
+        &format!("firstline-{inc}"),
+    );
+    let (status, answer) = post(body.clone(), forged).await;
+    assert_eq!(status, 401, "{answer}");
+    // Another service's incident: 200, ignored.
+    let (other, sig) = pagerduty_event("whsec", "incident.acknowledged", "baf7cf21b1da41b4");
+    let (status, answer) = post(other, sig).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["ignored"].is_string(), "{answer}");
+
+    let (body, sig) = pagerduty_event(
+        "whsec",
+        "incident.acknowledged",
+        &format!("firstline-{inc}"),
+    );
+    let (status, answer) = post(body, sig).await;
+
+    assert_eq!(status, 200, "{answer}");
+    let stopped = wait_event(&app, &inc, "escalation", "escalation stopped", 5).await;
+    assert!(
+        stopped.ends_with("acknowledged by Ann Onduty (PagerDuty)"),
+        "{stopped}"
+    );
+    let (_, shown) = app.get_json(&format!("/api/incidents/{inc}")).await;
+    assert_eq!(shown["incident"]["state"], "acknowledged", "{shown}");
+    // Past step 2's deadline: bob was never paged.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let pages = events(&app, &inc, "page").await;
+    assert!(!pages.iter().any(|t| t.contains("bob")), "{pages:#?}");
+}

@@ -92,6 +92,7 @@ fn pagerduty_config(api_url: &str, routing_key: &str) -> PagerConfig {
         pagerduty: Some((
             PagerdutySettings {
                 routing_key: None,
+                webhook_secret: None,
                 api_url: api_url.into(),
             },
             secret(routing_key),
@@ -727,6 +728,7 @@ async fn the_pagers_debug_output_shows_no_secret() {
             HMAC_SECRET,
         )
         .webhook,
+        pagerduty_webhook: None,
     };
 
     let shown = format!("{:?}", pagers(&config));

@@ -131,6 +131,11 @@ pub struct PhonePagerSettings {
 #[serde(deny_unknown_fields)]
 pub struct PagerdutySettings {
     pub routing_key: Option<SecretRef>,
+    /// The signing secret of a PagerDuty V3 webhook subscription: with it,
+    /// an acknowledgement in PagerDuty acknowledges the firstline incident
+    /// (`POST /pagerduty/webhook`).
+    #[serde(default)]
+    pub webhook_secret: Option<SecretRef>,
     #[serde(default = "default_pagerduty_url")]
     pub api_url: String,
 }
@@ -159,6 +164,8 @@ pub struct Pagers {
     pub phone: Option<(PhonePagerSettings, SecretString, SecretString)>,
     pub pagerduty: Option<(PagerdutySettings, SecretString)>,
     pub webhook: Option<(WebhookPagerSettings, SecretString)>,
+    /// `[pagers.pagerduty] webhook_secret`, read.
+    pub pagerduty_webhook: Option<SecretString>,
 }
 
 /// Most repeats of a policy: beyond this a mistake (`repeat = 100`) would
@@ -529,6 +536,11 @@ pub fn pagers(p: &PagerSettings, err: &mut impl FnMut(&str, String)) -> Pagers {
         && let Some(s) = secret("pagers.pagerduty.routing_key", &pd.routing_key)
     {
         out.pagerduty = Some((pd.clone(), s));
+    }
+    if let Some(pd) = &p.pagerduty
+        && pd.webhook_secret.is_some()
+    {
+        out.pagerduty_webhook = secret("pagers.pagerduty.webhook_secret", &pd.webhook_secret);
     }
     if let Some(w) = &p.webhook
         && let Some(s) = secret("pagers.webhook.hmac_secret", &w.hmac_secret)

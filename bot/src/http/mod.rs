@@ -14,6 +14,7 @@ pub mod console;
 pub mod error;
 pub mod health;
 pub mod hooks;
+pub mod pagerduty;
 pub mod serve;
 pub mod slack;
 
@@ -70,6 +71,9 @@ pub struct Shared {
     /// What Slack sends, when `chat.platform` is `slack` (`/slack/*` in
     /// HTTP mode).
     pub slack: Option<crate::chat::slack::inbound::Inbound>,
+    /// `[pagers.pagerduty] webhook_secret`: PagerDuty's V3 webhooks are
+    /// taken (`/pagerduty/webhook`) only with it.
+    pub pagerduty_webhook: Option<SecretString>,
 }
 
 pub use error::ApiError;
@@ -90,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(console::router())
         .merge(slack::router())
+        .merge(pagerduty::router())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         // Bodies are read as bytes by the handlers, which answer an
