@@ -601,3 +601,69 @@ webhook_secret = {hook}
     let pages = events(&app, &inc, "page").await;
     assert!(!pages.iter().any(|t| t.contains("bob")), "{pages:#?}");
 }
+
+#[tokio::test]
+async fn on_slack_a_step_pages_by_direct_message_and_the_channel_with_a_real_here_mention() {
+    let toml = r#"
+[contacts.ann]
+timezone = "UTC"
+availability = "24/7"
+slack = "U0ANN"
+page_via = ["chat_dm"]
+
+[escalation.P1]
+steps = [{ page = ["ann", "channel"], ack_within = "60s" }]
+"#;
+    let s = crate::slack::slack_app_with_file(crate::helpers::Backend::Sqlite, toml, &[])
+        .await
+        .expect("sqlite");
+    s.slack.add_user("U0ANN", "ann", "Ann Onduty");
+
+    let inc = declare(&s.app).await;
+
+    wait_event(&s.app, &inc, "page", "paged ann via chat_dm", 10).await;
+    wait_event(
+        &s.app,
+        &inc,
+        "page",
+        "paged the channel via chat_mention",
+        10,
+    )
+    .await;
+    let opened = s.slack.calls_of("conversations.open");
+    assert_eq!(opened.len(), 1, "{opened:#?}");
+    // slack-morphism sends the list as a JSON array.
+    assert_eq!(opened[0].body["users"], serde_json::json!(["U0ANN"]), "{opened:#?}");
+    let posts = s.slack.calls_of("chat.postMessage");
+    let dm = posts
+        .iter()
+        .find(|c| {
+            c.body["channel"]
+                .as_str()
+                .is_some_and(|ch| ch.starts_with('D'))
+        })
+        .expect("a DM");
+    assert!(
+        dm.body["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("{inc} needs you")),
+        "{dm:#?}"
+    );
+    let here = posts
+        .iter()
+        .find(|c| {
+            c.body["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("<!here> "))
+        })
+        .expect("an @here mention");
+    assert!(
+        here.body["thread_ts"].is_string(),
+        "the mention is in the thread: {here:#?}"
+    );
+    assert_eq!(
+        here.body["blocks"][0]["text"]["text"], "<!here>",
+        "{here:#?}"
+    );
+}

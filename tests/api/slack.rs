@@ -73,7 +73,26 @@ enum Mode {
     Socket,
 }
 
+/// A Slack app (HTTP mode) with `toml` as its configuration file (for
+/// contacts and policies).
+pub(crate) async fn slack_app_with_file(
+    backend: Backend,
+    toml: &str,
+    extra: &[(&str, &str)],
+) -> Option<SlackApp> {
+    start_configured(backend, Mode::Http, Some(toml), extra).await
+}
+
 async fn start(backend: Backend, mode: Mode, extra: &[(&str, &str)]) -> Option<SlackApp> {
+    start_configured(backend, mode, None, extra).await
+}
+
+async fn start_configured(
+    backend: Backend,
+    mode: Mode,
+    toml: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Option<SlackApp> {
     let slack = FakeSlack::start(TOKEN).await;
     slack.accept_app_token(APP_TOKEN);
     slack.add_channel(CHANNEL);
@@ -106,7 +125,10 @@ async fn start(backend: Backend, mode: Mode, extra: &[(&str, &str)]) -> Option<S
         ),
     });
     env.extend_from_slice(extra);
-    let app = spawn_app_on(backend, &env).await?;
+    let app = match toml {
+        Some(toml) => crate::helpers::spawn_app_with_file_on(backend, toml, &env).await?,
+        None => spawn_app_on(backend, &env).await?,
+    };
     Some(SlackApp {
         app,
         env: env
