@@ -32,6 +32,26 @@ fn step_label(policy: &Policy, k: i64) -> String {
     s
 }
 
+/// An escalation event on the incident's timeline.
+async fn record(
+    tx: &mut Batch<'_>,
+    inc: &Incident,
+    now: Millis,
+    actor: &str,
+    text: &str,
+    data: serde_json::Value,
+) -> Result<(), LedgerError> {
+    event(tx, inc, now, actor, EventKind::Escalation, text, data).await
+}
+
+/// Marks the row stopped, for `reason`.
+fn stop_row(e: &mut EscalationRow, reason: &str, now: Millis) {
+    e.state = EscalationRow::STOPPED.into();
+    e.reason = Some(reason.to_string());
+    e.due_ms = None;
+    e.updated_ms = now.0;
+}
+
 /// Starts the policy of the incident's severity (a new incident, a
 /// reopened one, or one whose new severity pages when the old did not).
 /// Its first step is due at once; the engine fires it.
@@ -75,12 +95,11 @@ pub(super) async fn start(
             String::new()
         }
     );
-    event(
+    record(
         tx,
         inc,
         now,
         ACTOR,
-        EventKind::Escalation,
         &text,
         json!({"action": "started", "run": row.run, "severity": inc.severity.as_str()}),
     )
@@ -110,10 +129,7 @@ pub(super) async fn follow_state(
             if e.state != EscalationRow::STOPPED {
                 let k = e.next_k;
                 let was = e.state.clone();
-                e.state = EscalationRow::STOPPED.into();
-                e.reason = Some(reason.clone());
-                e.due_ms = None;
-                e.updated_ms = now.0;
+                stop_row(&mut e, &reason, now);
                 let text = match rules
                     .escalation
                     .policy(e.severity.parse().unwrap_or(inc.severity))
@@ -124,12 +140,11 @@ pub(super) async fn follow_state(
                     ),
                     _ => format!("escalation stopped: {reason}"),
                 };
-                event(
+                record(
                     tx,
                     inc,
                     now,
                     actor,
-                    EventKind::Escalation,
                     &text,
                     json!({"action": "stopped", "run": e.run, "reason": reason}),
                 )
@@ -195,9 +210,7 @@ pub(super) async fn replan(
     match rules.escalation.policy(to) {
         None => {
             let reason = format!("{to} has no escalation policy (severity changed by {actor})");
-            e.state = EscalationRow::STOPPED.into();
-            e.reason = Some(reason.clone());
-            e.due_ms = None;
+            stop_row(&mut e, &reason, now);
             text = format!("escalation stopped: {reason}");
         }
         Some(p) => {
@@ -231,12 +244,11 @@ pub(super) async fn replan(
     e.updated_ms = now.0;
     tx.put_escalation(&e).await?;
     effects.enqueued += 1;
-    event(
+    record(
         tx,
         inc,
         now,
         actor,
-        EventKind::Escalation,
         &text,
         json!({"action": "replanned", "run": e.run, "from": from.as_str(), "to": to.as_str()}),
     )
@@ -269,18 +281,18 @@ pub(super) async fn fire(
     let severity: Severity = e.severity.parse().unwrap_or(inc.severity);
     let Some(policy) = rules.escalation.policy(severity) else {
         // The configuration changed under a running escalation.
-        e.state = EscalationRow::STOPPED.into();
-        e.reason = Some(format!("{severity} has no escalation policy any more"));
-        e.due_ms = None;
-        e.updated_ms = now.0;
+        stop_row(
+            &mut e,
+            &format!("{severity} has no escalation policy any more"),
+            now,
+        );
         tx.put_escalation(&e).await?;
         let text = format!("escalation stopped: {severity} has no escalation policy any more");
-        event(
+        record(
             tx,
             &inc,
             now,
             ACTOR,
-            EventKind::Escalation,
             &text,
             json!({"action": "stopped", "run": run, "reason": "no policy"}),
         )
@@ -290,10 +302,7 @@ pub(super) async fn fire(
     if inc.state != State::Triggered {
         // Stopping is the acknowledgement's job; this covers a row a
         // crash or an older version left running.
-        e.state = EscalationRow::STOPPED.into();
-        e.reason = Some(format!("{} already", inc.state));
-        e.due_ms = None;
-        e.updated_ms = now.0;
+        stop_row(&mut e, &format!("{} already", inc.state), now);
         tx.put_escalation(&e).await?;
         return Ok((inc, "incident no longer triggered".into()));
     }
@@ -314,12 +323,11 @@ pub(super) async fn fire(
             },
             format_duration(elapsed)
         );
-        event(
+        record(
             tx,
             &inc,
             now,
             ACTOR,
-            EventKind::Escalation,
             &text,
             json!({"action": "exhausted", "run": run, "rounds": rounds}),
         )
@@ -405,12 +413,11 @@ pub(super) async fn fire(
     e.due_ms = Some(next_due);
     e.updated_ms = now.0;
     tx.put_escalation(&e).await?;
-    event(
+    record(
         tx,
         &inc,
         now,
         ACTOR,
-        EventKind::Escalation,
         &text,
         json!({
             "action": "step", "run": run, "k": k, "step": k % policy.steps.len() as i64,
@@ -492,12 +499,11 @@ pub(super) async fn attempt_failed(
     let label = step_label(policy, e.next_k);
     let esc =
         format!("escalating now: {n} automatic attempts at {what} failed; {label} pages at once");
-    event(
+    record(
         tx,
         inc,
         now,
         actor,
-        EventKind::Escalation,
         &esc,
         json!({"action": "escalated", "run": e.run, "k": e.next_k, "what": what}),
     )
