@@ -131,6 +131,12 @@ async fn an_acknowledgement_stops_the_chain_before_the_next_step() {
     let app = spawn_app_with_file(&config(2, 2), &[]).await;
     let inc = declare(&app).await;
     wait_event(&app, &inc, "page", "paged ann via chat_mention", 5).await;
+    let (_, body) = app.command("sam", &format!("/incident status {inc}")).await;
+    let status = body["reply"].as_str().unwrap_or("");
+    assert!(
+        status.contains("\nescalation: step 2/2 of P1 pages at "),
+        "{status}"
+    );
 
     let (status, body) = app.command("ann", &format!("/incident ack {inc}")).await;
     assert_eq!(body["ok"], true, "{status} {body}");
@@ -139,6 +145,12 @@ async fn an_acknowledgement_stops_the_chain_before_the_next_step() {
     assert!(
         stopped.contains("after step 1/2 of P1 (round 1/3): acknowledged by ann"),
         "{stopped}"
+    );
+    let (_, body) = app.command("sam", &format!("/incident status {inc}")).await;
+    let status = body["reply"].as_str().unwrap_or("");
+    assert!(
+        status.ends_with("\nescalation stopped: acknowledged by ann"),
+        "{status}"
     );
     // Well past step 2's deadline: nobody else was paged.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -596,6 +608,11 @@ webhook_secret = {hook}
     );
     let (_, shown) = app.get_json(&format!("/api/incidents/{inc}")).await;
     assert_eq!(shown["incident"]["state"], "acknowledged", "{shown}");
+    assert_eq!(shown["escalation"]["state"], "stopped", "{shown}");
+    assert_eq!(
+        shown["escalation"]["reason"], "acknowledged by Ann Onduty (PagerDuty)",
+        "{shown}"
+    );
     // Past step 2's deadline: bob was never paged.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let pages = events(&app, &inc, "page").await;
@@ -633,7 +650,11 @@ steps = [{ page = ["ann", "channel"], ack_within = "60s" }]
     let opened = s.slack.calls_of("conversations.open");
     assert_eq!(opened.len(), 1, "{opened:#?}");
     // slack-morphism sends the list as a JSON array.
-    assert_eq!(opened[0].body["users"], serde_json::json!(["U0ANN"]), "{opened:#?}");
+    assert_eq!(
+        opened[0].body["users"],
+        serde_json::json!(["U0ANN"]),
+        "{opened:#?}"
+    );
     let posts = s.slack.calls_of("chat.postMessage");
     let dm = posts
         .iter()

@@ -519,12 +519,52 @@ async fn incident(
     }
 }
 
+/// Where an incident's escalation stands, in one line.
+fn escalation_line(ctx: &CommandContext, e: &crate::store::EscalationRow) -> String {
+    let policy = e
+        .severity
+        .parse()
+        .ok()
+        .and_then(|s| ctx.escalation.policy(s));
+    match (e.state.as_str(), policy, e.due_ms) {
+        ("running", Some(p), Some(due)) if (e.next_k as usize) < p.len() => {
+            let n = p.steps.len() as i64;
+            format!(
+                "escalation: step {}/{n} of {} pages at {}",
+                e.next_k % n + 1,
+                e.severity,
+                ctx.messages.time(crate::domain::time::Millis(due))
+            )
+        }
+        ("running", _, Some(due)) => format!(
+            "escalation: runs out at {} unless acknowledged",
+            ctx.messages.time(crate::domain::time::Millis(due))
+        ),
+        ("stopped", _, _) => format!(
+            "escalation stopped: {}",
+            e.reason.as_deref().unwrap_or("no reason recorded")
+        ),
+        ("exhausted", _, _) => {
+            "escalation exhausted: everyone it names was paged and nobody acknowledged".into()
+        }
+        (state, _, _) => format!("escalation {state}"),
+    }
+}
+
 async fn status(ctx: &CommandContext, id: i64) -> Reply {
     match ctx.store.incident(id).await {
         Ok(Some(inc)) => {
             let times = response_times_line(&inc);
+            let escalation = match ctx.store.escalation(id).await {
+                Ok(Some(e)) => format!("\n{}", escalation_line(ctx, &e)),
+                Ok(None) => String::new(),
+                Err(e) => {
+                    tracing::warn!(error = %e, incident_id = id, "could not read the escalation");
+                    "\nescalation: could not be read (firstline's log has the details)".into()
+                }
+            };
             Reply::ok(format!(
-                "{} {} [{}] {}\nstate {} · detected {}{}",
+                "{} {} [{}] {}\nstate {} · detected {}{}{escalation}",
                 state_icon(inc.state),
                 inc.human_id,
                 inc.severity,

@@ -88,8 +88,19 @@ async fn show(State(state): State<AppState>, Path(raw): Path<String>) -> Answer 
     let counts = state.store.alert_counts(id).await?;
     let alerts = state.store.alerts_page(id, 0, ALERTS_PAGE).await?;
     let next = next_page(&incident.human_id, "alerts", &alerts, ALERTS_PAGE, |a| a.id);
+    let escalation = state.store.escalation(id).await?.map(|e| {
+        json!({
+            "run": e.run,
+            "severity": e.severity,
+            "state": e.state,
+            "next_step": e.next_k,
+            "due": e.due_ms.map(|d| crate::domain::time::Millis(d).to_rfc3339()),
+            "reason": e.reason,
+        })
+    });
     Ok(axum::Json(json!({
         "response_times": incident.milestones().response_times(),
+        "escalation": escalation,
         "incident": incident,
         "alert_counts": counts,
         "alerts": alerts,
