@@ -248,6 +248,7 @@ impl App {
             Duration::from_secs(config.settings.chat.storm_window_s.into()),
         ));
         let storm_watch = (storms.clone(), platform.clone());
+        let engine = Engine::new(store.clone(), ledger.clone(), clock.clone(), wake_engine);
         let pagers = Pagers::build(&config.pagers, PAGER_TIMEOUT)
             .map_err(|e| anyhow::anyhow!("pagers: {e}"))?;
         let pages = Dispatcher::new(
@@ -261,13 +262,13 @@ impl App {
                 messages: messages.clone(),
                 clock: clock.clone(),
                 channel: config.settings.chat.channel.clone(),
+                owner: engine.owner().to_string(),
             },
             clock.clone(),
             config.settings.outbox.clone(),
             wake_pages,
         )
         .with_parallel(PAGES_AT_ONCE);
-        let engine = Engine::new(store.clone(), ledger.clone(), clock.clone(), wake_engine);
         let dispatcher = Dispatcher::new(
             store.clone(),
             ChatPoster::new(store.clone(), platform, clock.clone())

@@ -25,3 +25,8 @@ CREATE TABLE escalations (
     updated_ms     BIGINT  NOT NULL
 );
 CREATE INDEX escalations_due ON escalations (state, due_ms);
+-- Which process claimed a pending item (a page being sent). One process
+-- serves a store at a time (`store::lock`), so at start-up the claims of
+-- an earlier, dead process are released at once instead of waiting out
+-- their lease.
+ALTER TABLE outbox ADD COLUMN claimed_by TEXT;

@@ -65,6 +65,11 @@ impl Engine {
         }
     }
 
+    /// The name this process claims rows under (pages use it too).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
     /// Claims every step due now and fires them, all at once, so the
     /// ledger commits them together.
     pub async fn step(&self) -> Result<EngineReport, StoreError> {
@@ -135,6 +140,19 @@ impl Engine {
     /// when the ledger writes (an escalation started or re-planned), when
     /// the next step is due, and every second.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        match self
+            .store
+            .release_claims(&self.owner, self.clock.now())
+            .await
+        {
+            Ok((0, 0)) => {}
+            Ok((steps, pages)) => tracing::info!(
+                steps,
+                pages,
+                "released what a process that stopped without finishing had claimed"
+            ),
+            Err(e) => warn!(error = %e, "escalation engine: could not release earlier claims"),
+        }
         loop {
             if *shutdown.borrow() {
                 break;

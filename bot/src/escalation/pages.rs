@@ -44,6 +44,8 @@ pub struct PageSender<P: ChatPlatform> {
     /// Where incident threads are (a mention before the incident has one
     /// goes to the channel itself).
     pub channel: String,
+    /// This process, on the pages it claims (see `Engine::owner`).
+    pub owner: String,
 }
 
 /// One try on one channel, for the timeline.
@@ -75,6 +77,7 @@ impl<P: ChatPlatform> Handler for PageSender<P> {
         let claim = self
             .store
             .claim_page(
+                &self.owner,
                 item.id,
                 Some(incident_id),
                 payload.run,

@@ -159,8 +159,10 @@ impl Store {
     /// before (the page is cancelled) or after (the page was already on
     /// its way). A page typed by a person (`run` is `None`) is only
     /// claimed. The claim leases the item for `lease_ms`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn claim_page(
         &self,
+        owner: &str,
         outbox_id: i64,
         incident_id: Option<i64>,
         run: Option<i64>,
@@ -195,14 +197,32 @@ impl Store {
             }
         }
         let n = on_tx!(&mut tx, c => sqlx::query(
-            "UPDATE outbox SET next_attempt_ms = $1 WHERE id = $2 AND status = 'pending'")
-            .bind(now.0.saturating_add(lease_ms)).bind(outbox_id).execute(&mut *c).await?.rows_affected());
+            "UPDATE outbox SET next_attempt_ms = $1, claimed_by = $3 WHERE id = $2 AND status = 'pending'")
+            .bind(now.0.saturating_add(lease_ms)).bind(outbox_id).bind(owner).execute(&mut *c).await?.rows_affected());
         tx.commit().await?;
         Ok(if n == 1 {
             PageClaim::Go
         } else {
             PageClaim::Gone
         })
+    }
+
+    /// Releases what processes other than `owner` claimed (due steps,
+    /// pages being sent): only one process serves a store at a time
+    /// (`store::lock`), so they died holding them. Their steps and pages go
+    /// at once rather than when the lease runs out. Returns how many
+    /// (steps, pages) were released.
+    pub async fn release_claims(&self, owner: &str, now: Millis) -> Result<(u64, u64)> {
+        let _gate = self.write_gate().await;
+        let steps = on_pool!(self, p => sqlx::query(
+            "UPDATE escalations SET lease_until_ms = 0, lease_owner = NULL
+             WHERE state = 'running' AND lease_owner IS NOT NULL AND lease_owner <> $1")
+            .bind(owner).execute(p).await?.rows_affected());
+        let pages = on_pool!(self, p => sqlx::query(
+            "UPDATE outbox SET next_attempt_ms = $1, claimed_by = NULL
+             WHERE status = 'pending' AND claimed_by IS NOT NULL AND claimed_by <> $2")
+            .bind(now.0).bind(owner).execute(p).await?.rows_affected());
+        Ok((steps, pages))
     }
 
     /// Marks that a page went to PagerDuty for the incident (its event is

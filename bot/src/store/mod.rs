@@ -847,7 +847,7 @@ impl Store {
     ) -> Result<()> {
         let _gate = self.write_gate().await;
         on_pool!(self, p => sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = $1, last_error = $2, status = $3 WHERE id = $4")
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = $1, last_error = $2, status = $3, claimed_by = NULL WHERE id = $4")
             .bind(next.0).bind(error).bind(if dead { "dead" } else { "pending" }).bind(id).execute(p).await.map(|_| ())?);
         Ok(())
     }
