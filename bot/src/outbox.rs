@@ -259,26 +259,36 @@ impl<H: Handler> Dispatcher<H> {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut running: JoinSet<Result<StepReport, StoreError>> = JoinSet::new();
         let mut busy: HashMap<tokio::task::Id, Lane> = HashMap::new();
+        // Lanes fetched and not started yet: a delivery that ends starts the
+        // next of these instead of asking the store again, so a backlog of
+        // N items costs N / FETCH queries rather than N.
+        let mut queue: std::collections::VecDeque<(Lane, Vec<OutboxItem>)> = Default::default();
+        let mut fetch = true;
         loop {
             if *shutdown.borrow() {
                 break;
             }
             if running.len() < self.parallel {
-                match self.inner.due().await {
-                    Ok(due) => {
-                        for (lane, items) in lanes(due) {
-                            if running.len() >= self.parallel {
-                                break;
-                            }
-                            if busy.values().any(|l| *l == lane) {
-                                continue;
-                            }
-                            let inner = self.inner.clone();
-                            let task = running.spawn(async move { inner.deliver(items).await });
-                            busy.insert(task.id(), lane);
+                if fetch || queue.is_empty() {
+                    fetch = false;
+                    match self.inner.due().await {
+                        Ok(due) => queue = lanes(due).into(),
+                        Err(e) => {
+                            warn!(kind = H::KIND, error = %e, "outbox: could not read the store")
                         }
                     }
-                    Err(e) => warn!(kind = H::KIND, error = %e, "outbox: could not read the store"),
+                }
+                while running.len() < self.parallel {
+                    let Some((lane, items)) = queue.pop_front() else {
+                        break;
+                    };
+                    // Under way: its items come again in a later fetch.
+                    if busy.values().any(|l| *l == lane) {
+                        continue;
+                    }
+                    let inner = self.inner.clone();
+                    let task = running.spawn(async move { inner.deliver(items).await });
+                    busy.insert(task.id(), lane);
                 }
             }
             // With deliveries under way, their end wakes us and the due
@@ -292,8 +302,8 @@ impl<H: Handler> Dispatcher<H> {
                 Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                     finished(&mut busy, done);
                 }
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => fetch = true,
+                _ = tokio::time::sleep(wait) => fetch = true,
                 _ = shutdown.changed() => {}
             }
         }

@@ -30,3 +30,6 @@ CREATE INDEX escalations_due ON escalations (state, due_ms);
 -- an earlier, dead process are released at once instead of waiting out
 -- their lease.
 ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+-- The dispatchers' look for due items walks pending items of one kind in
+-- id order and stops after a batch, however large the backlog.
+CREATE INDEX outbox_pending ON outbox (kind, id) WHERE status = 'pending';

@@ -96,6 +96,7 @@ impl<P: ChatPlatform> Handler for PageSender<P> {
                         text,
                         data: json!({"action": "cancelled", "to": who, "page": item.id, "reason": reason}),
                     }],
+                    None,
                 )
                 .await;
                 return Ok(Handled::Settled);
@@ -178,7 +179,15 @@ impl<P: ChatPlatform> Handler for PageSender<P> {
             }
         };
         let result = match outcome {
-            Ok(()) => Ok(Handled::Done),
+            Ok(()) => {
+                // Recorded and marked delivered in one commit; should the
+                // record fail, the dispatcher marks it.
+                return Ok(if self.report(incident_id, attempts, Some(item.id)).await {
+                    Handled::Settled
+                } else {
+                    Handled::Done
+                });
+            }
             Err(e) => {
                 if matches!(payload.to, PageTo::Contact { .. }) {
                     let what = if e.retryable {
@@ -198,7 +207,7 @@ impl<P: ChatPlatform> Handler for PageSender<P> {
                 })
             }
         };
-        self.report(incident_id, attempts).await;
+        self.report(incident_id, attempts, None).await;
         result
     }
 }
@@ -376,11 +385,17 @@ impl<P: ChatPlatform> PageSender<P> {
     }
 
     /// Puts the attempts on the incident's timeline (through the ledger,
-    /// as every timeline event). A ledger that refuses only loses the
-    /// record, not the page: it is logged.
-    async fn report(&self, incident_id: i64, attempts: Vec<Attempt>) {
-        if attempts.is_empty() {
-            return;
+    /// as every timeline event), marking the page `delivered` in the same
+    /// commit when it went out. A ledger that refuses only loses the
+    /// record, not the page: it is logged. Whether it was recorded.
+    async fn report(
+        &self,
+        incident_id: i64,
+        attempts: Vec<Attempt>,
+        delivered: Option<i64>,
+    ) -> bool {
+        if attempts.is_empty() && delivered.is_none() {
+            return true;
         }
         let lines = attempts.into_iter().map(|a| (a.text, a.data)).collect();
         if let Err(e) = self
@@ -390,12 +405,15 @@ impl<P: ChatPlatform> PageSender<P> {
                 Change::PageReport {
                     id: incident_id,
                     lines,
+                    delivered,
                 },
             )
             .await
         {
             warn!(incident_id, error = %e, "a page's outcome could not be put on the timeline");
+            return false;
         }
+        true
     }
 }
 

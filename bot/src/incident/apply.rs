@@ -143,6 +143,9 @@ pub enum Change {
     PageReport {
         id: i64,
         lines: Vec<(String, serde_json::Value)>,
+        /// The page's outbox item, when it went out: marked delivered in
+        /// the same transaction (one commit a page instead of two).
+        delivered: Option<i64>,
     },
     /// One recovery sample: per criterion (title, holds, line); `all_hold`
     /// marks the incident mitigated; `next` schedules the next sample.
@@ -953,8 +956,15 @@ async fn make_change(
                 incident: inc,
             })
         }
-        Change::PageReport { id, lines } => {
+        Change::PageReport {
+            id,
+            lines,
+            delivered,
+        } => {
             let inc = load(tx, *id).await?;
+            if let Some(outbox_id) = delivered {
+                tx.outbox_delivered(*outbox_id, now).await?;
+            }
             for (text, data) in lines {
                 event(tx, &inc, now, actor, EventKind::Page, text, data).await?;
             }

@@ -486,6 +486,11 @@ impl<'c> Batch<'c> {
         Ok(pending + self.tx.attempts_failed(incident_id, what).await?)
     }
 
+    /// See [`StoreTx::outbox_delivered`].
+    pub async fn outbox_delivered(&mut self, id: i64, now: Millis) -> Result<()> {
+        self.tx.outbox_delivered(id, now).await
+    }
+
     /// See [`StoreTx::release_held`].
     pub async fn release_held(&mut self, incident_id: i64, now: Millis) -> Result<u64> {
         self.tx.release_held(incident_id, now).await

@@ -224,18 +224,17 @@ impl Store {
             .bind(now.0).bind(owner).execute(p).await?.rows_affected());
         Ok((steps, pages))
     }
-
-    /// Marks that a page went to PagerDuty for the incident (its event is
-    /// then acknowledged and resolved with it).
-    pub async fn escalation_used_pagerduty(&self, incident_id: i64) -> Result<()> {
-        let _gate = self.write_gate().await;
-        on_pool!(self, p => sqlx::query("UPDATE escalations SET pagerduty = TRUE WHERE incident_id = $1")
-            .bind(incident_id).execute(p).await.map(|_| ())?);
-        Ok(())
-    }
 }
 
 impl StoreTx<'_> {
+    /// Marks outbox item `id` delivered, in this transaction.
+    pub async fn outbox_delivered(&mut self, id: i64, now: Millis) -> Result<()> {
+        on_tx!(self, c => sqlx::query(
+            "UPDATE outbox SET status = 'delivered', delivered_ms = $1, attempts = attempts + 1, last_error = NULL, claimed_by = NULL WHERE id = $2")
+            .bind(now.0).bind(id).execute(&mut *c).await.map(|_| ())?);
+        Ok(())
+    }
+
     /// How many automatic attempts at `what` failed on the incident.
     pub async fn attempts_failed(&mut self, incident_id: i64, what: &str) -> Result<usize> {
         let rows: Vec<String> = on_tx!(self, c => sqlx::query_scalar(
