@@ -282,6 +282,15 @@ from = "firstline@example.com"
         mails[0].body()
     );
     assert!(hook.accepted().is_empty());
+    // Each try is counted by channel and outcome (the counters are the
+    // process's, shared by the tests: only their presence is checked).
+    let (_, metrics) = app.get_text("/metrics").await;
+    for line in [
+        "firstline_pages_total{channel=\"webhook\",outcome=\"failed\"}",
+        "firstline_pages_total{channel=\"email\",outcome=\"sent\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from /metrics");
+    }
 }
 
 #[tokio::test]

@@ -89,6 +89,8 @@ impl<P: ChatPlatform> Handler for PageSender<P> {
         match claim {
             PageClaim::Gone => return Ok(Handled::Settled),
             PageClaim::Stopped(reason) => {
+                metrics::counter!("firstline_pages_total", "channel" => "none", "outcome" => "cancelled")
+                    .increment(1);
                 let text = format!("page to {who} not sent: {reason}");
                 self.report(
                     incident_id,
@@ -136,6 +138,9 @@ impl<P: ChatPlatform> Handler for PageSender<P> {
                     crate::pager::PagerdutyAction::Resolve => "resolve",
                 };
                 let ms = ms_since(t0);
+                let outcome = if r.is_ok() { "sent" } else { "failed" };
+                metrics::counter!("firstline_pages_total", "channel" => "pagerduty", "outcome" => outcome)
+                    .increment(1);
                 match r {
                     Ok(sent) => {
                         attempts.push(Attempt {
@@ -183,6 +188,7 @@ impl<P: ChatPlatform> Handler for PageSender<P> {
                 // Recorded and marked delivered in one commit; should the
                 // record fail, the dispatcher marks it.
                 return Ok(if self.report(incident_id, attempts, Some(item.id)).await {
+                    metrics::counter!("firstline_outbox_delivered_total").increment(1);
                     Handled::Settled
                 } else {
                     Handled::Done
@@ -250,6 +256,9 @@ impl<P: ChatPlatform> PageSender<P> {
             };
             let ms = ms_since(t0);
             let ch = channel.as_str();
+            let outcome = if r.is_ok() { "sent" } else { "failed" };
+            metrics::counter!("firstline_pages_total", "channel" => ch, "outcome" => outcome)
+                .increment(1);
             match r {
                 Ok(receipt) => {
                     attempts.push(Attempt {
@@ -296,6 +305,9 @@ impl<P: ChatPlatform> PageSender<P> {
         let t0 = Instant::now();
         let r = self.post(item, inc, users, msg).await;
         let ms = ms_since(t0);
+        let outcome = if r.is_ok() { "sent" } else { "failed" };
+        metrics::counter!("firstline_pages_total", "channel" => "chat_mention", "outcome" => outcome)
+            .increment(1);
         match r {
             Ok(receipt) => {
                 attempts.push(Attempt {
