@@ -129,10 +129,7 @@ impl Messages {
 
     /// A time as people on call read it: local date and time with the zone.
     pub fn time(&self, m: Millis) -> String {
-        m.to_datetime()
-            .with_timezone(&self.tz)
-            .format("%Y-%m-%d %H:%M:%S %Z")
-            .to_string()
+        time_in(m, self.tz)
     }
 
     fn render(&self, name: &str, ctx: minijinja::Value) -> String {
@@ -233,12 +230,7 @@ impl Messages {
         zone: Option<Tz>,
     ) -> String {
         let tz = zone.unwrap_or(self.tz);
-        let time = |m: Millis| {
-            m.to_datetime()
-                .with_timezone(&tz)
-                .format("%Y-%m-%d %H:%M:%S %Z")
-                .to_string()
-        };
+        let time = |m: Millis| time_in(m, tz);
         let person = |id: &str| match esc.contacts.get(id) {
             Some(c) if c.name != c.id => format!("{} ({})", c.name, c.id),
             _ => id.to_string(),
@@ -566,6 +558,14 @@ fn evidence_excerpt(evidence: &str, lines: usize) -> Vec<String> {
 }
 
 /// `TTA 3m10s · TTR 1h02m`: the response times reached so far.
+/// A time as people on call read it in `tz`.
+fn time_in(m: Millis, tz: Tz) -> String {
+    m.to_datetime()
+        .with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
 pub fn response_times_line(inc: &Incident) -> String {
     let t = inc.milestones().response_times();
     [

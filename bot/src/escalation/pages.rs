@@ -132,11 +132,7 @@ impl<P: ChatPlatform> Handler for PageSender<P> {
             PageTo::Pagerduty { action } => {
                 let t0 = Instant::now();
                 let r = self.pagers.pagerduty_event(*action, &msg).await;
-                let name = match action {
-                    crate::pager::PagerdutyAction::Trigger => "trigger",
-                    crate::pager::PagerdutyAction::Acknowledge => "acknowledge",
-                    crate::pager::PagerdutyAction::Resolve => "resolve",
-                };
+                let name = action.as_str();
                 let ms = ms_since(t0);
                 let outcome = if r.is_ok() { "sent" } else { "failed" };
                 metrics::counter!("firstline_pages_total", "channel" => "pagerduty", "outcome" => outcome)

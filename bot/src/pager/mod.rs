@@ -98,6 +98,17 @@ pub enum PagerdutyAction {
     Resolve,
 }
 
+impl PagerdutyAction {
+    /// The spelling PagerDuty uses (and the timeline shows).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PagerdutyAction::Trigger => "trigger",
+            PagerdutyAction::Acknowledge => "acknowledge",
+            PagerdutyAction::Resolve => "resolve",
+        }
+    }
+}
+
 /// The configured pagers. A channel whose section is absent answers every
 /// page with a permanent error naming the missing section (`check-config`
 /// already refuses a contact paged on it; this covers the rest).

@@ -229,8 +229,7 @@ impl Store {
 impl StoreTx<'_> {
     /// Marks outbox item `id` delivered, in this transaction.
     pub async fn outbox_delivered(&mut self, id: i64, now: Millis) -> Result<()> {
-        on_tx!(self, c => sqlx::query(
-            "UPDATE outbox SET status = 'delivered', delivered_ms = $1, attempts = attempts + 1, last_error = NULL, claimed_by = NULL WHERE id = $2")
+        on_tx!(self, c => sqlx::query(super::OUTBOX_DELIVERED)
             .bind(now.0).bind(id).execute(&mut *c).await.map(|_| ())?);
         Ok(())
     }

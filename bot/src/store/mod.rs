@@ -144,6 +144,10 @@ impl SqliteStore {
     }
 }
 
+/// Marks outbox item `$2` delivered at `$1` (on the pool, or in a
+/// transaction: `StoreTx::outbox_delivered`).
+const OUTBOX_DELIVERED: &str = "UPDATE outbox SET status = 'delivered', delivered_ms = $1, attempts = attempts + 1, last_error = NULL, claimed_by = NULL WHERE id = $2";
+
 /// Runs `$body` with `$p` bound to the backend's pool.
 macro_rules! on_pool {
     ($store:expr, $p:ident => $body:expr) => {
@@ -831,8 +835,7 @@ impl Store {
 
     pub async fn outbox_delivered(&self, id: i64, now: Millis) -> Result<()> {
         let _gate = self.write_gate().await;
-        on_pool!(self, p => sqlx::query(
-            "UPDATE outbox SET status = 'delivered', delivered_ms = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2")
+        on_pool!(self, p => sqlx::query(OUTBOX_DELIVERED)
             .bind(now.0).bind(id).execute(p).await.map(|_| ())?);
         Ok(())
     }
