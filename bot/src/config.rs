@@ -23,6 +23,7 @@ use crate::domain::Severity;
 use crate::escalation::Escalation;
 use crate::probe::{Target, TargetSettings};
 
+pub mod actions;
 pub mod escalation;
 
 pub use escalation::{
@@ -54,6 +55,12 @@ pub struct Settings {
     /// How pages leave other than through chat (`[pagers.email]`, …):
     /// built into `pager::Pagers`.
     pub pagers: PagerSettings,
+    /// Who holds which approver role (`[roles.fixers] members = [...]`).
+    pub roles: BTreeMap<String, actions::RoleSettings>,
+    /// How proposals are approved (`[approvals]`).
+    pub approvals: actions::ApprovalSettings,
+    /// How actions run, and the commands they may run (`[actions]`).
+    pub actions: actions::ActionSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -498,6 +505,10 @@ pub struct Config {
     pub escalation: std::sync::Arc<Escalation>,
     /// `[pagers.*]` with their secrets read.
     pub pagers: Pagers,
+    /// `[roles.*]` and `[approvals]`, checked.
+    pub approval: std::sync::Arc<crate::approval::Rules>,
+    /// What actions may reach: targets and `[actions.commands.*]`.
+    pub action_env: std::sync::Arc<crate::action::Env>,
 }
 
 /// The most runbook runs `runbooks.max_parallel_runs` allows at once: each
@@ -978,7 +989,15 @@ fn validate(
         &mut err,
     );
     let pagers = escalation::pagers(&settings.pagers, &mut err);
+    let (approval, commands) = actions::build(
+        &settings.roles,
+        &settings.approvals,
+        &settings.actions,
+        &mut err,
+    );
 
+    let targets_for_actions = targets.clone();
+    let settings_actions = settings.actions.clone();
     match (listen, timezone, default_severity, escalation) {
         (Ok(listen), Ok(timezone), Ok(default_severity), Some(escalation)) if errors.is_empty() => {
             Ok(Config {
@@ -993,6 +1012,13 @@ fn validate(
                 slack,
                 escalation: std::sync::Arc::new(escalation),
                 pagers,
+                approval: std::sync::Arc::new(approval),
+                action_env: std::sync::Arc::new(crate::action::Env {
+                    targets: targets_for_actions,
+                    commands,
+                    timeout: std::time::Duration::from_secs(settings_actions.timeout_s),
+                    output_limit: settings_actions.output_limit,
+                }),
             })
         }
         _ => {

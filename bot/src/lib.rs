@@ -21,7 +21,9 @@
 //! - [`text`]: URL redaction and trimming text to a size (a leaf module);
 //! - [`toml_errors`]: every structural problem of a TOML file (config, runbooks).
 
+pub mod action;
 pub mod app;
+pub mod approval;
 pub mod chat;
 pub mod config;
 pub mod domain;

@@ -224,7 +224,8 @@ pub struct VerdictCondition {
 /// Outcomes a verdict condition's `status` takes.
 pub const VERDICT_STATUSES: [&str; 4] = ["ok", "warn", "fail", "error"];
 
-/// A first-response action (executed by the approval flow, later).
+/// A first-response action: proposed in the incident thread, run only
+/// once approved (see `approval/` and `action/`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionDecl {
@@ -237,10 +238,35 @@ pub struct ActionDecl {
     pub kind: String,
     /// Can it be undone easily (restart, parallelism, routing)? Offered first.
     pub reversible: bool,
-    /// Kind-specific parameters, checked when actions become executable.
+    /// Values for the `run` spec's `{{ params.x }}` placeholders (a
+    /// proposal's `key=value` words override them), and notes for people
+    /// where there is no `run`.
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
+    /// How it runs (`http`, `command`, `nats_publish`, `sql`); without it
+    /// the action is a manual checklist item someone ticks.
+    #[serde(default)]
+    pub run: Option<crate::action::RunSpec>,
+    /// Roles (`[roles.NAME]` in the configuration) whose members may
+    /// approve it; `[approvals] default_approvers` when empty.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// Approvals needed (default `[approvals] quorum`, 1).
+    #[serde(default)]
+    pub quorum: Option<u32>,
+    /// The retry plan one approval covers: `backoff` (again after 30 s,
+    /// 60 s and 120 s, same idempotency key; seed 000) or `restart` (up to
+    /// 3 tries, `verify` checked after each; seed 003). None: one try.
+    #[serde(default)]
+    pub retry: Option<String>,
+    /// A check of this runbook re-run after each try of a `restart` plan:
+    /// the try worked when it passes.
+    #[serde(default)]
+    pub verify: Option<String>,
 }
+
+/// Retry plans an action may declare.
+pub const RETRY_PLANS: [&str; 2] = ["backoff", "restart"];
 
 /// A recovery criterion, judged over repeated samples of one check's value.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
