@@ -561,6 +561,8 @@ async fn react(ctx: &CommandContext, user: &str, rest: &str) -> String {
                     emoji: emoji.into(),
                     message_ref: message_ref.into(),
                     removed: false,
+                    // Typed at the terminal the bot runs in.
+                    by: Some(crate::approval::Identity::new("console", user)),
                 };
                 match ctx.ledger.change(user, change).await {
                     Ok(o) => o.answer,

@@ -100,6 +100,10 @@ pub enum Change {
         emoji: String,
         message_ref: String,
         removed: bool,
+        /// Who reacted, when the platform vouches for it (a signed Slack
+        /// event, the console's terminal, `/console/*` with its token);
+        /// `None` otherwise, and then it approves nothing.
+        by: Option<crate::approval::Identity>,
     },
     /// A runbook run's findings, recorded on the timeline and posted.
     Findings {
@@ -1131,6 +1135,7 @@ async fn make_change(
             emoji,
             message_ref,
             removed,
+            by: _,
         } => {
             let inc = load(tx, *id).await?;
             let text = if *removed {

@@ -104,6 +104,8 @@ impl Inbound {
             emoji,
             message_ref,
             removed,
+            // From a signed event (or Socket Mode's authenticated socket).
+            by: Some(crate::approval::Identity::new("slack", &user)),
         };
         match self.commands.ledger.change(&actor, change).await {
             Ok(_) => Ok(()),
