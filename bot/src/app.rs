@@ -11,6 +11,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
+use crate::action::worker::ActionRunner;
 use crate::chat::console::{Console, Sink};
 use crate::chat::handler::{self, CommandContext};
 use crate::chat::messages::Messages;
@@ -43,6 +44,14 @@ const PAGER_TIMEOUT: Duration = Duration::from_secs(10);
 /// in turn).
 const PAGES_AT_ONCE: usize = 16;
 
+/// Incidents whose actions run at the same time (one incident's tries go
+/// in turn, and one change at a time).
+const ACTIONS_AT_ONCE: usize = 8;
+/// A restart plan's try settles this long before its health check.
+const ACTION_SETTLE: Duration = Duration::from_secs(2);
+/// How often proposals past their time are looked for.
+const EXPIRY_SWEEP: Duration = Duration::from_secs(5);
+
 /// A built, not yet running, firstline.
 pub struct App {
     listener: tokio::net::TcpListener,
@@ -57,6 +66,8 @@ pub struct App {
     pages: Dispatcher<PageSender<Platform>>,
     /// Fires escalation steps as they fall due.
     engine: Engine,
+    /// Tries of approved proposals (`action`).
+    actions: Dispatcher<ActionRunner>,
     commands: CommandContext,
     /// Slack's Socket Mode listener, when `chat.slack.mode` is `socket`.
     socket: Option<SocketMode>,
@@ -182,14 +193,18 @@ impl App {
                 State::Mitigated
             },
             channel: config.settings.chat.channel.clone(),
+            approval: config.approval.clone(),
+            actions: config.action_env.clone(),
             messages: messages.clone(),
             escalation: config.escalation.clone(),
         });
+        let rules_for_actions = rules.clone();
         let wake = Arc::new(Notify::new());
         let wake_runner = Arc::new(Notify::new());
         let wake_recovery = Arc::new(Notify::new());
         let wake_pages = Arc::new(Notify::new());
         let wake_engine = Arc::new(Notify::new());
+        let wake_actions = Arc::new(Notify::new());
         let (ledger, writer) = Ledger::start(
             store.clone(),
             rules,
@@ -200,6 +215,7 @@ impl App {
                 wake_recovery.clone(),
                 wake_pages.clone(),
                 wake_engine.clone(),
+                wake_actions.clone(),
             ],
             config.settings.intake.queue_capacity,
             config.settings.store.batch_max,
@@ -304,6 +320,21 @@ impl App {
             config.settings.outbox.clone(),
             wake_recovery,
         );
+        let actions = Dispatcher::new(
+            store.clone(),
+            ActionRunner {
+                store: store.clone(),
+                ledger: ledger.clone(),
+                rules: rules_for_actions,
+                targets: targets.clone(),
+                clock: clock.clone(),
+                settle: ACTION_SETTLE,
+            },
+            clock.clone(),
+            config.settings.outbox.clone(),
+            wake_actions,
+        )
+        .with_parallel(ACTIONS_AT_ONCE);
         let commands = CommandContext {
             ledger: ledger.clone(),
             progress: journal.progress().clone(),
@@ -350,6 +381,7 @@ impl App {
             recovery,
             pages,
             engine,
+            actions,
             commands,
             socket,
             config,
@@ -392,6 +424,7 @@ impl App {
             recovery,
             pages,
             engine,
+            actions,
             commands,
             socket,
             config,
@@ -416,6 +449,14 @@ impl App {
         let recovery = tokio::spawn(recovery.run(stop_rx.clone()));
         let pages = tokio::spawn(pages.run(stop_rx.clone()));
         let engine = tokio::spawn(engine.run(stop_rx.clone()));
+        let actions = tokio::spawn(actions.run(stop_rx.clone()));
+        let expiry = tokio::spawn(crate::action::worker::expire_proposals(
+            store.clone(),
+            commands.ledger.clone(),
+            clock.clone(),
+            EXPIRY_SWEEP,
+            stop_rx.clone(),
+        ));
         let checkpointer = tokio::spawn(checkpoints(store.clone(), stop_rx.clone()));
         let janitor = tokio::spawn(prune_receipts(
             store.clone(),
@@ -448,6 +489,8 @@ impl App {
         let _ = recovery.await;
         let _ = engine.await;
         let _ = pages.await;
+        let _ = actions.await;
+        let _ = expiry.await;
         let _ = janitor.await;
         let _ = checkpointer.await;
         // What is journaled and not yet applied is applied at the next
@@ -538,7 +581,10 @@ async fn console_stdin(ctx: CommandContext, mut stop: watch::Receiver<bool>) {
         let reply = if let Some(rest) = line.strip_prefix("react ") {
             react(&ctx, &user, rest).await
         } else {
-            handler::handle(&ctx, &user, line, None).await.text
+            let me = crate::approval::Identity::new("console", &user);
+            handler::handle_by(&ctx, &user, Some(&me), line, None)
+                .await
+                .text
         };
         println!("{reply}");
     }

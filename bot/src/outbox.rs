@@ -500,7 +500,11 @@ impl<P: ChatPlatform> ChatPoster<P> {
                 // Messages waiting behind this one for the same thread go
                 // out with it, as one post, where the platform paces posts.
                 let merged = match (item.incident_id, &thread) {
-                    (Some(id), Some(_)) if self.platform.merges_backlog() => {
+                    // A proposal is a message of its own: people react to it.
+                    (Some(id), Some(_))
+                        if self.platform.merges_backlog()
+                            && payload.template.as_deref() != Some(PROPOSAL_TEMPLATE) =>
+                    {
                         self.backlog(id, item.id, &payload).await?
                     }
                     _ => Vec::new(),
@@ -618,7 +622,10 @@ impl<P: ChatPlatform> ChatPoster<P> {
                 break;
             };
             size += 2 + p.text.chars().count();
-            if p.channel != first.channel || size > MERGED_CHARS {
+            if p.channel != first.channel
+                || size > MERGED_CHARS
+                || p.template.as_deref() == Some(PROPOSAL_TEMPLATE)
+            {
                 break;
             }
             out.push((item.id, p));
@@ -626,6 +633,8 @@ impl<P: ChatPlatform> ChatPoster<P> {
         Ok(out)
     }
 }
+
+use crate::incident::actions::PROPOSAL_TEMPLATE;
 
 /// Posts merged into one at most (see `ChatPoster::backlog`).
 const MERGE_AT_MOST: i64 = 50;

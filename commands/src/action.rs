@@ -17,13 +17,16 @@ pub enum ActionCmd {
         /// The incident, or `None` for the thread's.
         id: Option<IncidentRef>,
     },
-    /// `/action propose [ID] <ACTION-ID>`: propose a remediation action; it
-    /// runs only once an approver reacts to approve it.
+    /// `/action propose [ID] <ACTION-ID> [ID] [key=value…]`: propose a
+    /// remediation action; it runs only once an approver reacts to approve
+    /// it. The incident may come before or after the action.
     Propose {
         /// The incident, or `None` for the thread's.
         id: Option<IncidentRef>,
         /// The action's ID as typed (as shown by `/action list`).
         action: String,
+        /// `key=value` words: parameters overriding the action's own.
+        params: Vec<(String, String)>,
     },
 }
 
@@ -35,12 +38,34 @@ pub(crate) fn parse(sub: &str, mut args: Args<'_>) -> Result<ActionCmd, ParseErr
             id: args.only_id()?,
         },
         "propose" => {
-            let id = args.optional_id()?;
+            let mut id = args.optional_id()?;
             let action = args
                 .required("missing the action ID (see /action list)")?
                 .text;
+            if id.is_none() {
+                id = args.optional_id()?;
+            }
+            let mut params = Vec::new();
+            while let Some(token) = args.peek() {
+                let Some((key, value)) = token.text.split_once('=') else {
+                    break;
+                };
+                let key = key.trim();
+                if key.is_empty()
+                    || !key
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    return Err(args.error(format!(
+                        "{:?} is not key=value with a plain key (letters, digits, _)",
+                        token.text
+                    )));
+                }
+                params.push((key.to_string(), value.to_string()));
+                args.next();
+            }
             args.finish()?;
-            ActionCmd::Propose { id, action }
+            ActionCmd::Propose { id, action, params }
         }
         other => return Err(crate::unknown_subcommand("action", other)),
     };
@@ -93,7 +118,8 @@ mod tests {
             action("/action propose restart-worker"),
             ActionCmd::Propose {
                 id: None,
-                action: "restart-worker".into()
+                action: "restart-worker".into(),
+                params: vec![]
             }
         );
     }
@@ -104,7 +130,8 @@ mod tests {
             action("/action propose 42 restart-worker"),
             ActionCmd::Propose {
                 id: Some(IncidentRef(42)),
-                action: "restart-worker".into()
+                action: "restart-worker".into(),
+                params: vec![]
             }
         );
     }
@@ -114,8 +141,28 @@ mod tests {
         for input in ["/action propose", "/action propose INC-42"] {
             let err = error(input);
             assert_eq!(err.message, "missing the action ID (see /action list)");
-            assert_eq!(err.usage, "/action propose [ID] <ACTION-ID>");
+            assert_eq!(err.usage, "/action propose [ID] <ACTION-ID> [key=value...]");
         }
+    }
+
+    #[test]
+    fn propose_takes_the_incident_after_the_action_and_key_value_parameters() {
+        assert_eq!(
+            action("/action propose lower_parallelism INC-7 value=2 component=notification-worker"),
+            ActionCmd::Propose {
+                id: Some(IncidentRef(7)),
+                action: "lower_parallelism".into(),
+                params: vec![
+                    ("value".into(), "2".into()),
+                    ("component".into(), "notification-worker".into())
+                ]
+            }
+        );
+        assert!(
+            error("/action propose x =2")
+                .message
+                .contains("is not key=value")
+        );
     }
 
     #[test]

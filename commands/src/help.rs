@@ -94,8 +94,8 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ),
     (
         "action propose",
-        "/action propose [ID] <ACTION-ID>",
-        "propose a remediation action; it runs only once an approver reacts to approve it",
+        "/action propose [ID] <ACTION-ID> [key=value...]",
+        "propose a remediation action with its parameters; it runs only once an approver reacts to approve it",
     ),
     (
         "help",

@@ -534,7 +534,8 @@ mod tests {
                 .with_incident(thread),
             Command::Action(ActionCmd::Propose {
                 id: Some(thread),
-                action: "restart".into()
+                action: "restart".into(),
+                params: vec![]
             })
         );
         let declare = parse("/incident declare db down").unwrap();

@@ -13,6 +13,7 @@ pub mod command;
 pub mod http;
 pub mod nats_publish;
 pub mod sql;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

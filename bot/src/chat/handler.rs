@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, Semaphore};
 
-use commands::{Command, ExportFormat, IncidentCmd, IncidentRef, RunbookCmd, State};
+use commands::{ActionCmd, Command, ExportFormat, IncidentCmd, IncidentRef, RunbookCmd, State};
+
+use crate::approval::Identity;
 
 use super::messages::{Messages, response_times_line, severity_icon, state_icon};
 use crate::domain::incident::format_duration;
@@ -123,6 +125,19 @@ pub async fn handle(
     text: &str,
     thread_incident: Option<i64>,
 ) -> Reply {
+    handle_by(ctx, user, None, text, thread_incident).await
+}
+
+/// [`handle`], for a caller whose identity the platform vouches for (a
+/// signed Slack request, the console's terminal): a proposal records who
+/// proposed it, for the two-person rule.
+pub async fn handle_by(
+    ctx: &CommandContext,
+    user: &str,
+    by: Option<&Identity>,
+    text: &str,
+    thread_incident: Option<i64>,
+) -> Reply {
     if text.len() > MAX_COMMAND_BYTES {
         return Reply::err(format!(
             "that command is {} KB; commands are at most {} KB (put long text in a file and link it)",
@@ -151,10 +166,7 @@ pub async fn handle(
         Command::Page { target, message } => {
             page(ctx, user, &target, message.as_deref(), thread_incident).await
         }
-        Command::Action(_) => Reply::err(format!(
-            "{} is not available in this version of firstline yet; /help lists what is",
-            text.split_whitespace().next().unwrap_or("this command")
-        )),
+        Command::Action(cmd) => action(ctx, user, by, cmd, thread_incident).await,
     }
 }
 
@@ -381,6 +393,115 @@ async fn run_and_post(ctx: CommandContext, runbook_id: String) {
         Ok(()) => ctx.posts_wake.notify_one(),
         Err(e) => {
             tracing::warn!(runbook = %runbook_id, error = %e, "could not post the findings of a runbook run asked in chat")
+        }
+    }
+}
+
+/// `/action list` and `/action propose`.
+async fn action(
+    ctx: &CommandContext,
+    user: &str,
+    by: Option<&Identity>,
+    cmd: ActionCmd,
+    thread: Option<i64>,
+) -> Reply {
+    match cmd {
+        ActionCmd::Propose { id, action, params } => {
+            let id = match which(id, thread, "/action propose INC-7 restart_worker") {
+                Ok(id) => id,
+                Err(reply) => return reply,
+            };
+            let c = Change::ProposeAction {
+                id,
+                action,
+                params,
+                by: by.cloned(),
+            };
+            change(ctx, user, c).await
+        }
+        ActionCmd::List { id } => {
+            let id = match which(id, thread, "/action list INC-7") {
+                Ok(id) => id,
+                Err(reply) => return reply,
+            };
+            let inc = match ctx.store.incident(id).await {
+                Ok(Some(inc)) => inc,
+                Ok(None) => {
+                    return Reply::err(format!(
+                        "{} does not exist",
+                        crate::domain::incident::human_id(id)
+                    ));
+                }
+                Err(e) => return store_failed("could not read the incident".into(), &e),
+            };
+            let (proposals, _, _) = match ctx.store.actions_of(id).await {
+                Ok(a) => a,
+                Err(e) => return store_failed("could not read the proposals".into(), &e),
+            };
+            let Some(entry) = inc.runbook_id.as_deref().and_then(|r| ctx.catalog.get(r)) else {
+                return Reply::ok(format!(
+                    "{} has no runbook, so no actions; /runbook run RUNBOOK {} attaches one",
+                    inc.human_id, inc.human_id
+                ));
+            };
+            let mut actions: Vec<_> = entry.runbook.actions.iter().collect();
+            // Reversible ones first (seed 002 §3.2), in the runbook's order.
+            actions.sort_by_key(|a| !a.reversible);
+            let mut out = format!(
+                "{} · runbook {} · actions, reversible first:",
+                inc.human_id, entry.runbook.id
+            );
+            if actions.is_empty() {
+                out.push_str(
+                    "
+(none)",
+                );
+            }
+            for a in &actions {
+                out.push_str(&format!(
+                    "
+• {} — {} · {} · {} · {}",
+                    a.id,
+                    a.title_en.as_deref().unwrap_or(&a.title),
+                    a.kind,
+                    if a.reversible {
+                        "reversible"
+                    } else {
+                        "NOT reversible"
+                    },
+                    a.run
+                        .as_ref()
+                        .map_or("manual checklist item".to_string(), |r| format!(
+                            "runs: {}",
+                            r.kind()
+                        ))
+                ));
+            }
+            if !proposals.is_empty() {
+                out.push_str(
+                    "
+proposals:",
+                );
+                for p in &proposals {
+                    out.push_str(&format!(
+                        "
+#{} {} — {}{} (proposed by {})",
+                        p.id,
+                        p.action_id,
+                        p.state,
+                        p.reason
+                            .as_deref()
+                            .map_or(String::new(), |r| format!(": {r}")),
+                        p.proposer
+                    ));
+                }
+            }
+            out.push_str(&format!(
+                "
+propose one: /action propose ACTION-ID {} [key=value…]",
+                inc.human_id
+            ));
+            Reply::ok(out)
         }
     }
 }

@@ -218,6 +218,9 @@ pub enum EventKind {
     Page,
     /// An automatic attempt (a restart, a retried action) failed.
     AttemptFailed,
+    /// A remediation action was proposed, voted on, expired or tried (see
+    /// `incident::actions`): the audit trail.
+    Action,
 }
 
 impl EventKind {
@@ -240,6 +243,7 @@ impl EventKind {
             EventKind::Escalation => "escalation",
             EventKind::Page => "page",
             EventKind::AttemptFailed => "attempt_failed",
+            EventKind::Action => "action",
         }
     }
 }

@@ -258,6 +258,8 @@ repeat = 2
             catalog: Default::default(),
             run_on_alert: false,
             escalation: config.escalation.clone(),
+            approval: config.approval.clone(),
+            actions: config.action_env.clone(),
         });
         let (ledger, _) =
             Ledger::start(store.clone(), rules, clock.clone(), Vec::new(), 64, 64).expect("ledger");

@@ -1,5 +1,5 @@
-//! Read-only incident API: list, one incident, its timeline, its posts and
-//! its postmortem.
+//! Read-only incident API: list, one incident, its timeline, its posts,
+//! its actions' audit and its postmortem.
 
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/incidents/{id}/timeline", get(timeline))
         .route("/api/incidents/{id}/posts", get(posts))
         .route("/api/incidents/{id}/postmortem", get(export))
+        .route("/api/incidents/{id}/actions", get(actions))
 }
 
 /// `INC-42`, `inc-42` or `42`.
@@ -186,6 +187,47 @@ async fn timeline(
         axum::Json(json!({"incident": incident.human_id, "events": events, "next": next}))
             .into_response(),
     )
+}
+
+/// The audit of the incident's remediation: every proposal with its votes
+/// (approvals, rejections; withdrawn ones are gone, and on the timeline)
+/// and its tries.
+async fn actions(State(state): State<AppState>, Path(raw): Path<String>) -> Answer {
+    let id = parse_id(&raw)?;
+    state.caught_up().await;
+    let incident = existing(&state, id).await?;
+    let (proposals, votes, runs) = state.store.actions_of(id).await?;
+    let list: Vec<serde_json::Value> = proposals
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "action": p.action_id,
+                "runbook": p.runbook_id,
+                "title": p.title,
+                "kind": p.category,
+                "runs_as": p.run_kind,
+                "reversible": p.reversible,
+                "params": serde_json::from_str::<serde_json::Value>(&p.params).unwrap_or_default(),
+                "described": p.described,
+                "hash": p.hash,
+                "approvers": serde_json::from_str::<serde_json::Value>(&p.approvers).unwrap_or_default(),
+                "quorum": p.quorum,
+                "two_person": p.two_person,
+                "retry": p.retry,
+                "proposer": p.proposer,
+                "proposer_identity": p.proposer_identity,
+                "state": p.state,
+                "reason": p.reason,
+                "created_ms": p.created_ms,
+                "expires_ms": p.expires_ms,
+                "updated_ms": p.updated_ms,
+                "votes": votes.iter().filter(|v| v.proposal_id == p.id).collect::<Vec<_>>(),
+                "tries": runs.iter().filter(|r| r.proposal_id == p.id).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({"incident": incident.human_id, "actions": list})).into_response())
 }
 
 async fn posts(State(state): State<AppState>, Path(raw): Path<String>) -> Answer {

@@ -36,6 +36,10 @@ pub struct Rules {
     pub run_on_alert: bool,
     /// Contacts, rotations and policies: whom an incident pages, and when.
     pub escalation: Arc<crate::escalation::Escalation>,
+    /// Who may approve what (`[roles.*]`, `[approvals]`).
+    pub approval: Arc<crate::approval::Rules>,
+    /// What actions may reach, to render what a proposal will run.
+    pub actions: Arc<crate::action::Env>,
 }
 
 /// An idempotency key sent with a generic delivery, and the hash of the
@@ -160,6 +164,30 @@ pub enum Change {
         all_hold: bool,
         next: Option<(Millis, serde_json::Value)>,
     },
+    /// `/action propose`: a proposal posted for approval (see
+    /// `incident::actions`).
+    ProposeAction {
+        id: i64,
+        action: String,
+        params: Vec<(String, String)>,
+        /// The proposer, when the platform vouches for them (the two-person
+        /// rule needs to know who they are).
+        by: Option<crate::approval::Identity>,
+    },
+    /// The expiry sweep found a proposal past its time.
+    ActionExpired {
+        id: i64,
+        proposal: i64,
+    },
+    /// A try of an approved proposal ended; its outbox item is marked
+    /// delivered in the same transaction.
+    ActionTried {
+        id: i64,
+        proposal: i64,
+        attempt: i64,
+        result: super::actions::TryResult,
+        delivered: Option<i64>,
+    },
 }
 
 /// The incident after a change, and a one-line answer for the person.
@@ -187,6 +215,9 @@ pub enum LedgerError {
     Overloaded,
     #[error("firstline is shutting down")]
     Stopped,
+    /// Refused for the reason given (an action that may not be proposed).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl From<StoreError> for LedgerError {
@@ -780,13 +811,16 @@ impl Change {
             | Change::Note { id, .. }
             | Change::Followup { id, .. }
             | Change::Reaction { id, .. }
-            | Change::RunRunbook { id, .. } => Some(*id),
+            | Change::RunRunbook { id, .. }
+            | Change::ProposeAction { id, .. } => Some(*id),
             Change::Page { id, .. } => Some(*id),
             Change::Declare { .. }
             | Change::Findings { .. }
             | Change::RecoverySample { .. }
             | Change::EscalationDue { .. }
             | Change::AutomaticAttemptFailed { .. }
+            | Change::ActionExpired { .. }
+            | Change::ActionTried { .. }
             | Change::PageReport { .. } => None,
         }
     }
@@ -847,6 +881,9 @@ async fn make_change(
             tx.update_incident(&inc).await?;
             if *to == State::Acknowledged {
                 start_recovery_watch(tx, rules, now, &inc, effects).await?;
+            }
+            if *to == State::Resolved {
+                super::actions::cancel_open(tx, now, &inc, actor).await?;
             }
             let verb = if from == State::Resolved && *to == State::Triggered {
                 "reopened"
@@ -950,6 +987,40 @@ async fn make_change(
                 incident: inc,
             })
         }
+        Change::ProposeAction {
+            id,
+            action,
+            params,
+            by,
+        } => {
+            super::actions::propose(
+                tx,
+                rules,
+                now,
+                actor,
+                by.as_ref(),
+                *id,
+                action,
+                params,
+                effects,
+            )
+            .await
+        }
+        Change::ActionExpired { id, proposal } => {
+            super::actions::expire(tx, rules, now, *id, *proposal, effects).await
+        }
+        Change::ActionTried {
+            id,
+            proposal,
+            attempt,
+            result,
+            delivered,
+        } => {
+            super::actions::tried(
+                tx, rules, now, actor, *id, *proposal, *attempt, result, *delivered, effects,
+            )
+            .await
+        }
         Change::AutomaticAttemptFailed { id, what, error } => {
             let inc = load(tx, *id).await?;
             let answer =
@@ -1048,10 +1119,22 @@ async fn make_change(
                 .await?;
                 let msg = rules.messages.state_changed(&inc, from, actor, Some(&note));
                 post(tx, rules, now, &inc, "state_changed", msg, effects).await?;
+                let verdict = format!(
+                    "recovered, {} is mitigated ({})",
+                    inc.human_id,
+                    summary.join("; ")
+                );
+                super::actions::verified(tx, rules, now, &inc, &verdict, effects).await?;
             } else if let Some((due, payload)) = next {
                 tx.enqueue_at(Some(inc.id), "recovery_sample", payload, now, *due)
                     .await?;
                 effects.enqueued += 1;
+            } else {
+                let verdict = format!(
+                    "NOT recovered after {sample} samples ({})",
+                    summary.join("; ")
+                );
+                super::actions::verified(tx, rules, now, &inc, &verdict, effects).await?;
             }
             Ok(ChangeOutcome {
                 answer: text,
@@ -1135,7 +1218,7 @@ async fn make_change(
             emoji,
             message_ref,
             removed,
-            by: _,
+            by,
         } => {
             let inc = load(tx, *id).await?;
             let text = if *removed {
@@ -1153,11 +1236,26 @@ async fn make_change(
                 json!({"emoji": emoji, "message_ref": message_ref, "removed": removed}),
             )
             .await?;
+            let vote = super::actions::on_reaction(
+                tx,
+                rules,
+                now,
+                actor,
+                by.as_ref(),
+                &inc,
+                emoji,
+                message_ref,
+                *removed,
+                effects,
+            )
+            .await?;
             Ok(ChangeOutcome {
-                answer: if *removed {
-                    format!("reaction :{emoji}: withdrawn on {}", inc.human_id)
-                } else {
-                    format!("reaction :{emoji}: recorded on {}", inc.human_id)
+                answer: match vote {
+                    Some(answer) => answer,
+                    None if *removed => {
+                        format!("reaction :{emoji}: withdrawn on {}", inc.human_id)
+                    }
+                    None => format!("reaction :{emoji}: recorded on {}", inc.human_id),
                 },
                 incident: inc,
             })
@@ -1167,28 +1265,28 @@ async fn make_change(
 
 /// When mitigation starts (the incident is acknowledged) and its runbook
 /// has recovery criteria, the first recovery sample is scheduled.
-async fn start_recovery_watch(
+pub(super) async fn start_recovery_watch(
     tx: &mut Batch<'_>,
     rules: &Rules,
     now: Millis,
     inc: &Incident,
     effects: &mut Effects,
-) -> Result<(), LedgerError> {
+) -> Result<bool, LedgerError> {
     let Some(entry) = inc
         .runbook_id
         .as_deref()
         .and_then(|id| rules.catalog.get(id))
     else {
-        return Ok(());
+        return Ok(false);
     };
     if entry.runbook.recovery.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let payload = json!({"runbook_id": entry.runbook.id, "labels": inc.labels});
     tx.enqueue(Some(inc.id), "recovery_sample", &payload, now)
         .await?;
     effects.enqueued += 1;
-    Ok(())
+    Ok(true)
 }
 
 pub(super) async fn load(tx: &mut Batch<'_>, id: i64) -> Result<Incident, LedgerError> {

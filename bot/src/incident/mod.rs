@@ -5,6 +5,7 @@
 //! timeline event in the same transaction as the change; anything to deliver
 //! (a chat post) is written there too, as an outbox intent.
 
+pub mod actions;
 mod apply;
 mod escalate;
 pub mod joins;

@@ -451,6 +451,12 @@ impl<'c> Batch<'c> {
             .await
     }
 
+    /// The transaction itself, for statements that neither read nor write
+    /// what the batch buffers (alerts, timeline events).
+    pub fn tx(&mut self) -> &mut StoreTx<'c> {
+        &mut self.tx
+    }
+
     /// See [`StoreTx::escalation`].
     pub async fn escalation(&mut self, incident_id: i64) -> Result<Option<super::EscalationRow>> {
         self.tx.escalation(incident_id).await

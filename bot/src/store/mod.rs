@@ -256,12 +256,14 @@ fn padded<T: Copy>(chunk: &[T]) -> impl Iterator<Item = T> + '_ {
         .chain(std::iter::repeat_n(last, extra).flatten())
 }
 
+mod actions;
 mod batch;
 mod escalations;
 mod filelog;
 mod journal;
 mod lock;
 mod storms;
+pub use actions::{ProposalRow, RunClaim, RunRow, VoteRow, state as proposal_state};
 pub use escalations::{ClaimedStep, EscalationRow, PageClaim};
 pub use lock::StoreLock;
 pub use storms::Storm;

@@ -138,7 +138,8 @@ impl Inbound {
                 let actor = slack.actor(&user, known.as_deref()).await;
                 // Typed in an incident's own channel: about that incident.
                 let here = slack.incident_of_channel(&ctx.store, &channel).await;
-                handler::handle(&ctx, &actor, line.trim(), here).await
+                let me = crate::approval::Identity::new("slack", &user);
+                handler::handle_by(&ctx, &actor, Some(&me), line.trim(), here).await
             }
         });
         // No time at all (`answer_within_ms = 0`) means every answer follows.
@@ -194,7 +195,8 @@ impl Inbound {
         let slack = self.slack.clone();
         tokio::spawn(async move {
             let actor = slack.actor(&user, known.as_deref()).await;
-            let reply = handler::handle(&ctx, &actor, &line, None).await;
+            let me = crate::approval::Identity::new("slack", &user);
+            let reply = handler::handle_by(&ctx, &actor, Some(&me), &line, None).await;
             // Nowhere to answer: the thread shows what changed.
             let Some(url) = response_url else { return };
             if let Err(e) = slack.respond(&url, &shown(&reply)).await {
