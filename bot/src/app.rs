@@ -47,8 +47,6 @@ const PAGES_AT_ONCE: usize = 16;
 /// Incidents whose actions run at the same time (one incident's tries go
 /// in turn, and one change at a time).
 const ACTIONS_AT_ONCE: usize = 8;
-/// A restart plan's try settles this long before its health check.
-const ACTION_SETTLE: Duration = Duration::from_secs(2);
 /// How often proposals past their time are looked for.
 const EXPIRY_SWEEP: Duration = Duration::from_secs(5);
 
@@ -328,7 +326,7 @@ impl App {
                 rules: rules_for_actions,
                 targets: targets.clone(),
                 clock: clock.clone(),
-                settle: ACTION_SETTLE,
+                settle: Duration::from_secs(config.settings.actions.verify_after_s),
             },
             clock.clone(),
             config.settings.outbox.clone(),

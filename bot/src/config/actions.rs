@@ -61,6 +61,9 @@ pub struct ActionSettings {
     pub timeout_s: u64,
     /// Captured output kept per execution, in characters.
     pub output_limit: usize,
+    /// After a `restart` plan's try, its health check runs this many
+    /// seconds later.
+    pub verify_after_s: u64,
     /// Programs `command` actions may run, by name.
     pub commands: BTreeMap<String, CommandSettings>,
 }
@@ -70,6 +73,7 @@ impl Default for ActionSettings {
         ActionSettings {
             timeout_s: 30,
             output_limit: 2000,
+            verify_after_s: 5,
             commands: BTreeMap::new(),
         }
     }
@@ -143,11 +147,8 @@ pub fn build(
         );
     }
     match parse_duration(&approvals.expire_after) {
-        Ok(ms) if ms >= 60_000 => rules.expire_ms = ms,
-        Ok(_) => err(
-            "approvals.expire_after",
-            "must be at least 1m (people need time to read the proposal)".into(),
-        ),
+        Ok(ms) if ms >= 1_000 => rules.expire_ms = ms,
+        Ok(_) => err("approvals.expire_after", "must be at least 1s".into()),
         Err(e) => err("approvals.expire_after", e),
     }
     if !(1..=3_600).contains(&actions.timeout_s) {

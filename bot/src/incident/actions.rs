@@ -40,8 +40,10 @@ pub fn plan_of(retry: Option<&str>) -> (i64, &'static [i64]) {
     match retry {
         // Seed 000 §4.2: again after 30 s, 60 s and 120 s.
         Some("backoff") => (4, &[30_000, 60_000, 120_000]),
-        // Seed 003: restart up to 3 times, the health check in between.
-        Some("restart") => (3, &[5_000, 5_000]),
+        // Seed 003: restart up to 3 times, the health check in between
+        // (`actions.verify_after_s` after each try): the next try follows
+        // the failed check at once.
+        Some("restart") => (3, &[0, 0]),
         _ => (1, &[]),
     }
 }
@@ -850,9 +852,13 @@ pub(super) async fn tried(
                     )
                     .await?;
                     effects.enqueued += 1;
+                    let when = if wait == 0 {
+                        "now".to_string()
+                    } else {
+                        format!("in {} s", wait / 1000)
+                    };
                     text.push_str(&format!(
-                        "\ntrying again in {} s (try {} of {tries}, same approval, same idempotency key)",
-                        wait / 1000,
+                        "\ntrying again {when} (try {} of {tries}, same approval, same idempotency key)",
                         attempt + 1
                     ));
                 } else {

@@ -35,6 +35,25 @@ pub struct Postmortem {
     /// Events in all, listed or not.
     pub timeline_total: i64,
     pub timeline_url: String,
+    /// Remediation: every proposal with its state, approvers and tries
+    /// (`GET /api/incidents/{id}/actions` has the whole audit).
+    pub actions: Vec<ActionSummary>,
+}
+
+/// One proposal as the postmortem shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionSummary {
+    pub id: i64,
+    pub action: String,
+    pub title: String,
+    pub reversible: bool,
+    pub described: String,
+    pub proposer: String,
+    pub approvers: Vec<String>,
+    pub state: String,
+    pub reason: Option<String>,
+    /// Per try: `1: ok — HTTP 202 in 41 ms`.
+    pub tries: Vec<String>,
 }
 
 /// Reads incident `id`; `None` if there is no such incident. Its size is
@@ -56,7 +75,39 @@ pub async fn build(store: &Store, id: i64) -> Result<Option<Postmortem>, StoreEr
     };
     let timeline = store.timeline_page(id, 0, MAX_TIMELINE).await?;
     let timeline_total = store.timeline_count(id).await?;
+    let (proposals, votes, runs) = store.actions_of(id).await?;
+    let actions = proposals
+        .into_iter()
+        .map(|p| ActionSummary {
+            approvers: votes
+                .iter()
+                .filter(|v| v.proposal_id == p.id && v.vote == "approve")
+                .map(|v| format!("{} ({})", v.actor, v.identity))
+                .collect(),
+            tries: runs
+                .iter()
+                .filter(|r| r.proposal_id == p.id)
+                .map(|r| {
+                    format!(
+                        "{}: {} — {}",
+                        r.attempt,
+                        r.state,
+                        r.summary.as_deref().unwrap_or("")
+                    )
+                })
+                .collect(),
+            id: p.id,
+            action: p.action_id,
+            title: p.title,
+            reversible: p.reversible,
+            described: p.described,
+            proposer: p.proposer,
+            state: p.state,
+            reason: p.reason,
+        })
+        .collect();
     Ok(Some(Postmortem {
+        actions,
         response_times: incident.milestones().response_times(),
         alerts_url: format!("/api/incidents/{}/alerts", incident.human_id),
         timeline_url: format!("/api/incidents/{}/timeline", incident.human_id),
@@ -113,6 +164,11 @@ pub fn markdown(doc: &Postmortem, messages: &Messages) -> String {
         alerts_between => doc.alert_counts.total - listed, alerts_url => &doc.alerts_url,
         timeline => timeline, timeline_more => doc.timeline_total - doc.timeline.len() as i64,
         timeline_url => &doc.timeline_url, followups => followups,
+        actions => doc.actions.iter().map(|a| minijinja::context! {
+            id => a.id, action => &a.action, title => &a.title, reversible => a.reversible,
+            proposer => &a.proposer, approvers => &a.approvers, state => &a.state,
+            reason => &a.reason, tries => &a.tries,
+        }).collect::<Vec<_>>(),
     };
     messages.postmortem(ctx)
 }
