@@ -221,13 +221,3 @@ pub fn render(template: &str, vars: &Vars) -> Result<String, String> {
     env.render_str(template, ctx)
         .map_err(|e| format!("placeholder in {template:?}: {e}"))
 }
-
-/// Placeholder answer of a kind whose executor is not in this build.
-fn not_built(kind: &str) -> Outcome {
-    Outcome {
-        ok: false,
-        summary: format!("{kind} actions cannot run in this build"),
-        output: String::new(),
-        retryable: false,
-    }
-}
