@@ -14,6 +14,9 @@ pub mod http;
 pub mod nats_publish;
 pub mod sql;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
