@@ -5,8 +5,8 @@
 //! `$2`, … and its rendered value is bound as a text parameter. A column
 //! that is not text needs a cast in the statement
 //! (`WHERE id = {{ params.id }}::bigint`). A placeholder inside a quoted
-//! string or identifier is refused, because there it would be text, not a
-//! parameter.
+//! string, a quoted identifier or a comment is refused, because there it
+//! would be text, not a parameter.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -392,9 +392,9 @@ fn bind_placeholders(statement: &str, vars: &Vars) -> Result<(String, Vec<String
             return Err("a {{ placeholder in the statement is not closed".into());
         };
         let placeholder = &rest[open..open + close + 2];
-        if inside_quotes(&out) {
+        if let Some(where_) = quoted_or_commented(&out) {
             return Err(format!(
-                "{placeholder} is inside quotes: write it bare (it is bound as a text value)"
+                "{placeholder} is {where_}: write it bare in the SQL (it is bound as a text value)"
             ));
         }
         let value = super::render(placeholder, vars)?;
@@ -409,12 +409,45 @@ fn bind_placeholders(statement: &str, vars: &Vars) -> Result<(String, Vec<String
     Ok((out, binds))
 }
 
-/// Whether the end of `sql` is inside a '…' string or a "…" identifier
-/// (doubled quotes keep the count even, so they need no special case).
-fn inside_quotes(sql: &str) -> bool {
-    let singles = sql.chars().filter(|&c| c == '\'').count();
-    let doubles = sql.chars().filter(|&c| c == '"').count();
-    singles % 2 == 1 || doubles % 2 == 1
+/// Where the end of `sql` is, if not in plain SQL: inside a '…' string,
+/// a "…" identifier or a comment (a doubled quote leaves and re-enters the
+/// string, so it needs no special case).
+fn quoted_or_commented(sql: &str) -> Option<&'static str> {
+    #[derive(PartialEq)]
+    enum At {
+        Sql,
+        Single,
+        Double,
+        Line,
+        Block,
+    }
+    let mut at = At::Sql;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        at = match (at, c) {
+            (At::Sql, '\'') => At::Single,
+            (At::Sql, '"') => At::Double,
+            (At::Sql, '-') if chars.peek() == Some(&'-') => {
+                chars.next();
+                At::Line
+            }
+            (At::Sql, '/') if chars.peek() == Some(&'*') => {
+                chars.next();
+                At::Block
+            }
+            (At::Single, '\'') | (At::Double, '"') | (At::Line, '\n') => At::Sql,
+            (At::Block, '*') if chars.peek() == Some(&'/') => {
+                chars.next();
+                At::Sql
+            }
+            (same, _) => same,
+        };
+    }
+    match at {
+        At::Sql => None,
+        At::Single | At::Double => Some("inside quotes"),
+        At::Line | At::Block => Some("inside a comment"),
+    }
 }
 
 /// `$` followed by a digit, outside nothing in particular: blunt on purpose.

@@ -833,18 +833,24 @@ fn sql_prepare_refuses_what_is_not_one_write() {
     assert!(refused("/* x */ DROP TABLE t").contains("starts with DROP"));
     assert!(refused("UPDATE t SET a = 1; DELETE FROM t").contains("only one statement"));
     assert!(refused("UPDATE t SET a = '{{ params.id }}'").contains("inside quotes"));
+    assert!(refused("UPDATE t SET \"{{ params.id }}\" = 1").contains("inside quotes"));
+    assert!(refused("UPDATE t SET a = 1 -- {{ params.id }}").contains("inside a comment"));
+    assert!(refused("UPDATE t /* {{ params.id }} */ SET a = 1").contains("inside a comment"));
     assert!(refused("UPDATE t SET a = $1").contains("$1-style"));
     assert!(refused("UPDATE t SET a = {% if true %}1{% endif %}").contains("{% … %}"));
 
     let plan = prepare(
-        &sql("  update t set a = 1 where id = {{ params.id }}::int ; ", 1),
+        &sql(
+            "  update t set a = 'it''s' where id = {{ params.id }}::int ; ",
+            1,
+        ),
         &v,
         &env,
     )
     .expect("prepare");
     assert_eq!(
         plan.describe(),
-        "on db (postgres://app@127.0.0.1:5432/orders): update t set a = 1 where id = $1::int with $1='7'; rolled back if more than 1 row"
+        "on db (postgres://app@127.0.0.1:5432/orders): update t set a = 'it''s' where id = $1::int with $1='7'; rolled back if more than 1 row"
     );
     let Plan::Sql(p) = &plan else {
         panic!("not a sql plan")
