@@ -15,6 +15,9 @@ pub mod nats_publish;
 pub mod sql;
 pub mod worker;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -221,14 +224,4 @@ pub fn render(template: &str, vars: &Vars) -> Result<String, String> {
     };
     env.render_str(template, ctx)
         .map_err(|e| format!("placeholder in {template:?}: {e}"))
-}
-
-/// Placeholder answer of a kind whose executor is not in this build.
-fn not_built(kind: &str) -> Outcome {
-    Outcome {
-        ok: false,
-        summary: format!("{kind} actions cannot run in this build"),
-        output: String::new(),
-        retryable: false,
-    }
 }
