@@ -386,7 +386,10 @@ async fn runbook(cmd: RunbookCmd, config: Config) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        let (catalog, more) = Catalog::build(&sources, Some(&config.settings.targets));
+        let commands: std::collections::BTreeSet<String> =
+            config.settings.actions.commands.keys().cloned().collect();
+        let (catalog, more) =
+            Catalog::build_checked(&sources, Some(&config.settings.targets), Some(&commands));
         problems.extend(more);
         for p in &problems {
             println!("{p}");
@@ -397,10 +400,17 @@ async fn runbook(cmd: RunbookCmd, config: Config) -> anyhow::Result<ExitCode> {
             "{} runbook file(s): {} loadable, {errors} problem(s), {warnings} warning(s){}",
             sources.len(),
             catalog.entries.len(),
-            if config.settings.targets.is_empty() {
-                " (no [targets] configured: every target counts as unknown; see templates/runbooks/targets.example.toml)"
-            } else {
-                ""
+            match (config.settings.targets.is_empty(), commands.is_empty()) {
+                (true, true) => {
+                    " (no [targets] and no [actions.commands] configured: every target and command counts as unknown; see templates/runbooks/targets.example.toml)"
+                }
+                (true, false) => {
+                    " (no [targets] configured: every target counts as unknown; see templates/runbooks/targets.example.toml)"
+                }
+                (false, true) => {
+                    " (no [actions.commands] configured: every command counts as unknown; see templates/runbooks/targets.example.toml)"
+                }
+                (false, false) => "",
             }
         );
         return Ok(if errors == 0 {
@@ -513,19 +523,11 @@ async fn runbook(cmd: RunbookCmd, config: Config) -> anyhow::Result<ExitCode> {
                 }
             }
             if !r.actions.is_empty() {
-                println!("\nfirst-response actions (need approval):");
+                println!(
+                    "\nfirst-response actions (reversible first; each runs only once approved):"
+                );
                 for a in &r.actions {
-                    println!(
-                        "  - {} ({}, {}): {}",
-                        a.id,
-                        a.kind,
-                        if a.reversible {
-                            "reversible"
-                        } else {
-                            "not reversible"
-                        },
-                        a.title
-                    );
+                    print!("{}", action_lines(a));
                 }
             }
             if !r.recovery.is_empty() {
@@ -704,4 +706,79 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// One action as `runbook show` prints it: what it is, whether it can be
+/// undone, how it runs, who approves it and how often it is tried.
+fn action_lines(a: &firstline::runbook::model::ActionDecl) -> String {
+    use firstline::action::RunSpec;
+    use firstline::action::nats_publish::NatsSource;
+    let mut out = format!(
+        "  - {} ({}, {}): {}\n",
+        a.id,
+        a.kind,
+        if a.reversible {
+            "reversible"
+        } else {
+            "not reversible"
+        },
+        a.title_en.as_deref().unwrap_or(&a.title)
+    );
+    if a.title_en.is_some() {
+        out.push_str(&format!("      {}\n", a.title));
+    }
+    let runs = match &a.run {
+        None => "manual checklist item (ticked by a person, recorded on the timeline)".to_string(),
+        Some(RunSpec::Http(h)) => format!("http {} {} {}", h.method, h.target, h.path),
+        Some(RunSpec::Command(c)) => format!("command {}", c.command),
+        Some(RunSpec::NatsPublish(n)) => match &n.from {
+            NatsSource::DlqStream { stream, .. } => format!(
+                "nats_publish from DLQ stream {stream} via {} (max {})",
+                n.target, n.max_messages
+            ),
+            NatsSource::ExecutionLogs { target, path, .. } => format!(
+                "nats_publish from execution logs {target} {path} via {} (max {})",
+                n.target, n.max_messages
+            ),
+        },
+        Some(RunSpec::Sql(s)) => format!("sql on {} (max_rows {})", s.target, s.max_rows),
+    };
+    out.push_str(&format!("      runs:      {runs}\n"));
+    if a.run.is_some() && !a.params.is_empty() {
+        let params: Vec<String> = a
+            .params
+            .iter()
+            .map(|(k, v)| match v {
+                toml::Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect();
+        out.push_str(&format!("      params:    {}\n", params.join(", ")));
+    }
+    let approvers = if a.approvers.is_empty() {
+        "default approvers".to_string()
+    } else {
+        a.approvers.join(", ")
+    };
+    let quorum = a
+        .quorum
+        .map(|q| format!(", {q} approval(s) needed"))
+        .unwrap_or_default();
+    out.push_str(&format!("      approvers: {approvers}{quorum}\n"));
+    let retry = match (a.run.as_ref(), a.retry.as_deref()) {
+        (None, _) => None,
+        (Some(_), None) => Some("one try".to_string()),
+        (Some(_), Some("backoff")) => {
+            Some("backoff: again after 30 s, 60 s, 120 s with the same idempotency key".to_string())
+        }
+        (Some(_), Some("restart")) => Some(format!(
+            "restart: up to 3 tries, check {} after each",
+            a.verify.as_deref().unwrap_or("?")
+        )),
+        (Some(_), Some(other)) => Some(other.to_string()),
+    };
+    if let Some(retry) = retry {
+        out.push_str(&format!("      retry:     {retry}\n"));
+    }
+    out
 }

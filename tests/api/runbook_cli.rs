@@ -229,3 +229,90 @@ expect = [{ path = "connected", fail_if = "!= true" }]
         .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {json_out}"));
     assert_eq!(report["findings"][0]["status"], "ok", "{json_out}");
 }
+
+/// `firstline runbook show ID` on the bundled runbooks, no configuration.
+fn show(id: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_firstline"))
+        .args(["runbook", "show", id])
+        .current_dir(dir.path())
+        .env_remove("FIRSTLINE_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run firstline");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn runbook_show_says_how_each_bundled_action_runs() {
+    let down = show("microservice-down");
+    let not_delivered = show("notifications-not-delivered");
+    let dlq = show("notifications-dlq-failed");
+    let integrity = show("notifications-integrity");
+
+    assert!(
+        down.contains(
+            "  - restart_service (restart, reversible): Restart the failing service (up to three attempts)\n"
+        ),
+        "{down}"
+    );
+    assert!(
+        down.contains("      runs:      command restart_service\n"),
+        "{down}"
+    );
+    assert!(
+        down.contains("      params:    component={{ labels.service }}\n"),
+        "{down}"
+    );
+    assert!(
+        down.contains("      approvers: default approvers\n"),
+        "{down}"
+    );
+    assert!(
+        down.contains("      retry:     restart: up to 3 tries, check instances_down after each\n"),
+        "{down}"
+    );
+    assert!(
+        not_delivered
+            .contains("      runs:      http POST notification_worker_admin /admin/parallelism\n"),
+        "{not_delivered}"
+    );
+    assert!(
+        not_delivered.contains("      retry:     one try\n"),
+        "{not_delivered}"
+    );
+    assert!(
+        not_delivered.contains(
+            "  - check_nats_auth_network (manual, reversible): NATS reconnect loop: check authentication and network settings\n"
+        ),
+        "{not_delivered}"
+    );
+    assert!(
+        not_delivered.contains(
+            "      runs:      manual checklist item (ticked by a person, recorded on the timeline)\n"
+        ),
+        "{not_delivered}"
+    );
+    assert!(
+        dlq.contains(
+            "      runs:      nats_publish from DLQ stream NOTIFICATION_DLQ via nats (max 100)\n"
+        ),
+        "{dlq}"
+    );
+    assert!(
+        integrity.contains(
+            "  - clear_stale_lock_fields (data_fix, not reversible): Clear locked_by / next_retry_at on SENT rows (after the first recovery)\n"
+        ),
+        "{integrity}"
+    );
+    assert!(
+        integrity.contains("      runs:      sql on notification_db_write (max_rows 500)\n"),
+        "{integrity}"
+    );
+}

@@ -643,3 +643,259 @@ async fn every_health_check_refused_makes_microservice_down_a_p1_with_the_emerge
         "{post}"
     );
 }
+
+/// A runbook with one check (`health`) and the given `[[actions]]`.
+fn runbook_with_actions(actions: &str) -> String {
+    format!(
+        r#"version = 1
+id = "acts"
+title = "acts"
+title_en = "Actions"
+severity = "P2"
+source = {{ seed = "003_test.txt", section = "1" }}
+
+[[checks]]
+id = "health"
+title = "health"
+probe = {{ kind = "tcp", target = "svc" }}
+informational = true
+{actions}"#
+    )
+}
+
+/// 1-based line of the first line of `text` holding `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in the runbook"))
+        + 1
+}
+
+/// 1-based line of the first line holding `needle` after the one holding
+/// `anchor`.
+fn line_after(text: &str, anchor: &str, needle: &str) -> usize {
+    let start = line_of(text, anchor);
+    text.lines()
+        .enumerate()
+        .skip(start)
+        .find(|(_, l)| l.contains(needle))
+        .map(|(i, _)| i + 1)
+        .unwrap_or_else(|| panic!("{needle:?} not after {anchor:?}"))
+}
+
+/// The problems of `text` as `acts.toml:LINE: message` lines.
+fn lint_actions_of(text: &str) -> Vec<String> {
+    let (_, problems) = firstline::runbook::load::Catalog::build(
+        &[("acts.toml".to_string(), text.to_string())],
+        None,
+    );
+    problems.iter().map(ToString::to_string).collect()
+}
+
+fn assert_problem(problems: &[String], expected: &str) {
+    assert!(
+        problems.iter().any(|p| p == expected),
+        "expected {expected:?} among:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn lint_names_the_file_and_line_of_each_action_mistake() {
+    let text = runbook_with_actions(
+        r#"
+[[actions]]
+id = "bad_retry"
+title = "bad retry"
+kind = "restart"
+reversible = true
+retry = "sometimes"
+run = { kind = "command", command = "restart_service" }
+
+[[actions]]
+id = "restart_unverified"
+title = "restart without verify"
+kind = "restart"
+reversible = true
+retry = "restart"
+run = { kind = "command", command = "restart_service" }
+
+[[actions]]
+id = "verify_nothing"
+title = "verify names no check"
+kind = "restart"
+reversible = true
+retry = "restart"
+verify = "no_such_check"
+run = { kind = "command", command = "restart_service" }
+
+[[actions]]
+id = "manual_run"
+title = "a manual action that runs"
+kind = "manual"
+reversible = true
+[actions.run]
+kind = "command"
+command = "restart_service"
+
+[[actions]]
+id = "bad_placeholder"
+title = "a placeholder outside params, labels and incident"
+kind = "throttle"
+reversible = true
+params = { value = 1 }
+[actions.run]
+kind = "http"
+target = "admin"
+path = "/admin/parallelism"
+body = '{ "parallelism": {{ params.value }}, "token": "{{ secrets.token }}" }'
+
+[[actions]]
+id = "nobody"
+title = "empty approver, no quorum"
+kind = "throttle"
+reversible = true
+approvers = [""]
+quorum = 0
+"#,
+    );
+
+    let problems = lint_actions_of(&text);
+
+    let at = |needle: &str, after: &str| line_after(&text, after, needle);
+    assert_problem(
+        &problems,
+        &format!(
+            "acts.toml:{}: action \"bad_retry\": retry \"sometimes\" is not one of backoff, restart",
+            line_of(&text, "retry = \"sometimes\"")
+        ),
+    );
+    assert_problem(
+        &problems,
+        &format!(
+            "acts.toml:{}: action \"restart_unverified\": retry = \"restart\" needs verify = \"<check id>\", the check that says whether a try worked",
+            at("retry = \"restart\"", "id = \"restart_unverified\"")
+        ),
+    );
+    assert_problem(
+        &problems,
+        &format!(
+            "acts.toml:{}: action \"verify_nothing\": verify \"no_such_check\" is not a check of this runbook",
+            line_of(&text, "verify = \"no_such_check\"")
+        ),
+    );
+    assert_problem(
+        &problems,
+        &format!(
+            "acts.toml:{}: action \"manual_run\": kind \"manual\" is a checklist item and cannot have run; give it its category (restart, throttle, rollback, republish, config_fix, data_fix)",
+            at("[actions.run]", "id = \"manual_run\"")
+        ),
+    );
+    assert_problem(
+        &problems,
+        &format!(
+            "acts.toml:{}: action \"bad_placeholder\": run.body: unknown placeholder {{{{ secrets }}}}; available: params, labels, incident",
+            line_of(&text, "secrets.token")
+        ),
+    );
+    assert_problem(
+        &problems,
+        &format!(
+            "acts.toml:{}: action \"nobody\": approvers[0] is empty: name a [roles.NAME]",
+            line_of(&text, "approvers = [\"\"]")
+        ),
+    );
+    assert_problem(
+        &problems,
+        &format!(
+            "acts.toml:{}: action \"nobody\": quorum must be at least 1",
+            line_of(&text, "quorum = 0")
+        ),
+    );
+    assert!(
+        problems.iter().all(|p| !p.contains("warning")),
+        "no warnings here: {problems:#?}"
+    );
+}
+
+#[test]
+fn an_undeclared_param_in_run_is_a_warning_and_the_runbook_still_loads() {
+    let text = runbook_with_actions(
+        r#"
+[[actions]]
+id = "lower"
+title = "lower parallelism"
+kind = "throttle"
+reversible = true
+params = { component = "{{ labels.service }}" }
+[actions.run]
+kind = "http"
+target = "admin"
+path = "/admin/{{ params.component }}/parallelism"
+body = '{ "parallelism": {{ params.valeu }} }'
+"#,
+    );
+
+    let (catalog, problems) =
+        firstline::runbook::load::Catalog::build(&[("acts.toml".to_string(), text.clone())], None);
+
+    assert_eq!(catalog.entries.len(), 1, "a warning leaves it loaded");
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [format!(
+            "acts.toml:{}: warning: action \"lower\": run.body uses params.valeu, which params does not declare; it must be given when proposing (valeu=…)",
+            line_of(&text, "params.valeu")
+        )]
+    );
+}
+
+#[test]
+fn lint_against_the_configuration_names_unknown_action_targets_and_commands() {
+    let text = runbook_with_actions(
+        r#"
+[[actions]]
+id = "restart"
+title = "restart"
+kind = "restart"
+reversible = true
+run = { kind = "command", command = "restart_everything" }
+
+[[actions]]
+id = "fix"
+title = "fix rows"
+kind = "data_fix"
+reversible = false
+[actions.run]
+kind = "sql"
+target = "svc"
+max_rows = 10
+statement = "UPDATE t SET a = NULL WHERE b"
+"#,
+    );
+    let targets: std::collections::BTreeMap<String, firstline::probe::TargetSettings> =
+        toml::from_str("[svc]\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n").unwrap();
+    let commands = std::collections::BTreeSet::from(["restart_service".to_string()]);
+
+    let (_, problems) = firstline::runbook::load::Catalog::build_checked(
+        &[("acts.toml".to_string(), text.clone())],
+        Some(&targets),
+        Some(&commands),
+    );
+
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_problem(
+        &shown,
+        &format!(
+            "acts.toml:{}: action \"restart\": unknown command \"restart_everything\"; configure [actions.commands.restart_everything] argv = [...]",
+            line_of(&text, "restart_everything")
+        ),
+    );
+    assert_problem(
+        &shown,
+        &format!(
+            "acts.toml:{}: action \"fix\": run.target: a sql action needs a postgres target, and \"svc\" is of kind tcp",
+            line_after(&text, "id = \"fix\"", "target = \"svc\"")
+        ),
+    );
+}

@@ -11,8 +11,11 @@ use regex::Regex;
 
 use super::expect::{parse_condition, parse_selector};
 use super::model::{
-    ACTION_KINDS, MISSING_WORDS, Missing, Runbook, SHOW_EVIDENCE, TRENDS, VERDICT_STATUSES,
+    ACTION_KINDS, ActionDecl, MISSING_WORDS, Missing, RETRY_PLANS, Runbook, SHOW_EVIDENCE, TRENDS,
+    VERDICT_STATUSES,
 };
+use crate::action::RunSpec;
+use crate::action::nats_publish::NatsSource;
 use crate::probe::{ProbeSpec, TargetSettings};
 
 mod bundled {
@@ -103,6 +106,16 @@ impl Catalog {
         sources: &[(String, String)],
         targets: Option<&BTreeMap<String, TargetSettings>>,
     ) -> (Catalog, Vec<Problem>) {
+        Catalog::build_checked(sources, targets, None)
+    }
+
+    /// [`Catalog::build`], also holding the actions' `command` names to
+    /// `commands` (the configuration's `[actions.commands.*]`) when given.
+    pub fn build_checked(
+        sources: &[(String, String)],
+        targets: Option<&BTreeMap<String, TargetSettings>>,
+        commands: Option<&BTreeSet<String>>,
+    ) -> (Catalog, Vec<Problem>) {
         let mut problems = Vec::new();
         let mut entries = Vec::new();
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
@@ -122,6 +135,7 @@ impl Catalog {
                 }
             };
             let mut own = lint(&runbook, file, text, targets);
+            own.extend(lint_actions(&runbook, file, text, targets, commands));
             if let Some(first) = seen.get(&runbook.id) {
                 own.push(Problem {
                     file: file.clone(),
@@ -259,6 +273,11 @@ pub const TEMPLATE_ROOTS: [&str; 5] = ["ym", "now", "today", "labels", "incident
 
 /// Every string inside a probe spec, with its field name.
 fn spec_strings(spec: &ProbeSpec) -> Vec<(String, String)> {
+    json_strings(spec)
+}
+
+/// Every string inside `value` once serialized, with its dotted field name.
+fn json_strings(value: &impl serde::Serialize) -> Vec<(String, String)> {
     fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
         match v {
             serde_json::Value::String(s) => out.push((prefix.to_string(), s.clone())),
@@ -284,7 +303,7 @@ fn spec_strings(spec: &ProbeSpec) -> Vec<(String, String)> {
         }
     }
     let mut out = Vec::new();
-    if let Ok(v) = serde_json::to_value(spec) {
+    if let Ok(v) = serde_json::to_value(value) {
         walk("", &v, &mut out);
     }
     out
@@ -636,6 +655,320 @@ fn lint(
         }
     }
     problems.extend(warnings);
+    problems
+}
+
+/// Variables an action's `run` spec may use.
+pub const ACTION_TEMPLATE_ROOTS: [&str; 3] = ["params", "labels", "incident"];
+
+/// Names of the params a template refers to (`params.x`, `params["x"]`).
+pub fn param_references(template: &str) -> Vec<String> {
+    static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(r#"params\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*["']([^"']+)["']\s*\])"#)
+            .expect("a constant regex")
+    });
+    let mut out: Vec<String> = re
+        .captures_iter(template)
+        .filter_map(|c| c.get(1).or(c.get(2)).map(|m| m.as_str().to_string()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The targets a run spec names: (field, name, the target kind it needs).
+fn run_targets(run: &RunSpec) -> Vec<(&'static str, &str, &'static str)> {
+    match run {
+        RunSpec::Http(h) => vec![("run.target", h.target.as_str(), "http")],
+        RunSpec::Command(_) => Vec::new(),
+        RunSpec::NatsPublish(n) => {
+            let mut out = vec![("run.target", n.target.as_str(), "nats")];
+            if let NatsSource::ExecutionLogs { target, .. } = &n.from {
+                out.push(("run.from.target", target.as_str(), "http"));
+            }
+            out
+        }
+        RunSpec::Sql(s) => vec![("run.target", s.target.as_str(), "postgres")],
+    }
+}
+
+/// Every string of an action's `params`, with its key.
+fn param_strings(a: &ActionDecl) -> Vec<(String, String)> {
+    fn walk(prefix: String, v: &toml::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            toml::Value::String(s) => out.push((prefix, s.clone())),
+            toml::Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(format!("{prefix}.{i}"), v, out);
+                }
+            }
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    walk(format!("{prefix}.{k}"), v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (k, v) in &a.params {
+        walk(k.clone(), v, &mut out);
+    }
+    out
+}
+
+/// The actions' `run`, `approvers`, `quorum`, `retry` and `verify`:
+/// placeholders in a run spec name only `params.*`, `labels.*` and
+/// `incident` (a param the action does not declare is a warning: it must
+/// be given when proposing); a param's own value may name `labels.*` and
+/// `incident`; a manual action has no `run`; the targets (and, when given,
+/// the commands) a run spec names exist in the configuration.
+fn lint_actions(
+    rb: &Runbook,
+    file: &str,
+    text: &str,
+    targets: Option<&BTreeMap<String, TargetSettings>>,
+    commands: Option<&BTreeSet<String>>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let check_ids: BTreeSet<&str> = rb.checks.iter().map(|c| c.id.as_str()).collect();
+    let guaranteed = guaranteed_labels(rb);
+    let env = minijinja::Environment::new();
+    // Each action's lines: from its `[[actions]]` to the next one (or the
+    // next top-level array of tables), so a needle is found in its action.
+    let lines: Vec<&str> = text.lines().collect();
+    let starts: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("[[actions]]"))
+        .map(|(i, _)| i)
+        .collect();
+    for (n, a) in rb.actions.iter().enumerate() {
+        let start = starts.get(n).copied().unwrap_or(0);
+        let end = lines
+            .iter()
+            .enumerate()
+            .skip(start + 1)
+            .find(|(_, l)| {
+                let t = l.trim_start();
+                t.starts_with("[[") && !t.starts_with("[[actions.")
+            })
+            .map(|(i, _)| i)
+            .unwrap_or(lines.len());
+        // A line starting with the needle (a key: `retry =`) first, then
+        // any line holding it (a value), then the action's id line.
+        let line_of = |needle: &str| -> Option<usize> {
+            let id = format!("id = \"{}\"", a.id);
+            (start..end)
+                .find(|&i| lines[i].trim_start().starts_with(needle))
+                .or_else(|| (start..end).find(|&i| lines[i].contains(needle)))
+                .or_else(|| (start..end).find(|&i| lines[i].contains(&id)))
+                .map(|i| i + 1)
+        };
+        let mut error = |needle: &str, message: String| {
+            problems.push(Problem {
+                file: file.to_string(),
+                line: line_of(needle),
+                message: format!("action {:?}: {message}", a.id),
+                warning: false,
+            })
+        };
+        let mut warnings = Vec::new();
+        let mut warn = |needle: &str, message: String| {
+            warnings.push(Problem {
+                file: file.to_string(),
+                line: line_of(needle),
+                message: format!("action {:?}: {message}", a.id),
+                warning: true,
+            })
+        };
+        if let Some(plan) = &a.retry {
+            if !RETRY_PLANS.contains(&plan.as_str()) {
+                error(
+                    "retry =",
+                    format!("retry {plan:?} is not one of {}", RETRY_PLANS.join(", ")),
+                );
+            } else if plan == "restart" && a.verify.is_none() {
+                error(
+                    "retry =",
+                    "retry = \"restart\" needs verify = \"<check id>\", the check that says whether a try worked".into(),
+                );
+            }
+            if a.run.is_none() {
+                warn(
+                    "retry =",
+                    "retry has no effect without run: a manual action is not retried".into(),
+                );
+            }
+        }
+        if let Some(v) = &a.verify {
+            if !check_ids.contains(v.as_str()) {
+                error(
+                    "verify =",
+                    format!("verify {v:?} is not a check of this runbook"),
+                );
+            } else if a.retry.as_deref() != Some("restart") {
+                warn(
+                    "verify =",
+                    "verify is only used by retry = \"restart\"".into(),
+                );
+            }
+        }
+        for (i, r) in a.approvers.iter().enumerate() {
+            if r.trim().is_empty() {
+                error(
+                    "approvers =",
+                    format!("approvers[{i}] is empty: name a [roles.NAME]"),
+                );
+            }
+        }
+        if a.quorum == Some(0) {
+            error("quorum =", "quorum must be at least 1".into());
+        }
+        for (key, s) in param_strings(a) {
+            match env.template_from_str(&s) {
+                Err(e) => error(&s, format!("params.{key}: template error: {e}")),
+                Ok(t) => {
+                    for var in t.undeclared_variables(false) {
+                        if var != "labels" && var != "incident" {
+                            error(
+                                &s,
+                                format!(
+                                    "params.{key}: unknown placeholder {{{{ {var} }}}}; a param may use labels and incident"
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let Some(run) = &a.run else {
+            problems.extend(warnings);
+            continue;
+        };
+        if a.kind == "manual" {
+            let table = (start..end).any(|i| lines[i].trim_start().starts_with("[actions.run]"));
+            error(
+                if table { "[actions.run]" } else { "run =" },
+                format!(
+                    "kind \"manual\" is a checklist item and cannot have run; give it its category ({})",
+                    ACTION_KINDS[..ACTION_KINDS.len() - 1].join(", ")
+                ),
+            );
+        }
+        for (field, s) in json_strings(run) {
+            let field = format!("run.{field}");
+            match env.template_from_str(&s) {
+                Err(e) => error(&s, format!("{field}: template error: {e}")),
+                Ok(t) => {
+                    for var in t.undeclared_variables(false) {
+                        if !ACTION_TEMPLATE_ROOTS.contains(&var.as_str()) {
+                            error(
+                                &var,
+                                format!(
+                                    "{field}: unknown placeholder {{{{ {var} }}}}; available: {}",
+                                    ACTION_TEMPLATE_ROOTS.join(", ")
+                                ),
+                            );
+                        }
+                    }
+                    for param in param_references(&s) {
+                        if !a.params.contains_key(&param) {
+                            warn(
+                                &param,
+                                format!(
+                                    "{field} uses params.{param}, which params does not declare; it must be given when proposing ({param}=…)"
+                                ),
+                            );
+                        }
+                    }
+                    for label in super::run::label_references(&s) {
+                        if !guaranteed.contains(&label) && !defaulted(&s, &label) {
+                            warn(
+                                &label,
+                                format!(
+                                    "{field} needs alert label {label:?}, which [match] does not guarantee; without it the action cannot be proposed"
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        match run {
+            RunSpec::Sql(sql) => {
+                let first = sql
+                    .statement
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_uppercase();
+                if !matches!(first.as_str(), "UPDATE" | "INSERT" | "DELETE") {
+                    error(
+                        "statement =",
+                        format!(
+                            "run.statement starts with {first:?}; a sql action runs one UPDATE, INSERT or DELETE"
+                        ),
+                    );
+                }
+                if sql.statement.trim().trim_end_matches(';').contains(';') {
+                    error(
+                        "statement =",
+                        "run.statement: one SQL statement per action".into(),
+                    );
+                }
+                if sql.max_rows == 0 {
+                    error("max_rows =", "run.max_rows must be at least 1".into());
+                }
+            }
+            RunSpec::NatsPublish(n) if n.max_messages == 0 => {
+                error(
+                    "max_messages =",
+                    "run.max_messages must be at least 1".into(),
+                );
+            }
+            RunSpec::Http(h) if h.path.is_empty() || !h.path.starts_with('/') => {
+                error("path =", format!("run.path {:?} must start with /", h.path));
+            }
+            RunSpec::Command(c) => {
+                if let Some(commands) = commands
+                    && !commands.contains(&c.command)
+                {
+                    error(
+                        &format!("\"{}\"", c.command),
+                        format!(
+                            "unknown command {:?}; configure [actions.commands.{}] argv = [...]",
+                            c.command, c.command
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+        if let Some(targets) = targets {
+            for (field, name, kind) in run_targets(run) {
+                match targets.get(name) {
+                    None => error(
+                        &format!("\"{name}\""),
+                        format!(
+                            "{field}: unknown target {name:?}; configure [targets.{name}] (kind {kind})"
+                        ),
+                    ),
+                    Some(t) if t.kind() != kind => error(
+                        &format!("\"{name}\""),
+                        format!(
+                            "{field}: a {} action needs a {kind} target, and {name:?} is of kind {}",
+                            run.kind(),
+                            t.kind()
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        problems.extend(warnings);
+    }
     problems
 }
 

@@ -240,7 +240,9 @@ pub struct ActionDecl {
     pub reversible: bool,
     /// Values for the `run` spec's `{{ params.x }}` placeholders (a
     /// proposal's `key=value` words override them), and notes for people
-    /// where there is no `run`.
+    /// where there is no `run`. A value may itself hold `{{ labels.x }}`
+    /// and `{{ incident }}` placeholders (`component = "{{ labels.service }}"`),
+    /// rendered before the run spec; never `{{ params.… }}`.
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
     /// How it runs (`http`, `command`, `nats_publish`, `sql`); without it
