@@ -138,12 +138,9 @@ impl ActionRunner {
                 now: format!("{} is a manual step now", p.action_id),
             };
         };
-        let vars = crate::action::Vars {
-            params: p.param_map(),
-            labels: inc.labels.clone(),
-            incident: inc.human_id.clone(),
-        };
-        let plan = match crate::action::prepare(spec, &vars, env) {
+        let plan = match crate::incident::actions::vars_for(&p.param_map(), inc)
+            .and_then(|vars| crate::action::prepare(spec, &vars, env))
+        {
             Ok(plan) => plan,
             Err(e) => {
                 return TryResult::Changed {

@@ -109,7 +109,27 @@ fn params_of(
     Ok(out)
 }
 
-/// What will run, described, and its hash: `None` for a manual item.
+/// The values an action's placeholders see. A parameter's value may itself
+/// name the alert's labels or the incident (`component = "{{ labels.service }}"`):
+/// it is rendered first.
+pub fn vars_for(params: &BTreeMap<String, String>, inc: &Incident) -> Result<Vars, String> {
+    let mut vars = Vars {
+        params: BTreeMap::new(),
+        labels: inc.labels.clone(),
+        incident: inc.human_id.clone(),
+    };
+    let mut rendered = BTreeMap::new();
+    for (k, v) in params {
+        rendered.insert(
+            k.clone(),
+            crate::action::render(v, &vars).map_err(|e| format!("parameter {k}: {e}"))?,
+        );
+    }
+    vars.params = rendered;
+    Ok(vars)
+}
+
+/// What will run, described, and its hash.
 fn describe(
     rules: &Rules,
     decl: &ActionDecl,
@@ -118,11 +138,7 @@ fn describe(
 ) -> Result<(String, String), String> {
     let described = match &decl.run {
         Some(spec) => {
-            let vars = Vars {
-                params: params.clone(),
-                labels: inc.labels.clone(),
-                incident: inc.human_id.clone(),
-            };
+            let vars = vars_for(params, inc)?;
             crate::action::prepare(spec, &vars, &rules.actions)?.describe()
         }
         None => {
