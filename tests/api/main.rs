@@ -1,6 +1,7 @@
 //! Integration tests: one binary, the real server on a loopback port, real
 //! SQLite and PostgreSQL. See helpers.rs for the harness.
 
+mod auth;
 mod chat_commands;
 mod config_cli;
 mod e2e;
