@@ -360,6 +360,8 @@ impl App {
             lock_lost: lock_lost.clone(),
             messages,
             tokens: Arc::new(config.tokens.clone()),
+            api_tokens: config.api_tokens.clone(),
+            console: config.console.clone(),
             max_body_bytes: config.settings.server.max_body_bytes,
             commands: commands.clone(),
             metrics,
@@ -467,6 +469,9 @@ impl App {
             tokio::spawn(console_stdin(commands.clone(), stop_rx.clone()));
         }
         info!(addr = %listener.local_addr()?, store = store.backend(), platform = %config.settings.chat.platform, "firstline is serving");
+        for warning in config.exposure_warnings() {
+            warn!("{warning}");
+        }
         let server = &config.settings.server;
         let limits = http::serve::Limits {
             max_connections: server.max_connections,

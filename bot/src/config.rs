@@ -109,6 +109,9 @@ pub struct ServerSettings {
     pub body_timeout_ms: u64,
     /// IANA time zone in which times are shown to people (stored times are UTC).
     pub timezone: String,
+    /// Bearer tokens `/api/*` takes, as secret references; any one of them
+    /// will do. Empty: `/api/*` is open (to whoever can reach the port).
+    pub api_tokens: Vec<SecretRef>,
 }
 
 impl Default for ServerSettings {
@@ -120,6 +123,7 @@ impl Default for ServerSettings {
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
             timezone: "UTC".into(),
+            api_tokens: Vec::new(),
         }
     }
 }
@@ -260,6 +264,21 @@ pub struct ChatSettings {
     pub storm_window_s: u32,
     /// The Slack app, for `platform = "slack"`.
     pub slack: Option<SlackSettings>,
+    /// The console's HTTP endpoints (`/console/*`).
+    pub console: ConsoleSettings,
+}
+
+/// `[chat.console]`: the console's HTTP endpoints (`/console/commands`,
+/// `/console/reactions`, `/console/posts`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// Mount `/console/*` on another platform too (they always are on
+    /// `platform = "console"`).
+    pub enabled: bool,
+    /// When set, `/console/*` takes only `Authorization: Bearer <token>`,
+    /// and a console reaction carries its user's identity (vouched).
+    pub token: Option<SecretRef>,
 }
 
 impl Default for ChatSettings {
@@ -271,6 +290,7 @@ impl Default for ChatSettings {
             storm_threshold: 10,
             storm_window_s: 60,
             slack: None,
+            console: ConsoleSettings::default(),
         }
     }
 }
@@ -336,6 +356,18 @@ pub struct SlackConfig {
     pub incident_channels: Vec<String>,
     /// Invited to every incident channel.
     pub responders: Vec<String>,
+}
+
+/// `[chat.console]` read: whether `/console/*` is there and the token it
+/// takes.
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleAccess {
+    /// `chat.platform = "console"` or `chat.console.enabled = true`;
+    /// otherwise `/console/*` is not mounted (404).
+    pub mounted: bool,
+    /// `chat.console.token`: callers of `/console/*` must present it, and
+    /// then a console reaction carries its user's identity.
+    pub token: Option<SecretString>,
 }
 
 /// `chat.slack.mode`, with what each mode needs.
@@ -500,6 +532,11 @@ pub struct Config {
     pub targets: BTreeMap<String, Target>,
     /// The Slack app, when `chat.platform` is `slack`.
     pub slack: Option<SlackConfig>,
+    /// `server.api_tokens`, read: `/api/*` takes any one of them (open when
+    /// empty).
+    pub api_tokens: Vec<SecretString>,
+    /// `/console/*` and how callers are let in.
+    pub console: ConsoleAccess,
     /// Contacts, rotations and policies, validated (empty when none are
     /// configured).
     pub escalation: std::sync::Arc<Escalation>,
@@ -509,6 +546,30 @@ pub struct Config {
     pub approval: std::sync::Arc<crate::approval::Rules>,
     /// What actions may reach: targets and `[actions.commands.*]`.
     pub action_env: std::sync::Arc<crate::action::Env>,
+}
+
+impl Config {
+    /// What start-up warns about: routes anyone who can reach a port that
+    /// is not loopback may use without a token.
+    pub fn exposure_warnings(&self) -> Vec<String> {
+        if self.listen.ip().is_loopback() {
+            return Vec::new();
+        }
+        let mut warnings = Vec::new();
+        if self.api_tokens.is_empty() {
+            warnings.push(format!(
+                "/api/* is readable by anyone who can reach {}: incidents, timelines, posts and postmortems; set server.api_tokens = [{{ env = \"VAR\" }}] (or {{ file = \"/path\" }}) to require Authorization: Bearer",
+                self.listen
+            ));
+        }
+        if self.console.mounted && self.console.token.is_none() {
+            warnings.push(format!(
+                "/console/* takes commands from anyone who can reach {}; set chat.console.token = {{ env = \"VAR\" }} to require Authorization: Bearer",
+                self.listen
+            ));
+        }
+        warnings
+    }
 }
 
 /// The most runbook runs `runbooks.max_parallel_runs` allows at once: each
@@ -738,6 +799,13 @@ fn validate(
             "must be 100 to 600000 (10 minutes)".into(),
         );
     }
+    let mut api_tokens = Vec::new();
+    for (i, secret) in settings.server.api_tokens.iter().enumerate() {
+        match secret.resolve() {
+            Ok(v) => api_tokens.push(v),
+            Err(m) => err(&format!("server.api_tokens[{i}]"), m),
+        }
+    }
     let timezone = settings
         .server
         .timezone
@@ -879,6 +947,19 @@ fn validate(
             None
         }
     };
+    let console = ConsoleAccess {
+        mounted: settings.chat.platform == "console" || settings.chat.console.enabled,
+        token: match &settings.chat.console.token {
+            None => None,
+            Some(secret) => match secret.resolve() {
+                Ok(v) => Some(v),
+                Err(m) => {
+                    err("chat.console.token", m);
+                    None
+                }
+            },
+        },
+    };
     if settings.outbox.max_attempts == 0 {
         err("outbox.max_attempts", "must be at least 1".into());
     }
@@ -1010,6 +1091,8 @@ fn validate(
                 tokens,
                 file,
                 slack,
+                api_tokens,
+                console,
                 escalation: std::sync::Arc::new(escalation),
                 pagers,
                 approval: std::sync::Arc::new(approval),
@@ -1418,6 +1501,96 @@ mod tests {
         )];
         let e = load_with_env(None, env).expect_err("inline secret from env");
         assert!(!e.to_string().contains("hunter3"), "{e}");
+    }
+
+    #[test]
+    fn api_and_console_tokens_are_read_and_a_bad_one_is_named_by_its_place() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let secret = dir.path().join("api");
+        std::fs::write(&secret, "s3cret-api\n").expect("write");
+        let good = file(&format!(
+            "[server]\napi_tokens = [{{ file = \"{0}\" }}, {{ file = \"{0}\" }}]\n\n[chat.console]\ntoken = {{ file = \"{0}\" }}\n",
+            secret.display()
+        ));
+        let c = load_with_env(Some(good.path()), Vec::new()).expect("valid");
+        assert_eq!(c.api_tokens.len(), 2);
+        assert_eq!(c.api_tokens[0].expose_secret(), "s3cret-api");
+        assert!(c.console.mounted);
+        assert!(!format!("{c:?}").contains("s3cret"), "no secret in Debug");
+
+        let bad = file(&format!(
+            "[server]\napi_tokens = [\n  {{ file = \"{}\" }},\n  {{ env = \"FIRSTLINE_TEST_SURELY_UNSET_API\" }},\n]\n",
+            secret.display()
+        ));
+        let e = load_with_env(Some(bad.path()), Vec::new()).expect_err("unset variable");
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].key, "server.api_tokens[1]");
+        assert_eq!(e.0[0].line, Some(4));
+        assert!(
+            e.0[0]
+                .message
+                .contains("FIRSTLINE_TEST_SURELY_UNSET_API is not set")
+        );
+    }
+
+    #[test]
+    fn console_routes_follow_the_platform_unless_enabled() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let secret = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "xoxb-1").expect("write");
+            path.display().to_string()
+        };
+        let slack = format!(
+            "[chat]\nplatform = \"slack\"\nchannel = \"C0INC\"\n\n[chat.slack]\nbot_token = {{ file = \"{}\" }}\nsigning_secret = {{ file = \"{}\" }}\n",
+            secret("bot"),
+            secret("signing")
+        );
+        let off = file(&slack);
+        let c = load_with_env(Some(off.path()), Vec::new()).expect("valid");
+        assert!(!c.console.mounted);
+        let on = file(&format!("{slack}\n[chat.console]\nenabled = true\n"));
+        let c = load_with_env(Some(on.path()), Vec::new()).expect("valid");
+        assert!(c.console.mounted);
+        assert!(c.console.token.is_none());
+    }
+
+    #[test]
+    fn only_a_port_beyond_loopback_without_tokens_is_warned_about() {
+        let c = load_with_env(None, Vec::new()).expect("defaults are valid");
+        assert!(c.exposure_warnings().is_empty(), "loopback is private");
+
+        let everywhere = vec![(
+            "FIRSTLINE_SERVER__LISTEN".to_string(),
+            "0.0.0.0:8080".to_string(),
+        )];
+        let c = load_with_env(None, everywhere.clone()).expect("valid");
+        let w = c.exposure_warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with("/api/* is readable by anyone who can reach 0.0.0.0:8080")
+                && w[0].contains("server.api_tokens = [{ env = \"VAR\" }]"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].starts_with("/console/* takes commands from anyone")
+                && w[1].contains("chat.console.token"),
+            "{w:?}"
+        );
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let secret = dir.path().join("t");
+        std::fs::write(&secret, "t0ken").expect("write");
+        let closed = file(&format!(
+            "[server]\napi_tokens = [{{ file = \"{0}\" }}]\n\n[chat.console]\ntoken = {{ file = \"{0}\" }}\n",
+            secret.display()
+        ));
+        let c = load_with_env(Some(closed.path()), everywhere).expect("valid");
+        assert!(
+            c.exposure_warnings().is_empty(),
+            "{:?}",
+            c.exposure_warnings()
+        );
     }
 
     #[test]

@@ -194,6 +194,21 @@ fn check_config(config: &Config) -> ExitCode {
             tokens.join(", ")
         }
     );
+    println!(
+        "  api:      {}",
+        match config.api_tokens.len() {
+            0 => "open: no server.api_tokens".to_string(),
+            n => format!("{n} bearer token(s) (server.api_tokens)"),
+        }
+    );
+    println!(
+        "  console:  {}",
+        match (config.console.mounted, &config.console.token) {
+            (false, _) => "/console/* off (chat.console.enabled = false)",
+            (true, None) => "/console/* open: no chat.console.token, reactions vouch for no one",
+            (true, Some(_)) => "/console/* with a bearer token (chat.console.token)",
+        }
+    );
     let esc = &config.escalation;
     let policies: Vec<String> = firstline::domain::Severity::ALL
         .iter()

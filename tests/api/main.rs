@@ -2,6 +2,7 @@
 //! SQLite and PostgreSQL. See helpers.rs for the harness.
 
 mod actions;
+mod auth;
 mod chat_commands;
 mod config_cli;
 mod e2e;

@@ -1,15 +1,18 @@
 //! The console platform's endpoints: feed commands and reactions in, read
-//! posts back.
+//! posts back. Mounted on the console platform or with
+//! `chat.console.enabled`; behind `chat.console.token` when it is set
+//! (`auth::console`), and only then are reactions vouched for.
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::Vouched;
 use super::{ApiError, AppState};
 use crate::chat::handler;
 use crate::incident::{Change, LedgerError};
@@ -36,6 +39,7 @@ struct CommandBody {
 
 async fn command(
     State(state): State<AppState>,
+    vouched: Option<Extension<Vouched>>,
     body: Result<axum::Json<CommandBody>, JsonRejection>,
 ) -> Answer {
     let axum::Json(body) = body.map_err(|e| {
@@ -52,7 +56,17 @@ async fn command(
         .as_deref()
         .map(super::api::parse_id)
         .transpose()?;
-    let reply = handler::handle(&state.commands, body.user.trim(), &body.text, thread).await;
+    // The proposer of an action, for the two-person rule: known only when
+    // the caller held the console token.
+    let me = vouched.map(|_| crate::approval::Identity::new("console", body.user.trim()));
+    let reply = handler::handle_by(
+        &state.commands,
+        body.user.trim(),
+        me.as_ref(),
+        &body.text,
+        thread,
+    )
+    .await;
     let code = if reply.ok {
         StatusCode::OK
     } else {
@@ -80,6 +94,7 @@ struct ReactionBody {
 
 async fn reaction(
     State(state): State<AppState>,
+    vouched: Option<Extension<Vouched>>,
     body: Result<axum::Json<ReactionBody>, JsonRejection>,
 ) -> Answer {
     let axum::Json(body) = body.map_err(|e| {
@@ -106,8 +121,10 @@ async fn reaction(
         emoji,
         message_ref: body.message_ref,
         removed: body.removed,
-        // Anyone who can reach the port can name any user here.
-        by: None,
+        // Only a caller holding chat.console.token speaks for the user it
+        // names; without the token anyone who can reach the port can name
+        // any user, so the reaction is recorded but approves nothing.
+        by: vouched.map(|_| crate::approval::Identity::new("console", body.user.trim())),
     };
     match state.ledger.change(body.user.trim(), change).await {
         Ok(o) => Ok(axum::Json(json!({"ok": true, "reply": o.answer})).into_response()),

@@ -2,7 +2,7 @@
 //! own seed-000 answer contract). Each variant says its status; internal
 //! details are logged, never shown to the caller.
 
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -24,6 +24,9 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// No or a wrong bearer token: 401 with `WWW-Authenticate: Bearer`.
+    #[error("{0}")]
+    Unauthorized(String),
 }
 
 impl ApiError {
@@ -67,6 +70,14 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized(_) => {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    axum::Json(json!({"error": self.to_string()})),
+                )
+                    .into_response();
+            }
         };
         (status, axum::Json(json!({"error": self.to_string()}))).into_response()
     }

@@ -3,13 +3,16 @@
 //! - [`hooks`]: `POST /hooks/{alertmanager,grafana,generic}`
 //! - [`api`]: `GET /api/incidents…`
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`
-//! - [`console`]: the console platform's endpoints
+//! - [`console`]: the console platform's endpoints (mounted on the console
+//!   platform or with `chat.console.enabled`)
+//! - [`auth`]: bearer tokens for `/api/*` and `/console/*`
 //! - [`slack`]: `POST /slack/{events,commands,interactions}` (signed by Slack)
 //!
 //! Bad input gets a 4xx with a JSON body naming the problem; internal
 //! errors are logged and answered without their details.
 
 pub mod api;
+pub mod auth;
 pub mod console;
 pub mod error;
 pub mod health;
@@ -22,7 +25,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::middleware;
 use secrecy::SecretString;
 
 use crate::chat::handler::CommandContext;
@@ -65,6 +69,10 @@ pub struct Shared {
     pub messages: Messages,
     /// Bearer token per intake source.
     pub tokens: Arc<BTreeMap<String, SecretString>>,
+    /// `server.api_tokens`: `/api/*` takes any one (open when empty).
+    pub api_tokens: Vec<SecretString>,
+    /// Whether `/console/*` is mounted, and the token it takes.
+    pub console: crate::config::ConsoleAccess,
     pub max_body_bytes: usize,
     pub commands: CommandContext,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -88,11 +96,17 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
+    let api = api::router().route_layer(middleware::from_fn_with_state(state.clone(), auth::api));
+    let console = if state.console.mounted {
+        console::router().route_layer(middleware::from_fn_with_state(state.clone(), auth::console))
+    } else {
+        Router::new()
+    };
     Router::new()
         .merge(hooks::router())
-        .merge(api::router())
+        .merge(api)
         .merge(health::router())
-        .merge(console::router())
+        .merge(console)
         .merge(slack::router())
         .merge(pagerduty::router())
         .fallback(no_route)
@@ -104,7 +118,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// 404 with the JSON error body every other refusal has.
-async fn no_route(uri: axum::http::Uri) -> ApiError {
+async fn no_route(State(state): State<AppState>, uri: axum::http::Uri) -> ApiError {
+    if !state.console.mounted && uri.path().starts_with("/console/") {
+        return ApiError::NotFound(format!(
+            "no route {}: the console's endpoints are there only with chat.platform = \"console\" or chat.console.enabled = true",
+            uri.path()
+        ));
+    }
     ApiError::NotFound(format!(
         "no route {}; README's HTTP section lists the routes",
         uri.path()

@@ -106,24 +106,35 @@ pub fn authorize(expected: Option<&SecretString>, header: Option<&str>) -> Resul
     let Some(header) = header else {
         return Err(Refusal::Auth("missing Authorization: Bearer token".into()));
     };
-    let Some(token) = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-    else {
+    let Some(token) = bearer(header) else {
         return Err(Refusal::Auth(
             "Authorization header is not a Bearer token".into(),
         ));
     };
-    if bool::from(
-        token
-            .trim()
-            .as_bytes()
-            .ct_eq(expected.expose_secret().as_bytes()),
-    ) {
+    if same_token(token, expected) {
         Ok(())
     } else {
         Err(Refusal::Auth("bearer token does not match".into()))
     }
+}
+
+/// The token of an `Authorization: Bearer …` header value, trimmed; `None`
+/// for another scheme.
+pub fn bearer(header: &str) -> Option<&str> {
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
+/// Whether `presented` is the `expected` token, compared in constant time
+/// (the time taken says nothing about where they differ).
+pub fn same_token(presented: &str, expected: &SecretString) -> bool {
+    bool::from(
+        presented
+            .as_bytes()
+            .ct_eq(expected.expose_secret().as_bytes()),
+    )
 }
 
 /// `status` of an answer.
