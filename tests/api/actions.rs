@@ -101,6 +101,18 @@ struct Setup {
 /// The app with the runbook above, `fixers` = console:sam and console:ann,
 /// and `extra` TOML appended.
 async fn setup(backend: Backend, healthy_after: usize, retry: &str, extra: &str) -> Option<Setup> {
+    setup_with(backend, healthy_after, retry, extra, true).await
+}
+
+/// [`setup`]; `token` false leaves the console routes without a token
+/// (anyone on the port may call them, and name any user).
+async fn setup_with(
+    backend: Backend,
+    healthy_after: usize,
+    retry: &str,
+    extra: &str,
+    with_token: bool,
+) -> Option<Setup> {
     let svc = service(healthy_after).await;
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("svc.toml"), RUNBOOK.replace("RETRY", retry))
@@ -114,8 +126,7 @@ bundled = false
 dirs = ["{dir}"]
 run_on_alert = false
 
-[chat.console]
-token = {{ file = "{token}" }}
+{console}
 
 [targets.admin]
 kind = "http"
@@ -132,7 +143,14 @@ verify_after_s = 0
 {extra}
 "#,
         dir = dir.path().display(),
-        token = token.display(),
+        console = if with_token {
+            format!(
+                "[chat.console]\ntoken = {{ file = \"{}\" }}",
+                token.display()
+            )
+        } else {
+            String::new()
+        },
         addr = svc.addr,
     );
     let app = spawn_app_with_file_on(backend, &toml, &[]).await?;
@@ -376,15 +394,9 @@ async fn nothing_runs_without_an_approval_that_counts_and_the_thread_says_why() 
     .await;
     assert!(why.contains("console:bob holds none of the roles"), "{why}");
 
-    // A Slack approver's id typed into the unauthenticated console route.
-    react(&s.app, "U0APPROVER", &msg, "white_check_mark", false, false).await;
-    let why = wait_post(
-        &s.app,
-        &inc,
-        "U0APPROVER's :white_check_mark: on #1 restart does not count",
-    )
-    .await;
-    assert!(why.contains("does not vouch"), "{why}");
+    // Without the console token, the console routes take nothing.
+    let (code, _) = react(&s.app, "sam", &msg, "white_check_mark", false, false).await;
+    assert_eq!(code, 401);
 
     // A vote on another message.
     let root = post_ref(&s.app, &inc, "").await;
@@ -553,7 +565,7 @@ async fn a_restart_plan_that_never_recovers_escalates() {
         Backend::Sqlite,
         usize::MAX,
         "retry = \"restart\"\nverify = \"health\"",
-        "\n[contacts.lead]\navailability = \"24/7\"\n\n[escalation.P2]\nsteps = [{ notify = [\"lead\"], ack_within = \"30m\" }]\n",
+        "\n[contacts.lead]\navailability = \"24/7\"\n\n[escalation.P2]\nsteps = [{ page = [\"lead\"], ack_within = \"30m\" }]\n",
     )
     .await
     else {
@@ -591,4 +603,35 @@ async fn a_manual_item_is_ticked_and_recorded() {
     react(&s.app, "bob", &msg, "white_check_mark", false, true).await;
     wait_post(&s.app, &inc, "checklist item #1 drain done: ticked by bob").await;
     assert_eq!(s.svc.restarts.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_approval_forged_through_the_open_console_route_never_counts() {
+    // No console token: anyone who reaches the port can name any user.
+    let Some(s) = setup_with(Backend::Sqlite, 0, "", "", false).await else {
+        return;
+    };
+    let inc = open(&s.app, "warning").await;
+    let (code, r) = s
+        .app
+        .command("sam", &format!("/action propose restart {inc}"))
+        .await;
+    assert_eq!(code, 200, "{r}");
+    let msg = post_ref(&s.app, &inc, "Proposal #1").await;
+    // A Slack approver's id, and a console approver's name.
+    for user in ["U0APPROVER", "ann"] {
+        react(&s.app, user, &msg, "white_check_mark", false, false).await;
+        let why = wait_post(
+            &s.app,
+            &inc,
+            &format!("{user}'s :white_check_mark: on #1 restart does not count"),
+        )
+        .await;
+        assert!(why.contains("does not vouch for who sent it"), "{why}");
+    }
+    quiet().await;
+    assert_eq!(s.svc.restarts.load(Ordering::SeqCst), 0);
+    let p = proposal_state(&s.app, &inc, 0).await;
+    assert_eq!(p["state"], "proposed", "{p}");
+    assert_eq!(p["votes"], json!([]), "{p}");
 }
