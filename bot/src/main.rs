@@ -247,6 +247,45 @@ fn check_config(config: &Config) -> ExitCode {
             format!("chat, {}", pagers.join(", "))
         }
     );
+    let a = &config.approval;
+    let roles: Vec<String> = a
+        .roles
+        .iter()
+        .map(|(name, members)| format!("{name} ({})", members.len()))
+        .collect();
+    println!(
+        "  actions: roles {}; default approvers {}; quorum {}{}; :{}: approves, :{}: rejects; proposals expire after {}; commands: {}",
+        if roles.is_empty() {
+            "none (no action can be approved)".to_string()
+        } else {
+            roles.join(", ")
+        },
+        if a.default_approvers.is_empty() {
+            "none".to_string()
+        } else {
+            a.default_approvers.join(", ")
+        },
+        a.quorum,
+        if a.two_person_p1 {
+            ", two people on a P1"
+        } else {
+            ""
+        },
+        a.approve_emoji,
+        a.reject_emoji,
+        firstline::domain::incident::format_duration(a.expire_ms),
+        if config.action_env.commands.is_empty() {
+            "none".to_string()
+        } else {
+            config
+                .action_env
+                .commands
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
     ExitCode::SUCCESS
 }
 
