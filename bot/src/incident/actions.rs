@@ -794,10 +794,13 @@ pub(super) async fn tried(
             run.output = Some(outcome.output.clone());
             tx.tx().finish_run(&run).await?;
             let mut text = format!(
-                "{label} try {attempt}/{tries}: {} — {} in {duration_ms} ms",
+                "{label} try {attempt}/{tries}: {} — {}",
                 if worked { "done" } else { "FAILED" },
                 outcome.summary
             );
+            if !outcome.summary.contains(" ms") {
+                text.push_str(&format!(" in {duration_ms} ms"));
+            }
             if let Some((ok, line)) = verify {
                 text.push_str(&format!(
                     "\nhealth check: {} {line}",
