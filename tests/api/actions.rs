@@ -95,6 +95,8 @@ async fn service(healthy_after: usize) -> Service {
 struct Setup {
     app: TestApp,
     svc: Service,
+    /// The configuration it runs with.
+    toml: String,
     _dir: tempfile::TempDir,
 }
 
@@ -157,6 +159,7 @@ verify_after_s = 0
     Some(Setup {
         app,
         svc,
+        toml,
         _dir: dir,
     })
 }
@@ -634,4 +637,47 @@ async fn an_approval_forged_through_the_open_console_route_never_counts() {
     let p = proposal_state(&s.app, &inc, 0).await;
     assert_eq!(p["state"], "proposed", "{p}");
     assert_eq!(p["votes"], json!([]), "{p}");
+}
+
+#[tokio::test]
+async fn approvals_given_before_the_action_changed_do_not_count() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(s) = setup(backend, 0, "quorum = 2", "").await else {
+            continue;
+        };
+        let inc = open(&s.app, "warning").await;
+        say(&s.app, "sam", &inc, "/action propose restart").await;
+        let msg = post_ref(&s.app, &inc, "Proposal #1").await;
+        react(&s.app, "sam", &msg, "white_check_mark", false, true).await;
+        wait_post(&s.app, &inc, "1 of 2 approvals").await;
+        // The admin target moves: the same action would now call another
+        // service than the one sam approved.
+        let moved = service(0).await;
+        let toml = s.toml.replace(&s.svc.addr, &moved.addr);
+        let (dir, db_url) = s.app.stop().await;
+        let app = crate::helpers::restart_with_file(dir, db_url, &toml, &[]).await;
+        react(&app, "ann", &msg, "white_check_mark", false, true).await;
+        let why = wait_post(
+            &app,
+            &inc,
+            "ann's :white_check_mark: on #1 restart does not count",
+        )
+        .await;
+        assert!(
+            why.contains("restart changed since it was proposed"),
+            "{why}"
+        );
+        assert!(why.contains(&moved.addr), "{why}");
+        assert!(why.contains("earlier approvals no longer count"), "{why}");
+        quiet().await;
+        assert_eq!(s.svc.restarts.load(Ordering::SeqCst), 0);
+        assert_eq!(moved.restarts.load(Ordering::SeqCst), 0);
+        let (_, body) = app.get_json(&format!("/api/incidents/{inc}/actions")).await;
+        assert_eq!(body["actions"][0]["state"], "cancelled", "{body}");
+        // Proposed again, it shows the new target and needs new approvals.
+        let (code, r) = say(&app, "sam", &inc, "/action propose restart").await;
+        assert_eq!(code, 200, "{r}");
+        let again = wait_post(&app, &inc, "Proposal #2").await;
+        assert!(again.contains(&moved.addr), "{again}");
+    }
 }

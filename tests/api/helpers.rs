@@ -155,6 +155,19 @@ pub async fn spawn_app_with_file(toml: &str, extra: &[(&str, &str)]) -> TestApp 
     spawn_configured(dir, db_url, Some(&path), extra).await
 }
 
+/// Starts the server again on a stopped app's folder and store (see
+/// [`TestApp::stop`]) with `toml` as its configuration file.
+pub async fn restart_with_file(
+    dir: tempfile::TempDir,
+    db_url: String,
+    toml: &str,
+    extra: &[(&str, &str)],
+) -> TestApp {
+    let path = dir.path().join("firstline.toml");
+    std::fs::write(&path, toml).expect("write the test configuration");
+    spawn_configured(dir, db_url, Some(&path), extra).await
+}
+
 /// [`spawn_app_with_file`] on `backend`; `None` when PostgreSQL is
 /// skipped.
 pub async fn spawn_app_with_file_on(
