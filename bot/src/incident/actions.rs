@@ -455,7 +455,10 @@ pub(super) async fn on_reaction(
     if p.state == st::PROPOSED && now.0 >= p.expires_ms {
         expire_row(tx, rules, now, inc, &mut p, effects).await?;
     }
-    if p.state != st::PROPOSED {
+    // Approved but not yet running: taking a ✅ off still withdraws it (the
+    // try, when its turn comes, finds the proposal no longer approved).
+    let withdrawing_in_time = removed && vote == Vote::Approve && p.state == st::APPROVED;
+    if p.state != st::PROPOSED && !withdrawing_in_time {
         let text = match p.state.as_str() {
             st::EXPIRED => format!(
                 "{actor}'s :{emoji}: on {label} changes nothing: it expired at {}; propose it again",
@@ -508,6 +511,12 @@ pub(super) async fn on_reaction(
             return Ok(None);
         }
         let (n, _) = tally(tx, &p).await?;
+        if p.state == st::APPROVED && n < p.quorum {
+            p.state = st::PROPOSED.into();
+            p.reason = None;
+            p.updated_ms = now.0;
+            tx.tx().update_proposal(&p).await?;
+        }
         let text = format!(
             "{actor} ({identity}) withdrew their {} of {label} ({n} of {} approvals)",
             if vote == Vote::Approve {
@@ -837,7 +846,10 @@ pub(super) async fn tried(
             } else {
                 let retryable = outcome.retryable || p.retry.as_deref() == Some("restart");
                 let in_plan = p.retry.is_some();
-                if in_plan {
+                // Seed 000 counts failed retries (escalate after the third);
+                // seed 003 every failed restart.
+                let counted = in_plan && !(p.retry.as_deref() == Some("backoff") && attempt == 1);
+                if counted {
                     let what = format!("action {}", p.action_id);
                     let esc = super::escalate::attempt_failed(
                         tx,
