@@ -681,3 +681,25 @@ async fn approvals_given_before_the_action_changed_do_not_count() {
         assert!(again.contains(&moved.addr), "{again}");
     }
 }
+
+#[tokio::test]
+async fn after_a_try_the_recovery_criteria_are_checked_again_and_the_verdict_posted() {
+    // The runbook gains a recovery criterion over its health check.
+    let recovery = "\n[[recovery]]\ntitle = \"health answers\"\ncheck = \"health\"\npath = \"status\"\ntrend = \"below\"\nthreshold = 300\nsamples = 2\ninterval_s = 1\n";
+    let Some(s) = setup(Backend::Sqlite, 0, recovery, "").await else {
+        return;
+    };
+    let inc = open(&s.app, "warning").await;
+    say(&s.app, "sam", &inc, "/action propose restart").await;
+    let msg = post_ref(&s.app, &inc, "Proposal #1").await;
+    react(&s.app, "ann", &msg, "white_check_mark", false, true).await;
+    let done = wait_post(&s.app, &inc, "#1 restart try 1/1: done").await;
+    assert!(done.contains("re-checking the runbook's recovery criteria now"), "{done}");
+    let verdict = wait_post(&s.app, &inc, "recovery re-check after #1 restart:").await;
+    assert!(verdict.contains(&format!("recovered, {inc} is mitigated")), "{verdict}");
+    let p = proposal_state(&s.app, &inc, 0).await;
+    assert_eq!(p["state"], "verified", "{p}");
+    // The change is verified: the next one may be proposed.
+    let (code, r) = say(&s.app, "sam", &inc, "/action propose drain").await;
+    assert_eq!(code, 200, "{r}");
+}
