@@ -59,6 +59,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod actions;
 mod escalation;
 use sqlx::Connection;
 
