@@ -17,7 +17,7 @@ const TOKEN: &str = "console-secret-token-1234";
 
 /// A runbook whose `restart` action POSTs to the admin target, and whose
 /// `health` check reads the same service.
-const RUNBOOK: &str = r#"
+pub(crate) const RUNBOOK: &str = r#"
 version = 1
 id = "svc-down"
 title = "サービス停止"
@@ -61,12 +61,12 @@ run = { kind = "http", target = "admin", path = "/fix" }
 /// The loopback service: counts restarts; healthy once `healthy_after`
 /// restarts happened (0: always healthy; usize::MAX: never).
 #[derive(Clone)]
-struct Service {
-    restarts: Arc<AtomicUsize>,
-    addr: String,
+pub(crate) struct Service {
+    pub(crate) restarts: Arc<AtomicUsize>,
+    pub(crate) addr: String,
 }
 
-async fn service(healthy_after: usize) -> Service {
+pub(crate) async fn service(healthy_after: usize) -> Service {
     let restarts = Arc::new(AtomicUsize::new(0));
     let (r1, r2) = (restarts.clone(), restarts.clone());
     let router = axum::Router::new()

@@ -25,6 +25,7 @@ mod run_speed;
 mod runbook_cli;
 mod runbooks;
 mod slack;
+mod slack_actions;
 mod slack_channels;
 mod slack_socket;
 mod store_contract;

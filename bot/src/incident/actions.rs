@@ -518,7 +518,8 @@ pub(super) async fn on_reaction(
             tx.tx().update_proposal(&p).await?;
         }
         let text = format!(
-            "{actor} ({identity}) withdrew their {} of {label} ({n} of {} approvals)",
+            "{} withdrew their {} of {label} ({n} of {} approvals)",
+            named(actor, &identity),
             if vote == Vote::Approve {
                 "approval"
             } else {
@@ -573,7 +574,10 @@ pub(super) async fn on_reaction(
         p.reason = Some(format!("rejected by {actor}"));
         p.updated_ms = now.0;
         tx.tx().update_proposal(&p).await?;
-        let text = format!("{label} rejected by {actor} ({identity}): nothing will run");
+        let text = format!(
+            "{label} rejected by {}: nothing will run",
+            named(actor, &identity)
+        );
         record(
             tx,
             inc,
@@ -591,7 +595,10 @@ pub(super) async fn on_reaction(
         p.reason = Some(format!("ticked by {actor}"));
         p.updated_ms = now.0;
         tx.tx().update_proposal(&p).await?;
-        let text = format!("checklist item {label} done: ticked by {actor} ({identity})");
+        let text = format!(
+            "checklist item {label} done: ticked by {}",
+            named(actor, &identity)
+        );
         record(
             tx,
             inc,
@@ -605,7 +612,7 @@ pub(super) async fn on_reaction(
         return Ok(Some(text));
     }
     let (n, names) = tally(tx, &p).await?;
-    record(tx, inc, now, actor, &format!("{actor} ({identity}) approved {label} ({n} of {})", p.quorum), json!({"op": "approved_by", "proposal": p.id, "identity": identity, "hash": p.hash, "count": n})).await?;
+    record(tx, inc, now, actor, &format!("{} approved {label} ({n} of {})", named(actor, &identity), p.quorum), json!({"op": "approved_by", "proposal": p.id, "identity": identity, "hash": p.hash, "count": n})).await?;
     if n < p.quorum {
         let text = format!(
             "{actor} approved {label}: {n} of {} approvals; waiting for {} more",
@@ -655,9 +662,20 @@ async fn tally(tx: &mut Batch<'_>, p: &ProposalRow) -> Result<(i64, Vec<String>)
     let names: Vec<String> = votes
         .iter()
         .filter(|v| v.vote == Vote::Approve.as_str() && v.hash == p.hash)
-        .map(|v| format!("{} ({})", v.actor, v.identity))
+        .map(|v| named(&v.actor, &v.identity))
         .collect();
     Ok((names.len() as i64, names))
+}
+
+/// Who voted, as the thread names them: `actor (identity)`, unless the
+/// actor already says it (Slack's actor is `name (slack:U…)`, or just
+/// `slack:U…` when no name is known).
+fn named(actor: &str, identity: &str) -> String {
+    if actor == identity || actor.ends_with(&format!("({identity})")) {
+        actor.to_string()
+    } else {
+        format!("{actor} ({identity})")
+    }
 }
 
 /// `Ok` when what the proposal would run now is what was proposed;
