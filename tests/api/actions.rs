@@ -694,9 +694,15 @@ async fn after_a_try_the_recovery_criteria_are_checked_again_and_the_verdict_pos
     let msg = post_ref(&s.app, &inc, "Proposal #1").await;
     react(&s.app, "ann", &msg, "white_check_mark", false, true).await;
     let done = wait_post(&s.app, &inc, "#1 restart try 1/1: done").await;
-    assert!(done.contains("re-checking the runbook's recovery criteria now"), "{done}");
+    assert!(
+        done.contains("re-checking the runbook's recovery criteria now"),
+        "{done}"
+    );
     let verdict = wait_post(&s.app, &inc, "recovery re-check after #1 restart:").await;
-    assert!(verdict.contains(&format!("recovered, {inc} is mitigated")), "{verdict}");
+    assert!(
+        verdict.contains(&format!("recovered, {inc} is mitigated")),
+        "{verdict}"
+    );
     let p = proposal_state(&s.app, &inc, 0).await;
     assert_eq!(p["state"], "verified", "{p}");
     // The change is verified: the next one may be proposed.

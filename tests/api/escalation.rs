@@ -640,9 +640,15 @@ page_via = ["chat_dm"]
 [escalation.P1]
 steps = [{ page = ["ann", "channel"], ack_within = "60s" }]
 "#;
-    let s = crate::slack::slack_app_with_file(crate::helpers::Backend::Sqlite, toml, &[])
-        .await
-        .expect("sqlite");
+    // The incident is declared through the console routes, kept on beside
+    // Slack for the test.
+    let s = crate::slack::slack_app_with_file(
+        crate::helpers::Backend::Sqlite,
+        toml,
+        &[("FIRSTLINE_CHAT__CONSOLE__ENABLED", "true")],
+    )
+    .await
+    .expect("sqlite");
     s.slack.add_user("U0ANN", "ann", "Ann Onduty");
 
     let inc = declare(&s.app).await;
