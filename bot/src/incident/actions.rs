@@ -398,6 +398,24 @@ async fn record(
     event(tx, inc, now, actor, EventKind::Action, text, data).await
 }
 
+/// Records a vote's outcome on the timeline and says it in the thread;
+/// the text is the person's answer too.
+#[allow(clippy::too_many_arguments)]
+async fn announce(
+    tx: &mut Batch<'_>,
+    rules: &Rules,
+    now: Millis,
+    inc: &Incident,
+    actor: &str,
+    text: String,
+    data: serde_json::Value,
+    effects: &mut Effects,
+) -> Result<Option<String>, LedgerError> {
+    record(tx, inc, now, actor, &text, data).await?;
+    say(tx, rules, now, inc, text.clone(), effects).await?;
+    Ok(Some(text))
+}
+
 async fn say(
     tx: &mut Batch<'_>,
     rules: &Rules,
@@ -444,8 +462,8 @@ pub(super) async fn on_reaction(
                 "{actor}'s :{emoji}: counts for nothing there: approvals count only on the proposal message of #{} {}",
                 p.id, p.action_id
             );
-            say(tx, rules, now, inc, text.clone(), effects).await?;
-            return Ok(Some(text));
+            let data = json!({"op": "elsewhere", "proposal": p.id, "message_ref": message_ref});
+            return announce(tx, rules, now, inc, actor, text, data, effects).await;
         }
         return Ok(None);
     };
@@ -473,9 +491,7 @@ pub(super) async fn on_reaction(
                 p.state
             ),
         };
-        record(tx, inc, now, actor, &text, json!({"op": "ignored", "proposal": p.id, "emoji": emoji, "removed": removed, "state": p.state})).await?;
-        say(tx, rules, now, inc, text.clone(), effects).await?;
-        return Ok(Some(text));
+        return announce(tx, rules, now, inc, actor, text, json!({"op": "ignored", "proposal": p.id, "emoji": emoji, "removed": removed, "state": p.state}), effects).await;
     }
     let manual = p.run_kind == "manual";
     let roles = p.approver_roles();
@@ -498,9 +514,7 @@ pub(super) async fn on_reaction(
     };
     if let Some(why_not) = why_not {
         let text = format!("{actor}'s :{emoji}: on {label} does not count: {why_not}");
-        record(tx, inc, now, actor, &text, json!({"op": "refused", "proposal": p.id, "vote": vote.as_str(), "identity": by.map(Identity::to_string), "removed": removed, "why": why_not})).await?;
-        say(tx, rules, now, inc, text.clone(), effects).await?;
-        return Ok(Some(text));
+        return announce(tx, rules, now, inc, actor, text, json!({"op": "refused", "proposal": p.id, "vote": vote.as_str(), "identity": by.map(Identity::to_string), "removed": removed, "why": why_not}), effects).await;
     }
     let Some(who) = by else {
         return Ok(None);
@@ -527,9 +541,7 @@ pub(super) async fn on_reaction(
             },
             p.quorum
         );
-        record(tx, inc, now, actor, &text, json!({"op": "withdrawn", "proposal": p.id, "vote": vote.as_str(), "identity": identity})).await?;
-        say(tx, rules, now, inc, text.clone(), effects).await?;
-        return Ok(Some(text));
+        return announce(tx, rules, now, inc, actor, text, json!({"op": "withdrawn", "proposal": p.id, "vote": vote.as_str(), "identity": identity}), effects).await;
     }
     // What would run now must still be what was proposed.
     if let Err(changed) = still_same(rules, inc, &p) {
@@ -540,17 +552,17 @@ pub(super) async fn on_reaction(
         let text = format!(
             "{actor}'s :{emoji}: on {label} does not count: {changed}; earlier approvals no longer count and nothing will run; propose it again"
         );
-        record(
+        return announce(
             tx,
-            inc,
+            rules,
             now,
+            inc,
             actor,
-            &text,
+            text,
             json!({"op": "cancelled", "proposal": p.id, "why": changed}),
+            effects,
         )
-        .await?;
-        say(tx, rules, now, inc, text.clone(), effects).await?;
-        return Ok(Some(text));
+        .await;
     }
     let fresh = tx
         .tx()
@@ -578,17 +590,17 @@ pub(super) async fn on_reaction(
             "{label} rejected by {}: nothing will run",
             named(actor, &identity)
         );
-        record(
+        return announce(
             tx,
-            inc,
+            rules,
             now,
+            inc,
             actor,
-            &text,
+            text,
             json!({"op": "rejected", "proposal": p.id, "identity": identity}),
+            effects,
         )
-        .await?;
-        say(tx, rules, now, inc, text.clone(), effects).await?;
-        return Ok(Some(text));
+        .await;
     }
     if manual {
         p.state = st::DONE.into();
@@ -599,17 +611,17 @@ pub(super) async fn on_reaction(
             "checklist item {label} done: ticked by {}",
             named(actor, &identity)
         );
-        record(
+        return announce(
             tx,
-            inc,
+            rules,
             now,
+            inc,
             actor,
-            &text,
+            text,
             json!({"op": "done", "proposal": p.id, "identity": identity}),
+            effects,
         )
-        .await?;
-        say(tx, rules, now, inc, text.clone(), effects).await?;
-        return Ok(Some(text));
+        .await;
     }
     let (n, names) = tally(tx, &p).await?;
     record(tx, inc, now, actor, &format!("{} approved {label} ({n} of {})", named(actor, &identity), p.quorum), json!({"op": "approved_by", "proposal": p.id, "identity": identity, "hash": p.hash, "count": n})).await?;
@@ -643,17 +655,8 @@ pub(super) async fn on_reaction(
         names.join(", "),
         p.proposer
     );
-    record(
-        tx,
-        inc,
-        now,
-        actor,
-        &text,
-        json!({"op": "approved", "proposal": p.id, "approvers": names, "hash": p.hash}),
-    )
-    .await?;
-    say(tx, rules, now, inc, text.clone(), effects).await?;
-    Ok(Some(text))
+    let data = json!({"op": "approved", "proposal": p.id, "approvers": names, "hash": p.hash});
+    announce(tx, rules, now, inc, actor, text, data, effects).await
 }
 
 /// Approvals counted for the proposal's hash, and their names.
