@@ -108,13 +108,21 @@ impl<P: ChatPlatform> ChatPoster<P> {
 
     /// The incident as its root message shows it now.
     async fn root_view(&self, inc: &Incident, opening: Option<String>) -> RootView {
-        let failure_modes = match (&self.catalog, &inc.runbook_id) {
-            (Some(c), Some(id)) => c
-                .get(id)
-                .map(|e| e.runbook.failure_modes.clone())
-                .unwrap_or_default(),
-            _ => Vec::new(),
+        let runbook = match (&self.catalog, &inc.runbook_id) {
+            (Some(c), Some(id)) => c.get(id).map(|e| e.runbook.clone()),
+            _ => None,
         };
+        let failure_modes = runbook
+            .as_ref()
+            .map(|r| r.failure_modes.clone())
+            .unwrap_or_default();
+        let mut actions: Vec<_> = runbook
+            .iter()
+            .flat_map(|r| r.actions.iter())
+            .filter(|a| a.run.is_some())
+            .collect();
+        actions.sort_by_key(|a| !a.reversible);
+        let actions = actions.into_iter().map(|a| a.id.clone()).collect();
         // Who acknowledged: the last move to acknowledged on the timeline
         // (a store hiccup leaves the field out rather than the post).
         let acknowledged_by = match inc.acknowledged {
@@ -144,6 +152,7 @@ impl<P: ChatPlatform> ChatPoster<P> {
             acknowledged_by,
             open: inc.state != crate::domain::State::Resolved,
             opening,
+            actions,
         }
     }
 }

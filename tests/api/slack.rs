@@ -16,7 +16,7 @@ const TOKEN: &str = "xoxb-firstline-test";
 pub(crate) const APP_TOKEN: &str = "xapp-1-A0FAKE-1-firstline-test";
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5-test";
 pub(crate) const CHANNEL: &str = "C0INCIDENT";
-const FORM: &str = "application/x-www-form-urlencoded";
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 static TRIGGERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 

@@ -264,3 +264,51 @@ async fn on_a_p1_in_slack_the_proposer_alone_cannot_approve() {
     wait_thread(&s, &root, "#1 restart try 1/1: done").await;
     assert_eq!(svc.restarts.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn the_roots_propose_button_posts_a_proposal_that_still_waits_for_approval() {
+    let Some(Setup { s, svc, _dir }) = setup(Backend::Sqlite).await else {
+        return;
+    };
+    let root = open(&s, "warning").await;
+    // The root offers the runbook's runnable action.
+    assert!(
+        s.slack
+            .wait_for(
+                |st| st.message(CHANNEL, &root.ts).is_some_and(|m| m
+                    .blocks
+                    .as_ref()
+                    .is_some_and(|b| b.to_string().contains("Propose restart"))),
+                WAIT
+            )
+            .await,
+        "the root offers no Propose button"
+    );
+    let body = crate::fake_slack::block_actions_form(
+        "U0SAM",
+        "sam",
+        CHANNEL,
+        &root.ts,
+        "action_propose_0",
+        "actions",
+        "restart INC-1",
+        &s.slack.response_url("propose"),
+    );
+    let r = s
+        .signed("/slack/interactions", crate::slack::FORM, &body)
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+    s.answered("propose", "proposed #1 restart for INC-1").await;
+    let proposal = wait_thread(&s, &root, "Proposal #1").await;
+    assert!(
+        proposal.text.contains("Proposed by sam"),
+        "{}",
+        proposal.text
+    );
+    quiet().await;
+    assert_eq!(
+        svc.restarts.load(Ordering::SeqCst),
+        0,
+        "a proposal runs nothing"
+    );
+}

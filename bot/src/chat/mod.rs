@@ -53,6 +53,9 @@ pub struct RootView {
     pub open: bool,
     /// The incident's opening text (its alerts), shown under the summary.
     pub opening: Option<String>,
+    /// The runbook's actions that run once approved (reversible first):
+    /// offered as "Propose" buttons where the platform has buttons.
+    pub actions: Vec<String>,
 }
 
 /// Where a post landed.

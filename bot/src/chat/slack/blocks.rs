@@ -15,6 +15,10 @@ use crate::text::clip;
 pub const ACK: &str = "incident_ack";
 pub const RESOLVE: &str = "incident_resolve";
 pub const RERUN: &str = "runbook_rerun";
+/// "Propose" buttons: the value is `ACTION INC-n`.
+pub const PROPOSE: &str = "action_propose";
+/// Propose buttons shown at most (Slack allows 25 elements a block).
+const PROPOSE_BUTTONS: usize = 3;
 
 /// Slack's limits: a header's text, a section's text, a field.
 const HEADER_CHARS: usize = 150;
@@ -98,6 +102,30 @@ pub fn root_content(
     if !buttons.is_empty() {
         blocks.push(json!({"type": "actions", "block_id": "incident", "elements": buttons}));
     }
+    // Proposing changes nothing: the proposal still waits for approvals.
+    let proposals: Vec<Value> = if root.open {
+        root.actions
+            .iter()
+            .take(PROPOSE_BUTTONS)
+            .enumerate()
+            .map(|(i, a)| {
+                let label = format!("Propose {a}");
+                let mut b = button(
+                    PROPOSE,
+                    &clip(&label, 70),
+                    &format!("{a} {}", root.id),
+                    None,
+                );
+                b["action_id"] = json!(format!("{PROPOSE}_{i}"));
+                b
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if !proposals.is_empty() {
+        blocks.push(json!({"type": "actions", "block_id": "actions", "elements": proposals}));
+    }
     let blocks = kit(blocks)?;
     Ok(SlackMessageContent::new()
         .with_text(escape(&fallback))
@@ -172,6 +200,7 @@ mod tests {
             acknowledged_by: (state != "triggered").then(|| "Sam (slack:U0SAM)".into()),
             open: state != "resolved",
             opening: None,
+            actions: vec!["restart_worker".into(), "lower_worker_parallelism".into()],
         }
     }
 
@@ -206,6 +235,25 @@ mod tests {
             v["blocks"][3]["elements"][2]["value"],
             "workflow-events-failed INC-7"
         );
+    }
+
+    #[test]
+    fn an_open_root_offers_to_propose_its_runnable_actions_and_a_resolved_one_does_not() {
+        let v =
+            json_of(&root_content(&root("triggered"), "2 alerts firing", None).expect("blocks"));
+        let proposals = &v["blocks"][4];
+        assert_eq!(proposals["block_id"], "actions", "{v}");
+        assert_eq!(
+            proposals["elements"][0]["text"]["text"],
+            "Propose restart_worker"
+        );
+        assert_eq!(proposals["elements"][0]["value"], "restart_worker INC-7");
+        assert_eq!(
+            proposals["elements"][1]["action_id"],
+            format!("{PROPOSE}_1")
+        );
+        let resolved = json_of(&root_content(&root("resolved"), "", None).expect("blocks"));
+        assert!(!resolved.to_string().contains(PROPOSE), "{resolved}");
     }
 
     #[test]

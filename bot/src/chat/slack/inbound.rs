@@ -186,6 +186,7 @@ impl Inbound {
             blocks::ACK => format!("/incident ack {value}"),
             blocks::RESOLVE => format!("/incident resolve {value}"),
             blocks::RERUN => format!("/runbook run {value}"),
+            p if p.starts_with(blocks::PROPOSE) => format!("/action propose {value}"),
             other => return Err(format!("unknown action {other:?}")),
         };
         let known = user.name.clone().or(user.username.clone());
