@@ -709,3 +709,100 @@ async fn after_a_try_the_recovery_criteria_are_checked_again_and_the_verdict_pos
     let (code, r) = say(&s.app, "sam", &inc, "/action propose drain").await;
     assert_eq!(code, 200, "{r}");
 }
+
+#[tokio::test]
+async fn an_approved_allowlisted_command_writes_its_file_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runbook = r#"
+version = 1
+id = "svc-cmd"
+title = "サービス停止"
+title_en = "Service down"
+severity = "P2"
+source = { seed = "003", section = "5" }
+
+[match]
+alertname = ["SvcDown"]
+
+[[checks]]
+id = "noop"
+title = "placeholder check"
+probe = { kind = "tcp", target = "nowhere" }
+expect = [{ path = "connected", fail_if = "!= true" }]
+
+[[actions]]
+id = "restart"
+title = "再起動"
+kind = "restart"
+reversible = true
+params = { component = "{{ labels.service }}" }
+run = { kind = "command", command = "touch_marker" }
+"#;
+    std::fs::write(dir.path().join("svc.toml"), runbook).expect("runbook");
+    let token = dir.path().join("t");
+    std::fs::write(&token, TOKEN).expect("token");
+    let toml = format!(
+        r#"
+[runbooks]
+bundled = false
+dirs = ["{dir}"]
+run_on_alert = false
+[chat.console]
+token = {{ file = "{token}" }}
+[roles.fixers]
+members = ["console:ann"]
+[approvals]
+default_approvers = ["fixers"]
+[actions.commands.touch_marker]
+argv = ["touch", "{marker}-{{{{ params.component }}}}"]
+"#,
+        dir = dir.path().display(),
+        token = token.display(),
+        marker = dir.path().join("restarted").display(),
+    );
+    // The placeholder must be a whole argument: this configuration is refused.
+    let refused = firstline::config::load_with_env(
+        Some(&write(&dir, "bad.toml", &toml)),
+        crate::helpers::test_env("sqlite::memory:", &[]),
+    );
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("actions.commands.touch_marker.argv[1]"),
+        "{message}"
+    );
+    let toml = toml.replace(
+        &format!(
+            "\"{}-{{{{ params.component }}}}\"",
+            dir.path().join("restarted").display()
+        ),
+        "\"{{ params.component }}\"",
+    );
+    let toml = toml.replace(
+        "argv = [\"touch\",",
+        &format!("workdir = \"{}\"\nargv = [\"touch\",", dir.path().display()),
+    );
+    let app = spawn_app_with_file_on(Backend::Sqlite, &toml, &[])
+        .await
+        .expect("sqlite");
+    let inc = open(&app, "warning").await;
+    let (code, r) = say(&app, "sam", &inc, "/action propose restart").await;
+    assert_eq!(code, 200, "{r}");
+    let proposal = wait_post(&app, &inc, "Proposal #1").await;
+    // The label filled the parameter; the argv is shown as it will run.
+    assert!(proposal.contains("touch svc"), "{proposal}");
+    assert!(!dir.path().join("svc").exists(), "nothing runs unapproved");
+    let msg = post_ref(&app, &inc, "Proposal #1").await;
+    react(&app, "ann", &msg, "white_check_mark", false, true).await;
+    let done = wait_post(&app, &inc, "#1 restart try 1/1: done").await;
+    assert!(done.contains("exit 0"), "{done}");
+    assert!(
+        dir.path().join("svc").exists(),
+        "the command ran in its workdir"
+    );
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
