@@ -329,6 +329,11 @@ async fn a_proposal_approved_by_a_fixer_runs_once_and_is_audited() {
         assert!(done.contains("proposed by sam, approved by ann"), "{done}");
         wait_post(&s.app, &inc, "no recovery criteria").await;
         assert_eq!(s.svc.restarts.load(Ordering::SeqCst), 1);
+        let (_, metrics) = s.app.get_text("/metrics").await;
+        assert!(
+            metrics.contains("firstline_action_tries_total{kind=\"http\",outcome=\"ok\"}"),
+            "{metrics}"
+        );
 
         // The same approval again changes nothing.
         let (_, r) = react(&s.app, "ann", &msg, "white_check_mark", false, true).await;

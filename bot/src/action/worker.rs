@@ -87,6 +87,8 @@ impl Handler for ActionRunner {
                 return Ok(Handled::Done);
             }
             RunClaim::Unknown { started_ms } => {
+                metrics::counter!("firstline_action_tries_total", "kind" => p.run_kind.clone(), "outcome" => "unknown")
+                    .increment(1);
                 warn!(
                     incident_id,
                     proposal = p.id,
@@ -151,6 +153,12 @@ impl ActionRunner {
         let key = format!("firstline-{}-action-{}", inc.human_id, p.id);
         let started = Instant::now();
         let outcome = crate::action::execute(&plan, env, &key).await;
+        metrics::counter!(
+            "firstline_action_tries_total",
+            "kind" => plan.kind(),
+            "outcome" => if outcome.ok { "ok" } else { "failed" }
+        )
+        .increment(1);
         let duration_ms = started.elapsed().as_millis() as i64;
         let verify = match (&decl.verify, outcome.ok) {
             (Some(check_id), true) => {
