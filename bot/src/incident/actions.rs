@@ -511,6 +511,12 @@ pub(super) async fn on_reaction(
             proposer.as_ref(),
             p.two_person,
         )
+        .or_else(|| {
+            // A proposer nobody vouched for is known by name only: under the
+            // two-person rule the same name cannot approve it either.
+            (p.two_person && proposer.is_none() && vote == Vote::Approve && actor == p.proposer)
+                .then(|| "on a P1 the proposer's own approval does not count (two-person rule); another approver is needed".to_string())
+        })
     };
     if let Some(why_not) = why_not {
         let text = format!("{actor}'s :{emoji}: on {label} does not count: {why_not}");
