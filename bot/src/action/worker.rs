@@ -20,6 +20,10 @@ use crate::outbox::{Failure, Handled, Handler};
 use crate::runbook::run::{RunContext, Targets};
 use crate::store::{OutboxItem, RunClaim, Store};
 
+/// Times a try's result is offered to the ledger before the item is left
+/// to the outbox's retries.
+const RECORD_TRIES: u64 = 5;
+
 /// Handles `action` intents.
 pub struct ActionRunner {
     pub store: Store,
@@ -102,11 +106,22 @@ impl Handler for ActionRunner {
                 Ok(()) => report(self.run(&inc, &p).await),
             },
         };
-        self.ledger
-            .change("firstline", change)
-            .await
-            .map(|_| Handled::Settled)
-            .map_err(ledger_failure)
+        // The result is known only here: a store hiccup is waited out
+        // rather than left to a redelivery, which could only say "unknown".
+        let mut tries = 0;
+        loop {
+            match self.ledger.change("firstline", change.clone()).await {
+                Ok(_) => return Ok(Handled::Settled),
+                Err(e @ (LedgerError::Store(_) | LedgerError::Overloaded))
+                    if tries < RECORD_TRIES =>
+                {
+                    tries += 1;
+                    warn!(incident_id, proposal = p.id, error = %e, "action result not recorded yet; trying again");
+                    tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+                }
+                Err(e) => return Err(ledger_failure(e)),
+            }
+        }
     }
 }
 
