@@ -11,10 +11,9 @@ use super::{escape, permanent};
 use crate::chat::{ChatError, RootView};
 use crate::text::clip;
 
-/// `action_id`s of the root's buttons; `http::slack` maps them to commands.
-pub const ACK: &str = "incident_ack";
-pub const RESOLVE: &str = "incident_resolve";
-pub const RERUN: &str = "runbook_rerun";
+/// `action_id`s of the root's buttons (shared with Discord's custom ids);
+/// `chat::buttons::command_line` maps them to commands.
+pub use crate::chat::buttons::{ACK, RERUN, RESOLVE};
 
 /// Slack's limits: a header's text, a section's text, a field.
 const HEADER_CHARS: usize = 150;
