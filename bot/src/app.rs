@@ -13,6 +13,8 @@ use tracing::{info, warn};
 
 use crate::action::worker::ActionRunner;
 use crate::chat::console::{Console, Sink};
+use crate::chat::discord::Discord;
+use crate::chat::discord::interactions::Interactions;
 use crate::chat::handler::{self, CommandContext};
 use crate::chat::messages::Messages;
 use crate::chat::platform::Platform;
@@ -351,6 +353,20 @@ impl App {
         };
         // What Slack sends: over HTTP (`/slack/*`) or through Socket Mode.
         let inbound = slack.map(|s| Inbound::new(s, commands.clone()));
+        // What Discord sends (`/discord/interactions`). Incident posts do
+        // not go to Discord yet: on this platform they stay on the console.
+        if config.discord.is_some() {
+            tracing::warn!(
+                "chat.platform = \"discord\": slash commands and buttons are answered, but incident messages, threads and pages do not reach Discord yet; they are written to standard output (the console platform)"
+            );
+        }
+        let discord = match &config.discord {
+            Some(cfg) => Some(Interactions::new(
+                Discord::new(cfg).map_err(|e| anyhow::anyhow!("Discord: {e}"))?,
+                commands.clone(),
+            )),
+            None => None,
+        };
         let socket = inbound.clone().and_then(SocketMode::new);
         let state = AppState::new(Shared {
             store: store.clone(),
@@ -366,6 +382,7 @@ impl App {
             commands: commands.clone(),
             metrics,
             slack: inbound,
+            discord,
             pagerduty_webhook: config.pagers.pagerduty_webhook.clone(),
         });
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -247,10 +247,12 @@ impl Default for IncidentSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChatSettings {
-    /// `console` (stdout and the local endpoints; no account needed) or
-    /// `slack`.
+    /// `console` (stdout and the local endpoints; no account needed),
+    /// `slack` or `discord`.
     pub platform: String,
-    /// Channel incident threads are opened in (on Slack, its id: `C0…`).
+    /// Channel incident threads are opened in (on Slack, its id: `C0…`;
+    /// on Discord its id, a number, which may be written unquoted).
+    #[serde(deserialize_with = "string_or_number")]
     pub channel: String,
     /// Read chat commands from standard input when it is a terminal.
     pub console_stdin: bool,
@@ -264,6 +266,8 @@ pub struct ChatSettings {
     pub storm_window_s: u32,
     /// The Slack app, for `platform = "slack"`.
     pub slack: Option<SlackSettings>,
+    /// The Discord application, for `platform = "discord"`.
+    pub discord: Option<DiscordSettings>,
     /// The console's HTTP endpoints (`/console/*`).
     pub console: ConsoleSettings,
 }
@@ -290,6 +294,7 @@ impl Default for ChatSettings {
             storm_threshold: 10,
             storm_window_s: 60,
             slack: None,
+            discord: None,
             console: ConsoleSettings::default(),
         }
     }
@@ -356,6 +361,109 @@ pub struct SlackConfig {
     pub incident_channels: Vec<String>,
     /// Invited to every incident channel.
     pub responders: Vec<String>,
+}
+
+/// `[chat.discord]`: how firstline reaches Discord and how Discord reaches
+/// it (the interactions endpoint, `POST /discord/interactions`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordSettings {
+    /// The bot's token (Bot → Token), for the REST API.
+    pub bot_token: Option<SecretRef>,
+    /// The application's id (General Information → Application ID): the
+    /// interaction webhooks' path names it.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub application_id: String,
+    /// The application's public key, 64 hex digits (General Information →
+    /// Public Key): Discord signs every interaction with its private half.
+    #[serde(default)]
+    pub public_key: String,
+    /// The server (guild) the bot serves.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub guild_id: String,
+    /// The REST API base, for proxies and tests.
+    #[serde(default = "default_discord_api_url")]
+    pub api_url: String,
+    /// An interaction whose `X-Signature-Timestamp` is older than this many
+    /// seconds is refused as a replay (serenity's verifier checks the
+    /// signature only, not the timestamp's age).
+    #[serde(default = "default_discord_max_age_s")]
+    pub max_age_s: u64,
+    /// How long a command may run before its answer is deferred ("thinking…")
+    /// and the reply edited in when done (Discord waits 3 s at most); 0
+    /// defers every command.
+    #[serde(default = "default_discord_answer_within_ms")]
+    pub answer_within_ms: u64,
+}
+
+/// A string, or a number taken as its digits: Discord's ids are numbers
+/// people copy, and the environment rule reads digits as a number
+/// (`FIRSTLINE_CHAT__DISCORD__GUILD_ID=1234…`).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or an id")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(Visitor)
+}
+
+/// Discord's REST API base (serenity adds `/v10/…`).
+pub const DISCORD_API_URL: &str = "https://discord.com/api";
+
+fn default_discord_api_url() -> String {
+    DISCORD_API_URL.into()
+}
+
+fn default_discord_max_age_s() -> u64 {
+    300
+}
+
+fn default_discord_answer_within_ms() -> u64 {
+    2_500
+}
+
+/// `[chat.discord]` checked, with its secret read.
+#[derive(Clone)]
+pub struct DiscordConfig {
+    pub bot_token: SecretString,
+    /// A snowflake: the application's id.
+    pub application_id: u64,
+    /// The checked public key (32 bytes).
+    pub public_key: [u8; 32],
+    /// A snowflake: the server the bot serves.
+    pub guild_id: u64,
+    /// Without a trailing slash.
+    pub api_url: String,
+    /// See [`DiscordSettings::max_age_s`].
+    pub max_age: std::time::Duration,
+    /// See [`DiscordSettings::answer_within_ms`].
+    pub answer_within: std::time::Duration,
+}
+
+impl std::fmt::Debug for DiscordConfig {
+    // The public key is public, but long; the token is a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordConfig")
+            .field("bot_token", &"[REDACTED]")
+            .field("application_id", &self.application_id)
+            .field("guild_id", &self.guild_id)
+            .field("api_url", &self.api_url)
+            .field("max_age", &self.max_age)
+            .field("answer_within", &self.answer_within)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[chat.console]` read: whether `/console/*` is there and the token it
@@ -532,6 +640,8 @@ pub struct Config {
     pub targets: BTreeMap<String, Target>,
     /// The Slack app, when `chat.platform` is `slack`.
     pub slack: Option<SlackConfig>,
+    /// The Discord application, when `chat.platform` is `discord`.
+    pub discord: Option<DiscordConfig>,
     /// `server.api_tokens`, read: `/api/*` takes any one of them (open when
     /// empty).
     pub api_tokens: Vec<SecretString>,
@@ -936,15 +1046,16 @@ fn validate(
             "must be mitigated or resolved".into(),
         );
     }
-    let slack = match settings.chat.platform.as_str() {
-        "console" => None,
-        "slack" => slack_config(&settings.chat, &mut err),
+    let (slack, discord) = match settings.chat.platform.as_str() {
+        "console" => (None, None),
+        "slack" => (slack_config(&settings.chat, &mut err), None),
+        "discord" => (None, discord_config(&settings.chat, &mut err)),
         other => {
             err(
                 "chat.platform",
-                format!("\"{other}\" is not available; this build has: console, slack"),
+                format!("\"{other}\" is not available; this build has: console, slack, discord"),
             );
-            None
+            (None, None)
         }
     };
     let console = ConsoleAccess {
@@ -1091,6 +1202,7 @@ fn validate(
                 tokens,
                 file,
                 slack,
+                discord,
                 api_tokens,
                 console,
                 escalation: std::sync::Arc::new(escalation),
@@ -1249,6 +1361,128 @@ fn slack_config(chat: &ChatSettings, err: &mut impl FnMut(&str, String)) -> Opti
     }
 }
 
+/// `[chat.discord]` checked and its secret read; every mistake is named.
+fn discord_config(
+    chat: &ChatSettings,
+    err: &mut impl FnMut(&str, String),
+) -> Option<DiscordConfig> {
+    let Some(d) = &chat.discord else {
+        err(
+            "chat.platform",
+            "\"discord\" needs a [chat.discord] section with bot_token, application_id, public_key and guild_id".into(),
+        );
+        return None;
+    };
+    let mut ok = true;
+    let mut snowflake = |key: &str, value: &str, what: &str| -> Option<u64> {
+        let parsed =
+            (!value.is_empty() && value.len() <= 20 && value.chars().all(|c| c.is_ascii_digit()))
+                .then(|| value.parse::<u64>().ok())
+                .flatten()
+                .filter(|v| *v != 0);
+        if parsed.is_none() {
+            let message = if value.is_empty() {
+                format!("is required: {what}")
+            } else {
+                format!("{value:?} is not a Discord id (a number like 123456789012345678): {what}")
+            };
+            err(&format!("chat.discord.{key}"), message);
+            ok = false;
+        }
+        parsed
+    };
+    let application_id = snowflake(
+        "application_id",
+        &d.application_id,
+        "the application's id, from the Developer Portal (General Information → Application ID)",
+    );
+    let guild_id = snowflake(
+        "guild_id",
+        &d.guild_id,
+        "the server's id (Discord: Server Settings → Widget → Server ID, or right-click the server → Copy Server ID)",
+    );
+    let public_key = match crate::chat::discord::public_key(&d.public_key) {
+        Ok(key) => Some(key),
+        Err(why) => {
+            err("chat.discord.public_key", why);
+            ok = false;
+            None
+        }
+    };
+    if d.answer_within_ms > 2_900 {
+        err(
+            "chat.discord.answer_within_ms",
+            format!(
+                "{} ms is too long: Discord gives up after 3,000 ms; at most 2900",
+                d.answer_within_ms
+            ),
+        );
+        ok = false;
+    }
+    if !(1..=3_600).contains(&d.max_age_s) {
+        err(
+            "chat.discord.max_age_s",
+            "must be 1 to 3600 seconds (interactions signed longer ago are refused as replays; Discord sends them at once)".into(),
+        );
+        ok = false;
+    }
+    let channel = &chat.channel;
+    if channel.is_empty() || channel.len() > 20 || !channel.chars().all(|c| c.is_ascii_digit()) {
+        err(
+            "chat.channel",
+            format!(
+                "{channel:?} is not a Discord channel id; use the id (a number like 123456789012345678: Discord's Developer Mode, then right-click the channel → Copy Channel ID)"
+            ),
+        );
+        ok = false;
+    }
+    // serenity's URLs are `https://discord.com/api/v10/…`, and another
+    // base stands in for `https://discord.com`: the base ends in `/api`.
+    let api_url = d.api_url.trim_end_matches('/').to_string();
+    if !(api_url.starts_with("https://") || api_url.starts_with("http://"))
+        || !api_url.ends_with("/api")
+    {
+        err(
+            "chat.discord.api_url",
+            format!(
+                "{:?} is not an http(s) URL ending in /api, like https://discord.com/api",
+                d.api_url
+            ),
+        );
+        ok = false;
+    }
+    let bot_token = match &d.bot_token {
+        None => {
+            err(
+                "chat.discord.bot_token",
+                "is required: the bot's token (Developer Portal → Bot → Reset Token), as { env = \"VAR\" } or { file = \"/path\" }".into(),
+            );
+            None
+        }
+        Some(r) => match r.resolve() {
+            Ok(v) => Some(v),
+            Err(m) => {
+                err("chat.discord.bot_token", m);
+                None
+            }
+        },
+    };
+    match (bot_token, application_id, guild_id, public_key, ok) {
+        (Some(bot_token), Some(application_id), Some(guild_id), Some(public_key), true) => {
+            Some(DiscordConfig {
+                bot_token,
+                application_id,
+                public_key,
+                guild_id,
+                api_url,
+                max_age: std::time::Duration::from_secs(d.max_age_s),
+                answer_within: std::time::Duration::from_millis(d.answer_within_ms),
+            })
+        }
+        _ => None,
+    }
+}
+
 /// What is wrong with an app-level token, by its prefix only (the token is
 /// never repeated).
 fn app_token_mistake(token: &str) -> Option<String> {
@@ -1337,6 +1571,98 @@ mod tests {
                 .any(|(_, m)| m.contains("xoxb-") && m.len() > 200),
             "no secret echoed"
         );
+    }
+
+    #[test]
+    fn every_discord_mistake_is_named_with_its_key() {
+        let bare = file("[chat]\nplatform = \"discord\"\n");
+        let e = load_with_env(Some(bare.path()), Vec::new()).expect_err("no [chat.discord]");
+        assert_eq!(e.0[0].key, "chat.platform");
+        assert!(
+            e.0[0].message.contains("[chat.discord]"),
+            "{}",
+            e.0[0].message
+        );
+
+        let wrong = file(
+            "[chat]\nplatform = \"discord\"\nchannel = \"#incidents\"\n\n[chat.discord]\nbot_token = { env = \"FIRSTLINE_TEST_NO_SUCH_VAR\" }\napplication_id = \"app\"\npublic_key = \"abcd\"\napi_url = \"ftp://discord.example\"\nmax_age_s = 0\nanswer_within_ms = 2901\n",
+        );
+        let e = load_with_env(Some(wrong.path()), Vec::new()).expect_err("mistakes");
+        let found: Vec<(&str, &str, Option<usize>)> =
+            e.0.iter()
+                .map(|e| (e.key.as_str(), e.message.as_str(), e.line))
+                .collect();
+        let has =
+            |key: &str, words: &str| found.iter().any(|(k, m, _)| *k == key && m.contains(words));
+        assert!(
+            has(
+                "chat.discord.bot_token",
+                "FIRSTLINE_TEST_NO_SUCH_VAR is not set"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            has("chat.discord.application_id", "\"app\" is not a Discord id"),
+            "{found:?}"
+        );
+        assert!(has("chat.discord.guild_id", "is required"), "{found:?}");
+        assert!(
+            has("chat.discord.public_key", "not 64 hex digits"),
+            "{found:?}"
+        );
+        assert!(has("chat.discord.api_url", "ending in /api"), "{found:?}");
+        assert!(has("chat.discord.max_age_s", "1 to 3600"), "{found:?}");
+        assert!(
+            has("chat.discord.answer_within_ms", "at most 2900"),
+            "{found:?}"
+        );
+        assert!(has("chat.channel", "not a Discord channel id"), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|(k, _, line)| *k == "chat.discord.public_key" && *line == Some(8)),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_discord_application_is_read_with_its_defaults() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "discord-s3cret-token\n").expect("write");
+        let f = file(&format!(
+            "[chat]\nplatform = \"discord\"\nchannel = \"123456789012345678\"\n\n[chat.discord]\nbot_token = {{ file = \"{}\" }}\napplication_id = \"223456789012345678\"\npublic_key = \"d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\"\nguild_id = \"323456789012345678\"\n",
+            token.display()
+        ));
+        let c = load_with_env(Some(f.path()), Vec::new()).expect("valid");
+        let d = c.discord.as_ref().expect("discord");
+        assert_eq!(d.application_id, 223456789012345678);
+        assert_eq!(d.guild_id, 323456789012345678);
+        assert_eq!(d.api_url, "https://discord.com/api");
+        assert_eq!(d.max_age, std::time::Duration::from_secs(300));
+        assert_eq!(d.answer_within, std::time::Duration::from_millis(2500));
+        assert_eq!(d.bot_token.expose_secret(), "discord-s3cret-token");
+        assert!(c.slack.is_none());
+        assert!(!c.console.mounted);
+        assert!(!format!("{c:?}").contains("s3cret"), "no secret in Debug");
+
+        // Ids set from the environment read as numbers, and still count.
+        let env = vec![
+            (
+                "FIRSTLINE_CHAT__DISCORD__GUILD_ID".to_string(),
+                "423456789012345678".to_string(),
+            ),
+            (
+                "FIRSTLINE_CHAT__CHANNEL".to_string(),
+                "523456789012345678".to_string(),
+            ),
+        ];
+        let c = load_with_env(Some(f.path()), env).expect("valid");
+        assert_eq!(
+            c.discord.as_ref().map(|d| d.guild_id),
+            Some(423456789012345678)
+        );
+        assert_eq!(c.settings.chat.channel, "523456789012345678");
     }
 
     #[test]

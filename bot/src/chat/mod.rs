@@ -6,6 +6,7 @@
 //! only translate.
 
 pub mod console;
+pub mod discord;
 pub mod handler;
 pub mod messages;
 pub mod platform;
@@ -13,6 +14,34 @@ pub mod slack;
 pub mod storm;
 
 use std::future::Future;
+
+/// The buttons on an incident's root message, the same on every platform
+/// that has buttons: their ids and the command each one stands for.
+pub mod buttons {
+    /// Acknowledge; its value is the incident id (`INC-7`).
+    pub const ACK: &str = "incident_ack";
+    /// Resolve; its value is the incident id.
+    pub const RESOLVE: &str = "incident_resolve";
+    /// Rerun the runbook's checks; its value is `RUNBOOK INC-7`.
+    pub const RERUN: &str = "runbook_rerun";
+    /// Propose one of the runbook's actions; its value is `ACTION INC-7`.
+    /// Several on one message carry a suffix (`action_propose_1`): ids are
+    /// unique within a message.
+    pub const PROPOSE: &str = "action_propose";
+
+    /// The command line a press of button `id` with `value` stands for,
+    /// or `None` for an id that is not one of the bot's. The value is the
+    /// bot's own, and the command grammar checks it as if typed.
+    pub fn command_line(id: &str, value: &str) -> Option<String> {
+        match id {
+            ACK => Some(format!("/incident ack {value}")),
+            RESOLVE => Some(format!("/incident resolve {value}")),
+            RERUN => Some(format!("/runbook run {value}")),
+            p if p.starts_with(PROPOSE) => Some(format!("/action propose {value}")),
+            _ => None,
+        }
+    }
+}
 
 /// A message to post, as the outbox dispatcher hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]

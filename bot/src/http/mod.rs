@@ -7,6 +7,8 @@
 //!   platform or with `chat.console.enabled`)
 //! - [`auth`]: bearer tokens for `/api/*` and `/console/*`
 //! - [`slack`]: `POST /slack/{events,commands,interactions}` (signed by Slack)
+//! - [`discord`]: `POST /discord/interactions` (signed by Discord; mounted
+//!   only on the Discord platform)
 //!
 //! Bad input gets a 4xx with a JSON body naming the problem; internal
 //! errors are logged and answered without their details.
@@ -14,6 +16,7 @@
 pub mod api;
 pub mod auth;
 pub mod console;
+pub mod discord;
 pub mod error;
 pub mod health;
 pub mod hooks;
@@ -79,6 +82,9 @@ pub struct Shared {
     /// What Slack sends, when `chat.platform` is `slack` (`/slack/*` in
     /// HTTP mode).
     pub slack: Option<crate::chat::slack::inbound::Inbound>,
+    /// What Discord sends, when `chat.platform` is `discord`
+    /// (`/discord/interactions`, mounted only then).
+    pub discord: Option<crate::chat::discord::interactions::Interactions>,
     /// `[pagers.pagerduty] webhook_secret`: PagerDuty's V3 webhooks are
     /// taken (`/pagerduty/webhook`) only with it.
     pub pagerduty_webhook: Option<SecretString>,
@@ -102,12 +108,18 @@ pub fn router(state: AppState) -> Router {
     } else {
         Router::new()
     };
+    let discord = if state.discord.is_some() {
+        discord::router()
+    } else {
+        Router::new()
+    };
     Router::new()
         .merge(hooks::router())
         .merge(api)
         .merge(health::router())
         .merge(console)
         .merge(slack::router())
+        .merge(discord)
         .merge(pagerduty::router())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)

@@ -11,12 +11,9 @@ use super::{escape, permanent};
 use crate::chat::{ChatError, RootView};
 use crate::text::clip;
 
-/// `action_id`s of the root's buttons; `http::slack` maps them to commands.
-pub const ACK: &str = "incident_ack";
-pub const RESOLVE: &str = "incident_resolve";
-pub const RERUN: &str = "runbook_rerun";
-/// "Propose" buttons: the value is `ACTION INC-n`.
-pub const PROPOSE: &str = "action_propose";
+/// `action_id`s of the root's buttons (shared with Discord's custom ids);
+/// `chat::buttons::command_line` maps them to commands.
+pub use crate::chat::buttons::{ACK, PROPOSE, RERUN, RESOLVE};
 /// Propose buttons shown at most (Slack allows 25 elements a block).
 const PROPOSE_BUTTONS: usize = 3;
 

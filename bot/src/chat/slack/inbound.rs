@@ -17,7 +17,7 @@
 use slack_morphism::prelude::*;
 use tracing::{info, warn};
 
-use super::{Slack, blocks};
+use super::Slack;
 use crate::chat::handler::{self, CommandContext, Reply};
 use crate::domain::time::Millis;
 use crate::incident::{Change, LedgerError};
@@ -182,12 +182,9 @@ impl Inbound {
         let value = action.value.clone().unwrap_or_default();
         // The value is the bot's own (an incident id, `RUNBOOK INC-n`); the
         // command grammar checks it as if typed.
-        let line = match action.action_id.to_string().as_str() {
-            blocks::ACK => format!("/incident ack {value}"),
-            blocks::RESOLVE => format!("/incident resolve {value}"),
-            blocks::RERUN => format!("/runbook run {value}"),
-            p if p.starts_with(blocks::PROPOSE) => format!("/action propose {value}"),
-            other => return Err(format!("unknown action {other:?}")),
+        let id = action.action_id.to_string();
+        let Some(line) = crate::chat::buttons::command_line(&id, &value) else {
+            return Err(format!("unknown action {id:?}"));
         };
         let known = user.name.clone().or(user.username.clone());
         let user = user.id.to_string();

@@ -1,0 +1,426 @@
+//! firstline as a Discord application (HTTP interactions): the real server
+//! with serenity's REST client pointed at the fake Discord, and
+//! interactions signed the way Discord signs them, with a real Ed25519 key
+//! pair made for each test.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::fake_discord::{
+    APPLICATION_ID, BOT_TOKEN, CHANNEL_ID, DiscordKeys, FakeDiscord, GUILD_ID, button, command,
+    member, ping, unix_now,
+};
+use crate::helpers::{Backend, TestApp, spawn_app_on};
+use crate::slack::secret_file;
+
+const USER_ID: &str = "80351110224678912";
+const WAIT: Duration = Duration::from_secs(10);
+
+struct DiscordApp {
+    app: TestApp,
+    discord: FakeDiscord,
+    keys: DiscordKeys,
+    _secrets: tempfile::TempDir,
+}
+
+/// The app on `backend` as a Discord application, with `/console/*`
+/// mounted beside it (to compare answers), talking to a fresh fake
+/// Discord.
+async fn discord_app(backend: Backend, extra: &[(&str, &str)]) -> Option<DiscordApp> {
+    let discord = FakeDiscord::start().await;
+    let keys = DiscordKeys::generate();
+    let secrets = tempfile::tempdir().expect("temp dir");
+    let token_file = secret_file(&secrets, "discord-token", BOT_TOKEN);
+    let public_key = keys.public_key_hex();
+    let api_url = discord.api_url();
+    let mut env = vec![
+        ("FIRSTLINE_CHAT__PLATFORM", "discord"),
+        ("FIRSTLINE_CHAT__CHANNEL", CHANNEL_ID),
+        ("FIRSTLINE_CHAT__CONSOLE__ENABLED", "true"),
+        (
+            "FIRSTLINE_CHAT__DISCORD__BOT_TOKEN__FILE",
+            token_file.as_str(),
+        ),
+        ("FIRSTLINE_CHAT__DISCORD__APPLICATION_ID", APPLICATION_ID),
+        ("FIRSTLINE_CHAT__DISCORD__PUBLIC_KEY", public_key.as_str()),
+        ("FIRSTLINE_CHAT__DISCORD__GUILD_ID", GUILD_ID),
+        ("FIRSTLINE_CHAT__DISCORD__API_URL", api_url.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    let app = spawn_app_on(backend, &env).await?;
+    Some(DiscordApp {
+        app,
+        discord,
+        keys,
+        _secrets: secrets,
+    })
+}
+
+/// Nelly, a member of the server, as interactions carry her.
+fn nelly() -> Value {
+    member(USER_ID, "nelly", Some("Nelly"), None)
+}
+
+impl DiscordApp {
+    fn url(&self) -> String {
+        format!("{}/discord/interactions", self.app.addr)
+    }
+
+    /// POSTs `body` with the given headers (`None` leaves one out).
+    async fn post(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+        timestamp: Option<&str>,
+    ) -> (u16, Value) {
+        let mut r = self
+            .app
+            .client
+            .post(self.url())
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(s) = signature {
+            r = r.header("X-Signature-Ed25519", s);
+        }
+        if let Some(t) = timestamp {
+            r = r.header("X-Signature-Timestamp", t);
+        }
+        let r = r.send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends `interaction` signed now, as Discord does.
+    async fn send(&self, interaction: &Value) -> (u16, Value) {
+        let body = interaction.to_string();
+        let ts = unix_now().to_string();
+        let sig = self.keys.sign(&ts, body.as_bytes());
+        self.post(body.as_bytes(), Some(&sig), Some(&ts)).await
+    }
+
+    /// `/incident SUB` with the given options, by Nelly: its answer.
+    async fn incident(&self, sub: &str, options: Value) -> (u16, Value) {
+        let (i, _) = command(
+            "incident",
+            json!([{"name": sub, "type": 1, "options": options}]),
+            nelly(),
+        );
+        self.send(&i).await
+    }
+
+    async fn timeline(&self, id: &str) -> Vec<Value> {
+        let (_, tl) = self
+            .app
+            .get_json(&format!("/api/incidents/{id}/timeline"))
+            .await;
+        tl["events"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn content(answer: &Value) -> &str {
+    answer["data"]["content"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_ping_signed_by_discord_is_answered_with_a_pong() {
+    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
+        return;
+    };
+    let (status, answer) = d.send(&ping()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, json!({"type": 1}));
+}
+
+/// A request that must be refused: what it is, its body, signature and
+/// timestamp headers, and words the refusal must contain.
+type Case<'a> = (&'a str, &'a [u8], Option<&'a str>, Option<&'a str>, &'a str);
+
+#[tokio::test]
+async fn forged_tampered_stale_or_unsigned_interactions_get_401_and_change_nothing() {
+    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
+        return;
+    };
+    let (declare, _) = command(
+        "incident",
+        json!([{"name": "declare", "type": 1, "options": [
+            {"name": "title", "type": 3, "value": "checkout is down"}
+        ]}]),
+        nelly(),
+    );
+    let body = declare.to_string();
+    let now = unix_now();
+    let ts = now.to_string();
+    let sig = d.keys.sign(&ts, body.as_bytes());
+
+    let tampered_body = body.replace("checkout is down", "checkout is up");
+    let later = (now + 1).to_string();
+    let stale = (now - 301).to_string();
+    let stale_sig = d.keys.sign(&stale, body.as_bytes());
+    let ahead = (now + 120).to_string();
+    let ahead_sig = d.keys.sign(&ahead, body.as_bytes());
+    let other_key = DiscordKeys::generate().sign(&ts, body.as_bytes());
+    let cases: Vec<Case> = vec![
+        (
+            "tampered body",
+            tampered_body.as_bytes(),
+            Some(&sig),
+            Some(&ts),
+            "does not match",
+        ),
+        (
+            "tampered timestamp",
+            body.as_bytes(),
+            Some(&sig),
+            Some(&later),
+            "does not match",
+        ),
+        (
+            "stale timestamp",
+            body.as_bytes(),
+            Some(&stale_sig),
+            Some(&stale),
+            "replay",
+        ),
+        (
+            "timestamp ahead",
+            body.as_bytes(),
+            Some(&ahead_sig),
+            Some(&ahead),
+            "in the future",
+        ),
+        (
+            "another application's key",
+            body.as_bytes(),
+            Some(&other_key),
+            Some(&ts),
+            "does not match",
+        ),
+        (
+            "malformed signature",
+            body.as_bytes(),
+            Some("not-hex"),
+            Some(&ts),
+            "128 hex digits",
+        ),
+        (
+            "no signature",
+            body.as_bytes(),
+            None,
+            Some(&ts),
+            "X-Signature-Ed25519",
+        ),
+        (
+            "no timestamp",
+            body.as_bytes(),
+            Some(&sig),
+            None,
+            "X-Signature-Timestamp",
+        ),
+        ("no headers", body.as_bytes(), None, None, "unsigned"),
+    ];
+    for (what, body, sig, ts, words) in cases {
+        let (status, why) = d.post(body, sig, ts).await;
+        assert_eq!(status, 401, "{what}: {why}");
+        let why = why["error"].as_str().unwrap_or_default();
+        assert!(why.contains(words), "{what}: {why}");
+    }
+    assert!(
+        d.app.incident_ids().await.is_empty(),
+        "nothing was declared"
+    );
+
+    // The genuine request works once; the same signed request again is a
+    // replay.
+    let (status, answer) = d.post(body.as_bytes(), Some(&sig), Some(&ts)).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, why) = d.post(body.as_bytes(), Some(&sig), Some(&ts)).await;
+    assert_eq!(status, 401, "{why}");
+    assert!(
+        why["error"].as_str().unwrap_or("").contains("replay"),
+        "{why}"
+    );
+    assert_eq!(d.app.incident_ids().await, ["INC-1"]);
+}
+
+async fn declare_names_the_discord_user(backend: Backend) {
+    let Some(d) = discord_app(backend, &[]).await else {
+        return;
+    };
+    let (status, answer) = d
+        .incident(
+            "declare",
+            json!([
+                {"name": "title", "type": 3, "value": "checkout is down"},
+                {"name": "sev", "type": 3, "value": "P1"}
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["type"], 4, "{answer}");
+    assert_eq!(answer["data"]["flags"], 64, "only Nelly sees it: {answer}");
+    assert!(content(&answer).contains("INC-1"), "{answer}");
+
+    let (_, inc) = d.app.get_json("/api/incidents/INC-1").await;
+    assert_eq!(inc["incident"]["title"], "checkout is down", "{inc}");
+    assert_eq!(inc["incident"]["severity"], "P1", "{inc}");
+    let actor = format!("Nelly (discord:{USER_ID})");
+    let tl = d.timeline("INC-1").await;
+    assert!(tl.iter().any(|e| e["actor"] == actor.as_str()), "{tl:?}");
+}
+
+#[tokio::test]
+async fn an_incident_declared_through_discord_names_the_discord_user_on_its_timeline() {
+    declare_names_the_discord_user(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn declaring_through_discord_works_on_postgres_too() {
+    declare_names_the_discord_user(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn an_ack_through_discord_answers_with_the_consoles_words() {
+    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
+        return;
+    };
+    let actor = format!("Nelly (discord:{USER_ID})");
+    // INC-1 through Discord, INC-2 on the console by the same person.
+    let (status, _) = d
+        .incident(
+            "declare",
+            json!([{"name": "title", "type": 3, "value": "queue backlog"}]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = d
+        .app
+        .command(&actor, "/incident declare queue backlog")
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, answer) = d
+        .incident("ack", json!([{"name": "id", "type": 3, "value": "INC-1"}]))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, console) = d.app.command(&actor, "/incident ack INC-2").await;
+    let console = console["reply"].as_str().unwrap_or_default();
+    assert!(!console.is_empty());
+    assert_eq!(content(&answer), console.replace("INC-2", "INC-1"));
+
+    let (_, inc) = d.app.get_json("/api/incidents/INC-1").await;
+    assert_eq!(inc["incident"]["state"], "acknowledged", "{inc}");
+    let tl = d.timeline("INC-1").await;
+    assert!(
+        tl.iter()
+            .any(|e| e["kind"] == "state_changed" && e["actor"] == actor.as_str()),
+        "{tl:?}"
+    );
+
+    // A refusal is marked as one, for Nelly only.
+    let (_, refused) = d
+        .incident("ack", json!([{"name": "id", "type": 3, "value": "INC-9"}]))
+        .await;
+    assert!(content(&refused).starts_with("⚠️"), "{refused}");
+    assert_eq!(refused["data"]["flags"], 64, "{refused}");
+}
+
+#[tokio::test]
+async fn the_bots_resolve_button_resolves_the_incident_as_the_command_does() {
+    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
+        return;
+    };
+    let (status, _) = d
+        .incident(
+            "declare",
+            json!([{"name": "title", "type": 3, "value": "disk full"}]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (press, _) = button("incident_resolve:INC-1", nelly());
+    let (status, answer) = d.send(&press).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["type"], 4, "{answer}");
+    assert_eq!(answer["data"]["flags"], 64, "{answer}");
+    let (_, inc) = d.app.get_json("/api/incidents/INC-1").await;
+    assert_eq!(inc["incident"]["state"], "resolved", "{inc}");
+
+    let (other, _) = button("somebody_elses_button:1", nelly());
+    let (status, answer) = d.send(&other).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        content(&answer).contains("not one of firstline's"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn a_command_not_done_in_time_is_deferred_and_its_answer_edited_in_through_the_rest_api() {
+    let Some(d) = discord_app(
+        Backend::Sqlite,
+        &[("FIRSTLINE_CHAT__DISCORD__ANSWER_WITHIN_MS", "0")],
+    )
+    .await
+    else {
+        return;
+    };
+    let (i, token) = command(
+        "incident",
+        json!([{"name": "declare", "type": 1, "options": [
+            {"name": "title", "type": 3, "value": "payments slow"}
+        ]}]),
+        nelly(),
+    );
+    let (status, answer) = d.send(&i).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, json!({"type": 5, "data": {"flags": 64}}));
+
+    let edits = d.discord.wait_edits(&token, WAIT).await;
+    assert_eq!(edits.len(), 1, "{:?}", d.discord.edits());
+    let edit = &edits[0];
+    assert_eq!(edit.application_id, APPLICATION_ID);
+    assert_eq!(
+        edit.authorization.as_deref(),
+        Some(format!("Bot {BOT_TOKEN}").as_str())
+    );
+    let text = edit.body["content"].as_str().unwrap_or_default();
+    assert!(text.contains("INC-1"), "{}", edit.body);
+    assert_eq!(d.app.incident_ids().await, ["INC-1"]);
+    // What the fake answers is a message as serenity reads Discord's.
+    let parsed: Result<serenity::model::channel::Message, _> =
+        serde_json::from_value(crate::fake_discord::message_json(text));
+    assert!(parsed.is_ok(), "{parsed:?}");
+}
+
+#[tokio::test]
+async fn an_unknown_interaction_type_is_a_400_naming_it() {
+    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
+        return;
+    };
+    let (status, why) = d
+        .send(&json!({"id": "1", "application_id": APPLICATION_ID, "type": 9, "token": "t", "version": 1}))
+        .await;
+    assert_eq!(status, 400, "{why}");
+    assert!(
+        why["error"].as_str().unwrap_or("").contains("type 9"),
+        "{why}"
+    );
+    let (status, why) = d.send(&json!({"type": 2, "data": "nonsense"})).await;
+    assert_eq!(status, 400, "{why}");
+    assert!(why["error"].is_string(), "{why}");
+}
+
+#[tokio::test]
+async fn the_interactions_endpoint_is_404_when_firstline_is_not_a_discord_app() {
+    let app = crate::helpers::spawn_app().await;
+    let r = app
+        .client
+        .post(format!("{}/discord/interactions", app.addr))
+        .body(ping().to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 404);
+    let why: Value = r.json().await.unwrap_or(Value::Null);
+    assert!(why["error"].is_string(), "{why}");
+}
