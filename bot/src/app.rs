@@ -252,9 +252,14 @@ impl App {
             }
             None => None,
         };
-        let platform = Arc::new(match &slack {
-            Some(s) => Platform::Slack(s.clone()),
-            None => Platform::Console(Console::new(store.clone(), clock.clone(), sink)),
+        let discord_client = match &config.discord {
+            Some(cfg) => Some(Discord::new(cfg).map_err(|e| anyhow::anyhow!("Discord: {e}"))?),
+            None => None,
+        };
+        let platform = Arc::new(match (&slack, &discord_client) {
+            (Some(s), _) => Platform::Slack(s.clone()),
+            (None, Some(d)) => Platform::Discord(d.clone()),
+            (None, None) => Platform::Console(Console::new(store.clone(), clock.clone(), sink)),
         });
         let storms = Arc::new(Storms::new(
             store.clone(),
@@ -353,20 +358,9 @@ impl App {
         };
         // What Slack sends: over HTTP (`/slack/*`) or through Socket Mode.
         let inbound = slack.map(|s| Inbound::new(s, commands.clone()));
-        // What Discord sends (`/discord/interactions`). Incident posts do
-        // not go to Discord yet: on this platform they stay on the console.
-        if config.discord.is_some() {
-            tracing::warn!(
-                "chat.platform = \"discord\": slash commands and buttons are answered, but incident messages, threads and pages do not reach Discord yet; they are written to standard output (the console platform)"
-            );
-        }
-        let discord = match &config.discord {
-            Some(cfg) => Some(Interactions::new(
-                Discord::new(cfg).map_err(|e| anyhow::anyhow!("Discord: {e}"))?,
-                commands.clone(),
-            )),
-            None => None,
-        };
+        // What Discord sends (`/discord/interactions`), answered through
+        // the same client incident posts go out with.
+        let discord = discord_client.map(|d| Interactions::new(d, commands.clone()));
         let socket = inbound.clone().and_then(SocketMode::new);
         let state = AppState::new(Shared {
             store: store.clone(),

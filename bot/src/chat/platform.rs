@@ -1,9 +1,10 @@
-//! The configured chat platform: a closed set (console, Slack), so an enum
+//! The configured chat platform: a closed set (console, Slack, Discord), so an enum
 //! that hands each call to the one in use, as `Store` does for its two
 //! backends. The outbox dispatcher is generic over [`ChatPlatform`]; this is
 //! the one type the app builds it with.
 
 use super::console::Console;
+use super::discord::Discord;
 use super::slack::Slack;
 use super::{ChatError, ChatPlatform, PostRequest, Posted, RootView};
 
@@ -12,6 +13,7 @@ use super::{ChatError, ChatPlatform, PostRequest, Posted, RootView};
 pub enum Platform {
     Console(Console),
     Slack(Slack),
+    Discord(Discord),
 }
 
 impl ChatPlatform for Platform {
@@ -19,6 +21,7 @@ impl ChatPlatform for Platform {
         match self {
             Platform::Console(p) => p.name(),
             Platform::Slack(p) => p.name(),
+            Platform::Discord(p) => p.name(),
         }
     }
 
@@ -26,6 +29,7 @@ impl ChatPlatform for Platform {
         match self {
             Platform::Console(p) => p.post(req).await,
             Platform::Slack(p) => p.post(req).await,
+            Platform::Discord(p) => p.post(req).await,
         }
     }
 
@@ -33,6 +37,7 @@ impl ChatPlatform for Platform {
         match self {
             Platform::Console(p) => p.update(message_ref, text).await,
             Platform::Slack(p) => p.update(message_ref, text).await,
+            Platform::Discord(p) => p.update(message_ref, text).await,
         }
     }
 
@@ -40,6 +45,7 @@ impl ChatPlatform for Platform {
         match self {
             Platform::Console(p) => p.post_mention(req, users).await,
             Platform::Slack(p) => p.post_mention(req, users).await,
+            Platform::Discord(p) => p.post_mention(req, users).await,
         }
     }
 
@@ -47,6 +53,7 @@ impl ChatPlatform for Platform {
         match self {
             Platform::Console(p) => p.direct_message(user, text).await,
             Platform::Slack(p) => p.direct_message(user, text).await,
+            Platform::Discord(p) => p.direct_message(user, text).await,
         }
     }
 
@@ -54,6 +61,7 @@ impl ChatPlatform for Platform {
         match self {
             Platform::Console(p) => p.merges_backlog(),
             Platform::Slack(p) => p.merges_backlog(),
+            Platform::Discord(p) => p.merges_backlog(),
         }
     }
 
@@ -61,6 +69,7 @@ impl ChatPlatform for Platform {
         match self {
             Platform::Console(p) => p.refresh_root(thread, root).await,
             Platform::Slack(p) => p.refresh_root(thread, root).await,
+            Platform::Discord(p) => p.refresh_root(thread, root).await,
         }
     }
 }

@@ -2,13 +2,14 @@
 //! identity (its id and public key), shared by everything that talks to
 //! Discord.
 //!
-//! What is here so far is the first slice of Discord: HTTP interactions
-//! ([`interactions`]: slash commands and button presses POSTed to
-//! `/discord/interactions`, verified with the application's public key).
-//! Posting incident threads, the gateway (reactions) and command
-//! registration build on [`Discord`] and [`client`] later.
+//! HTTP interactions ([`interactions`]: slash commands and button presses
+//! POSTed to `/discord/interactions`, verified with the application's
+//! public key) and incident posts ([`post`]: a root message with an embed
+//! and buttons, a thread started from it, the embed edited in place).
+//! The gateway (reactions) and command registration are still to come.
 
 pub mod interactions;
+pub mod post;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,6 +84,8 @@ pub struct Discord {
     max_age: Duration,
     /// See [`DiscordConfig::answer_within`].
     answer_within: Duration,
+    /// Roots posted whose thread is not started yet (see [`post`]).
+    roots: post::Roots,
 }
 
 impl Discord {
@@ -96,6 +99,7 @@ impl Discord {
             verifier,
             max_age: config.max_age,
             answer_within: config.answer_within,
+            roots: post::Roots::default(),
         })
     }
 
