@@ -424,3 +424,182 @@ async fn the_interactions_endpoint_is_404_when_firstline_is_not_a_discord_app() 
     let why: Value = r.json().await.unwrap_or(Value::Null);
     assert!(why["error"].is_string(), "{why}");
 }
+
+impl DiscordApp {
+    /// An alert opens INC-1: the root message in the channel, once it is
+    /// there.
+    async fn open_incident(&self) -> crate::fake_discord::Sent {
+        let body = crate::helpers::am_payload(
+            "g-discord",
+            &[(
+                "WorkerDown",
+                "notification-worker",
+                "critical",
+                "w-1",
+                "firing",
+                "2026-11-23T00:00:00Z",
+            )],
+        );
+        let (status, _) = self.app.post_hook("alertmanager", body).await;
+        assert_eq!(status, 200);
+        assert!(
+            self.discord
+                .wait_for(|d| !d.threads().is_empty(), WAIT)
+                .await,
+            "a thread is started: {:?}",
+            self.discord.messages()
+        );
+        self.app.wait_posts("INC-1", 1).await;
+        let roots = self.discord.messages_in(CHANNEL_ID);
+        assert_eq!(roots.len(), 1, "one root: {roots:?}");
+        roots[0].clone()
+    }
+}
+
+fn custom_ids(body: &Value) -> Vec<String> {
+    body["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .filter_map(|b| b["custom_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_alert_posts_a_root_embed_with_buttons_and_its_text_in_a_thread_started_from_it() {
+    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
+        return;
+    };
+    let root = d.open_incident().await;
+    let embed = &root.body["embeds"][0];
+    let title = embed["title"].as_str().unwrap_or_default();
+    assert!(title.starts_with("INC-1 [P1] "), "{}", root.body);
+    assert!(embed["color"].is_number(), "{}", root.body);
+    assert!(
+        embed["fields"].to_string().contains("triggered"),
+        "{}",
+        root.body
+    );
+    let ids = custom_ids(&root.body);
+    assert!(ids.contains(&"incident_ack:INC-1".to_string()), "{ids:?}");
+    assert!(
+        ids.contains(&"incident_resolve:INC-1".to_string()),
+        "{ids:?}"
+    );
+    // Every button is one the interactions endpoint understands.
+    for id in &ids {
+        assert!(
+            firstline::chat::discord::interactions::button_line(id).is_some(),
+            "{id}"
+        );
+    }
+    // Nobody is mentioned by what alerts say.
+    assert_eq!(
+        root.body["allowed_mentions"]["parse"],
+        json!([]),
+        "{}",
+        root.body
+    );
+
+    let threads = d.discord.threads();
+    assert_eq!(threads.len(), 1, "{threads:?}");
+    assert_eq!(threads[0].channel, CHANNEL_ID);
+    assert_eq!(threads[0].message, root.id, "started from the root");
+    let name = threads[0].body["name"].as_str().unwrap_or_default();
+    assert!(name.starts_with("INC-1 "), "{name}");
+    let thread = threads[0].thread.clone();
+    assert!(
+        d.discord
+            .wait_for(|f| !f.messages_in(&thread).is_empty(), WAIT)
+            .await
+    );
+    let in_thread = d.discord.messages_in(&thread);
+    let text = in_thread[0].body["content"].as_str().unwrap_or_default();
+    assert!(text.contains("WorkerDown"), "{text}");
+    assert!(
+        in_thread
+            .iter()
+            .all(|m| m.body["content"].as_str().unwrap_or("").chars().count() <= 2000)
+    );
+    // The incident's later posts go to the thread, not the channel.
+    let before = d.discord.messages_in(&thread).len();
+    let (status, _) = d.app.command("Nelly", "/incident sev INC-1 P2").await;
+    assert_eq!(status, 200);
+    assert!(
+        d.discord
+            .wait_for(|f| f.messages_in(&thread).len() > before, WAIT)
+            .await,
+        "{:?}",
+        d.discord.messages()
+    );
+    assert_eq!(d.discord.messages_in(CHANNEL_ID).len(), 1);
+}
+
+#[tokio::test]
+async fn an_ack_through_discord_edits_the_root_embed_in_place() {
+    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
+        return;
+    };
+    let root = d.open_incident().await;
+    let (status, answer) = d
+        .incident("ack", json!([{"name": "id", "type": 3, "value": "INC-1"}]))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let acked = |f: &FakeDiscord| {
+        f.message_edits().iter().any(|e| {
+            e.channel == CHANNEL_ID
+                && e.id == root.id
+                && e.body["embeds"][0]["fields"]
+                    .to_string()
+                    .contains("acknowledged")
+        })
+    };
+    assert!(
+        d.discord.wait_for(acked, WAIT).await,
+        "{:?}",
+        d.discord.message_edits()
+    );
+    let edit = d
+        .discord
+        .message_edits()
+        .into_iter()
+        .rfind(|e| e.id == root.id)
+        .expect("an edit of the root");
+    let fields = edit.body["embeds"][0]["fields"].to_string();
+    assert!(fields.contains(&format!("discord:{USER_ID}")), "{fields}");
+    let ids = custom_ids(&edit.body);
+    assert!(
+        !ids.iter().any(|i| i.starts_with("incident_ack")),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&"incident_resolve:INC-1".to_string()),
+        "{ids:?}"
+    );
+    // Still one root: edited, not posted again.
+    assert_eq!(d.discord.messages_in(CHANNEL_ID).len(), 1);
+}
+
+#[tokio::test]
+async fn a_429_from_discord_is_retried_and_nothing_is_lost() {
+    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
+        return;
+    };
+    d.discord.fail_next_messages(1);
+    let root = d.open_incident().await;
+    assert_eq!(d.discord.rate_limited(), 1);
+    assert!(
+        root.body["embeds"][0]["title"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("INC-1")
+    );
+    let thread = d.discord.threads()[0].thread.clone();
+    assert!(
+        d.discord
+            .wait_for(|f| !f.messages_in(&thread).is_empty(), WAIT)
+            .await
+    );
+    assert_eq!(d.discord.threads().len(), 1, "one thread");
+}

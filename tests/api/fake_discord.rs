@@ -3,7 +3,9 @@
 //! {token}/messages/@original`, as serenity's client calls it through its
 //! proxy setting), on loopback; and Discord's side of the interactions
 //! endpoint: a real Ed25519 key pair that signs interactions in Discord's
-//! documented wire format.
+//! documented wire format. It also takes incident posts as serenity sends
+//! them: messages created and edited in channels and threads, threads
+//! started from a message, DM channels opened; and answers a 429 on demand.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +14,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::patch;
+use axum::routing::{patch, post};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -32,9 +34,42 @@ pub struct Edit {
     pub body: Value,
 }
 
+/// A message created (`POST /channels/{id}/messages`) or edited
+/// (`PATCH /channels/{id}/messages/{mid}`).
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub channel: String,
+    /// Its id: the one the fake gave it, or the one edited.
+    pub id: String,
+    pub body: Value,
+}
+
+/// A thread started from a message.
+#[derive(Debug, Clone)]
+pub struct ThreadStart {
+    pub channel: String,
+    pub message: String,
+    pub thread: String,
+    pub body: Value,
+}
+
 #[derive(Default)]
 struct Recorded {
     edits: Vec<Edit>,
+    messages: Vec<Sent>,
+    message_edits: Vec<Sent>,
+    threads: Vec<ThreadStart>,
+    /// Message creations still to answer 429.
+    fail_next: u32,
+    rate_limited: u32,
+    next_id: u64,
+}
+
+impl Recorded {
+    fn fresh(&mut self) -> String {
+        self.next_id += 1;
+        format!("{}", 900000000000000000u64 + self.next_id)
+    }
 }
 
 /// The fake REST API on loopback.
@@ -52,6 +87,16 @@ impl FakeDiscord {
                 "/api/v10/webhooks/{app}/{token}/messages/@original",
                 patch(edit_original),
             )
+            .route("/api/v10/channels/{channel}/messages", post(create_message))
+            .route(
+                "/api/v10/channels/{channel}/messages/{message}",
+                patch(edit_message),
+            )
+            .route(
+                "/api/v10/channels/{channel}/messages/{message}/threads",
+                post(start_thread),
+            )
+            .route("/api/v10/users/@me/channels", post(open_dm))
             .with_state(recorded.clone());
         let url = crate::helpers::serve(router).await;
         FakeDiscord { url, recorded }
@@ -67,6 +112,65 @@ impl FakeDiscord {
             .lock()
             .map(|r| r.edits.clone())
             .unwrap_or_default()
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Recorded) -> T) -> T
+    where
+        T: Default,
+    {
+        self.recorded.lock().map(|r| f(&r)).unwrap_or_default()
+    }
+
+    /// Messages created, in order.
+    pub fn messages(&self) -> Vec<Sent> {
+        self.read(|r| r.messages.clone())
+    }
+
+    /// Messages created in `channel`.
+    pub fn messages_in(&self, channel: &str) -> Vec<Sent> {
+        self.read(|r| {
+            r.messages
+                .iter()
+                .filter(|m| m.channel == channel)
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Edits of messages (not of interaction answers), in order.
+    pub fn message_edits(&self) -> Vec<Sent> {
+        self.read(|r| r.message_edits.clone())
+    }
+
+    pub fn threads(&self) -> Vec<ThreadStart> {
+        self.read(|r| r.threads.clone())
+    }
+
+    /// The next `n` message creations answer 429 (`retry_after` 0.05 s).
+    pub fn fail_next_messages(&self, n: u32) {
+        if let Ok(mut r) = self.recorded.lock() {
+            r.fail_next = n;
+        }
+    }
+
+    /// 429s answered so far.
+    pub fn rate_limited(&self) -> u32 {
+        self.read(|r| r.rate_limited)
+    }
+
+    /// Waits until `done` holds for what was recorded; whether it did
+    /// within `wait`.
+    pub async fn wait_for(&self, done: impl Fn(&FakeDiscord) -> bool, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if done(self) {
+                return true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The edits of the interaction with `token`, once there is one;
@@ -107,6 +211,118 @@ async fn edit_original(
     }
     // Discord answers with the message as edited.
     (StatusCode::OK, Json(message_json(&content)))
+}
+
+async fn create_message(
+    State(recorded): State<Arc<Mutex<Recorded>>>,
+    Path(channel): Path<String>,
+    body: Json<Value>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Ok(mut r) = recorded.lock() else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    if r.fail_next > 0 {
+        r.fail_next -= 1;
+        r.rate_limited += 1;
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "0.05")],
+            Json(
+                json!({"message": "You are being rate limited.", "retry_after": 0.05,
+                        "global": false, "code": 0}),
+            ),
+        )
+            .into_response();
+    }
+    let id = r.fresh();
+    r.messages.push(Sent {
+        channel: channel.clone(),
+        id: id.clone(),
+        body: body.0.clone(),
+    });
+    let content = body["content"].as_str().unwrap_or_default();
+    (StatusCode::OK, Json(message_in(&id, &channel, content))).into_response()
+}
+
+async fn edit_message(
+    State(recorded): State<Arc<Mutex<Recorded>>>,
+    Path((channel, message)): Path<(String, String)>,
+    body: Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let content = body["content"].as_str().unwrap_or_default().to_string();
+    if let Ok(mut r) = recorded.lock() {
+        r.message_edits.push(Sent {
+            channel: channel.clone(),
+            id: message.clone(),
+            body: body.0,
+        });
+    }
+    (
+        StatusCode::OK,
+        Json(message_in(&message, &channel, &content)),
+    )
+}
+
+async fn start_thread(
+    State(recorded): State<Arc<Mutex<Recorded>>>,
+    Path((channel, message)): Path<(String, String)>,
+    body: Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let Ok(mut r) = recorded.lock() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(Value::Null));
+    };
+    let thread = r.fresh();
+    let name = body["name"].as_str().unwrap_or_default().to_string();
+    r.threads.push(ThreadStart {
+        channel: channel.clone(),
+        message,
+        thread: thread.clone(),
+        body: body.0,
+    });
+    (
+        StatusCode::CREATED,
+        Json(thread_json(&thread, &channel, &name)),
+    )
+}
+
+async fn open_dm(
+    State(recorded): State<Arc<Mutex<Recorded>>>,
+    body: Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let Ok(mut r) = recorded.lock() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(Value::Null));
+    };
+    let id = r.fresh();
+    let user = body["recipient_id"].as_str().unwrap_or("1").to_string();
+    (
+        StatusCode::OK,
+        Json(json!({
+            "id": id, "type": 1, "last_message_id": null,
+            "recipients": [{"id": user, "username": "someone", "discriminator": "0",
+                            "global_name": null, "avatar": null}],
+        })),
+    )
+}
+
+/// A public thread (type 11) as Discord returns a started one.
+pub fn thread_json(id: &str, parent: &str, name: &str) -> Value {
+    json!({
+        "id": id, "guild_id": GUILD_ID, "parent_id": parent, "owner_id": APPLICATION_ID,
+        "type": 11, "name": name, "last_message_id": null, "message_count": 0,
+        "member_count": 1, "rate_limit_per_user": 0, "flags": 0, "total_message_sent": 0,
+        "thread_metadata": {"archived": false, "auto_archive_duration": 1440,
+                            "archive_timestamp": "2026-11-23T00:00:00.000000+00:00",
+                            "locked": false},
+    })
+}
+
+/// `message_json` with its own id and channel.
+pub fn message_in(id: &str, channel: &str, content: &str) -> Value {
+    let mut m = message_json(content);
+    m["id"] = json!(id);
+    m["channel_id"] = json!(channel);
+    m
 }
 
 /// A message as Discord's REST API returns it (the fields serenity's
