@@ -108,8 +108,9 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
 ///
 /// Kept apart from [`COMMANDS`] so the full help lists each thing a person
 /// can do once, while `/help incident` and a missing subcommand still have a
-/// usage line to show.
-const GROUPS: &[(&str, &str, &str)] = &[
+/// usage line to show. Public so a platform registering slash commands has
+/// each group's description.
+pub const GROUPS: &[(&str, &str, &str)] = &[
     (
         "incident",
         "/incident declare|ack|resolve|reopen|sev|status|note|timeline|postmortem|followup|list ...",

@@ -43,7 +43,7 @@ mod value;
 
 pub use action::ActionCmd;
 pub use error::ParseError;
-pub use help::{COMMANDS, help, usage};
+pub use help::{COMMANDS, GROUPS as COMMAND_GROUPS, help, usage};
 pub use incident::IncidentCmd;
 pub use runbook::RunbookCmd;
 pub use value::{ExportFormat, IncidentRef, Severity, State, ValueError};

@@ -124,12 +124,14 @@ pub fn command_line(name: &str, options: &[CommandDataOption]) -> Option<String>
         path = format!("{path} {sub}");
         options = inner;
     }
-    let usage = commands::COMMANDS
-        .iter()
-        .find(|(n, _, _)| *n == path)
-        .map(|(_, usage, _)| *usage)
-        .unwrap_or("");
+    // The usage line's words (`register::usage_options`, the same the
+    // commands were registered from): values in its order, whatever order
+    // Discord sent them in (it wants required options first), flags after.
+    let usage = super::register::usage_options(&path);
+    let mut given: Vec<(usize, String)> = Vec::new();
     for option in options {
+        let declared = usage.iter().position(|u| u.name == option.name);
+        let is_flag = declared.is_some_and(|i| usage[i].flag);
         let value = match &option.value {
             CommandDataOptionValue::String(s) => escape_quotes(s),
             CommandDataOptionValue::Integer(i) => i.to_string(),
@@ -139,9 +141,8 @@ pub fn command_line(name: &str, options: &[CommandDataOption]) -> Option<String>
             CommandDataOptionValue::Role(id) => format!("<@&{id}>"),
             CommandDataOptionValue::Mentionable(id) => format!("<@{id}>"),
             CommandDataOptionValue::Boolean(b) => {
-                let flag = format!("--{}", option.name);
-                if *b && usage.contains(&flag) {
-                    flags.push(flag);
+                if *b && is_flag {
+                    flags.push(format!("--{}", option.name));
                 }
                 continue;
             }
@@ -150,13 +151,15 @@ pub fn command_line(name: &str, options: &[CommandDataOption]) -> Option<String>
         if value.trim().is_empty() {
             continue;
         }
-        let flag = format!("--{}", option.name);
-        if usage.contains(&flag) {
-            flags.push(format!("{flag} {value}"));
+        if is_flag {
+            flags.push(format!("--{} {value}", option.name));
         } else {
-            words.push(value);
+            // Words the usage line does not have keep Discord's order, last.
+            given.push((declared.unwrap_or(usize::MAX), value));
         }
     }
+    given.sort_by_key(|(at, _)| *at);
+    words.extend(given.into_iter().map(|(_, v)| v));
     words.extend(flags);
     Some(words.join(" "))
 }
@@ -499,6 +502,16 @@ mod tests {
         assert_eq!(
             command_line("incident", &note).as_deref(),
             Some("/incident note INC-2 said \\\"restart\\\" twice")
+        );
+
+        // Discord lists required options first; the line keeps the usage's order.
+        let sev = options(json!([{"name": "sev", "type": 1, "options": [
+            {"name": "severity", "type": 3, "value": "P1"},
+            {"name": "id", "type": 3, "value": "INC-3"}
+        ]}]));
+        assert_eq!(
+            command_line("incident", &sev).as_deref(),
+            Some("/incident sev INC-3 P1")
         );
 
         let page = options(json!([

@@ -6,10 +6,12 @@
 //! POSTed to `/discord/interactions`, verified with the application's
 //! public key) and incident posts ([`post`]: a root message with an embed
 //! and buttons, a thread started from it, the embed edited in place).
-//! The gateway (reactions) and command registration are still to come.
+//! Slash commands are registered by `firstline discord register`
+//! ([`register`]). The gateway (reactions) is still to come.
 
 pub mod interactions;
 pub mod post;
+pub mod register;
 
 use std::sync::Arc;
 use std::time::Duration;
