@@ -49,6 +49,17 @@ enum Cmd {
     /// List, show, lint and run runbooks.
     #[command(subcommand)]
     Runbook(RunbookCmd),
+    /// Discord: register the slash commands.
+    #[command(subcommand)]
+    Discord(DiscordCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum DiscordCmd {
+    /// Register the slash commands for [chat.discord]'s guild, generated
+    /// from the command grammar (replaces the guild's commands: running it
+    /// again changes nothing).
+    Register,
 }
 
 #[derive(Debug, Subcommand)]
@@ -322,6 +333,27 @@ async fn run(command: Cmd, config: Config) -> anyhow::Result<ExitCode> {
         Cmd::Incident(cmd) => incident(cmd, config).await,
         Cmd::Runbook(cmd) => runbook(cmd, config).await,
         Cmd::CheckConfig => Ok(check_config(&config)),
+        Cmd::Discord(DiscordCmd::Register) => discord_register(&config).await,
+    }
+}
+
+async fn discord_register(config: &Config) -> anyhow::Result<ExitCode> {
+    use firstline::chat::discord::{Discord, register};
+    let Some(d) = &config.discord else {
+        anyhow::bail!(
+            "no Discord application configured: set chat.platform = \"discord\" with a [chat.discord] section (bot_token, application_id, public_key, guild_id)"
+        );
+    };
+    let discord = Discord::new(d).map_err(anyhow::Error::msg)?;
+    match register::register(&discord, d.guild_id).await {
+        Ok(summary) => {
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("firstline: {e}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

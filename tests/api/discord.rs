@@ -603,3 +603,79 @@ async fn a_429_from_discord_is_retried_and_nothing_is_lost() {
     );
     assert_eq!(d.discord.threads().len(), 1, "one thread");
 }
+
+/// `firstline discord register --config FILE` against `discord`: exit
+/// code, stdout, stderr.
+async fn register(discord: &FakeDiscord, dir: &tempfile::TempDir) -> (i32, String, String) {
+    let token_file = secret_file(dir, "discord-token", BOT_TOKEN);
+    let config = dir.path().join("firstline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[chat]\nplatform = \"discord\"\nchannel = \"{CHANNEL_ID}\"\n\n[chat.discord]\nbot_token = {{ file = \"{token_file}\" }}\napplication_id = \"{APPLICATION_ID}\"\npublic_key = \"{}\"\nguild_id = \"{GUILD_ID}\"\napi_url = \"{}\"\n",
+            DiscordKeys::generate().public_key_hex(),
+            discord.api_url()
+        ),
+    )
+    .expect("config");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_firstline"))
+        .args(["discord", "register", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env_remove("FIRSTLINE_CONFIG")
+        .output()
+        .await
+        .expect("run firstline");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn discord_register_puts_the_commands_from_the_grammar_and_again_the_same() {
+    let discord = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    let (code, out, err) = register(&discord, &dir).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("registered 6 commands for guild {GUILD_ID}")),
+        "{out}"
+    );
+    assert!(out.contains("/incident (11 subcommands)"), "{out}");
+    let (code2, _, err2) = register(&discord, &dir).await;
+    assert_eq!(code2, 0, "{err2}");
+
+    let puts = discord.command_puts();
+    assert_eq!(puts.len(), 2);
+    let (app, guild, body) = &puts[0];
+    assert_eq!((app.as_str(), guild.as_str()), (APPLICATION_ID, GUILD_ID));
+    let commands = body.as_array().expect("a list of commands");
+    let incident = commands
+        .iter()
+        .find(|c| c["name"] == "incident")
+        .expect("/incident");
+    let ack = incident["options"]
+        .as_array()
+        .and_then(|subs| subs.iter().find(|s| s["name"] == "ack"))
+        .expect("/incident ack");
+    assert_eq!(ack["type"], 1);
+    assert_eq!(ack["options"][0]["name"], "id");
+    assert_eq!(puts[1].2, *body, "a second run sends the same commands");
+}
+
+#[tokio::test]
+async fn discord_register_names_discords_refusal_without_the_token() {
+    let discord = FakeDiscord::start().await;
+    discord.refuse_commands(403, "Missing Access");
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    let (code, _, err) = register(&discord, &dir).await;
+
+    assert_ne!(code, 0);
+    assert!(err.contains("Discord refused the commands: 403"), "{err}");
+    assert!(err.contains("Missing Access"), "{err}");
+    assert!(!err.contains(BOT_TOKEN), "{err}");
+}

@@ -6,6 +6,8 @@
 //! documented wire format. It also takes incident posts as serenity sends
 //! them: messages created and edited in channels and threads, threads
 //! started from a message, DM channels opened; and answers a 429 on demand.
+//! Guild commands overwritten in bulk (`PUT /applications/{app}/guilds/
+//! {guild}/commands`) are recorded, or refused on demand.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +16,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{patch, post};
+use axum::routing::{patch, post, put};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -63,6 +65,10 @@ struct Recorded {
     fail_next: u32,
     rate_limited: u32,
     next_id: u64,
+    /// Bodies of guild command overwrites: (application, guild, body).
+    command_puts: Vec<(String, String, Value)>,
+    /// Answer command overwrites with this status and message.
+    refuse_commands: Option<(u16, String)>,
 }
 
 impl Recorded {
@@ -97,6 +103,10 @@ impl FakeDiscord {
                 post(start_thread),
             )
             .route("/api/v10/users/@me/channels", post(open_dm))
+            .route(
+                "/api/v10/applications/{app}/guilds/{guild}/commands",
+                put(overwrite_commands),
+            )
             .with_state(recorded.clone());
         let url = crate::helpers::serve(router).await;
         FakeDiscord { url, recorded }
@@ -150,6 +160,20 @@ impl FakeDiscord {
     pub fn fail_next_messages(&self, n: u32) {
         if let Ok(mut r) = self.recorded.lock() {
             r.fail_next = n;
+        }
+    }
+
+    /// Bodies of the guild command overwrites, in order:
+    /// (application, guild, body).
+    pub fn command_puts(&self) -> Vec<(String, String, Value)> {
+        self.read(|r| r.command_puts.clone())
+    }
+
+    /// Command overwrites are answered `status` with Discord's error
+    /// `message`.
+    pub fn refuse_commands(&self, status: u16, message: &str) {
+        if let Ok(mut r) = self.recorded.lock() {
+            r.refuse_commands = Some((status, message.to_string()));
         }
     }
 
@@ -284,6 +308,37 @@ async fn start_thread(
         StatusCode::CREATED,
         Json(thread_json(&thread, &channel, &name)),
     )
+}
+
+async fn overwrite_commands(
+    State(recorded): State<Arc<Mutex<Recorded>>>,
+    Path((app, guild)): Path<(String, String)>,
+    body: Json<Value>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Ok(mut r) = recorded.lock() else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    if let Some((status, message)) = r.refuse_commands.clone() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        return (status, Json(json!({"message": message, "code": 50001}))).into_response();
+    }
+    r.command_puts
+        .push((app.clone(), guild.clone(), body.0.clone()));
+    // Discord answers with the commands as stored.
+    let mut stored = Vec::new();
+    for command in body.0.as_array().cloned().unwrap_or_default() {
+        let mut c = command;
+        c["id"] = json!(r.fresh());
+        c["application_id"] = json!(app);
+        c["guild_id"] = json!(guild);
+        c["version"] = json!(r.fresh());
+        if c.get("type").is_none() {
+            c["type"] = json!(1);
+        }
+        stored.push(c);
+    }
+    (StatusCode::OK, Json(Value::Array(stored))).into_response()
 }
 
 async fn open_dm(
