@@ -78,6 +78,7 @@ impl Handler for ActionRunner {
         // What runs must be what was approved: checked before anything is
         // recorded as sending.
         let described = still_same(&self.rules, &inc, &p);
+        // One key per approval: the same on every try of its retry plan.
         let key = format!("firstline-{}-action-{}", inc.human_id, p.id);
         let now = self.clock.now();
         let claim = store
@@ -103,7 +104,7 @@ impl Handler for ActionRunner {
             }
             RunClaim::Go => match described {
                 Err(now) => report(TryResult::Changed { now }),
-                Ok(()) => report(self.run(&inc, &p).await),
+                Ok(()) => report(self.run(&inc, &p, &key).await),
             },
         };
         // The result is known only here: a store hiccup is waited out
@@ -131,6 +132,7 @@ impl ActionRunner {
         &self,
         inc: &crate::domain::incident::Incident,
         p: &crate::store::ProposalRow,
+        key: &str,
     ) -> TryResult {
         let env = &self.rules.actions;
         let decl = inc
@@ -165,9 +167,8 @@ impl ActionRunner {
                 };
             }
         };
-        let key = format!("firstline-{}-action-{}", inc.human_id, p.id);
         let started = Instant::now();
-        let outcome = crate::action::execute(&plan, env, &key).await;
+        let outcome = crate::action::execute(&plan, env, key).await;
         metrics::counter!(
             "firstline_action_tries_total",
             "kind" => plan.kind(),

@@ -532,10 +532,7 @@ pub(super) async fn on_reaction(
         }
         let (n, _) = tally(tx, &p).await?;
         if p.state == st::APPROVED && n < p.quorum {
-            p.state = st::PROPOSED.into();
-            p.reason = None;
-            p.updated_ms = now.0;
-            tx.tx().update_proposal(&p).await?;
+            settle(tx, &mut p, st::PROPOSED, None, now).await?;
         }
         let text = format!(
             "{} withdrew their {} of {label} ({n} of {} approvals)",
@@ -551,10 +548,7 @@ pub(super) async fn on_reaction(
     }
     // What would run now must still be what was proposed.
     if let Err(changed) = still_same(rules, inc, &p) {
-        p.state = st::CANCELLED.into();
-        p.reason = Some(changed.clone());
-        p.updated_ms = now.0;
-        tx.tx().update_proposal(&p).await?;
+        settle(tx, &mut p, st::CANCELLED, Some(changed.clone()), now).await?;
         let text = format!(
             "{actor}'s :{emoji}: on {label} does not count: {changed}; earlier approvals no longer count and nothing will run; propose it again"
         );
@@ -588,10 +582,14 @@ pub(super) async fn on_reaction(
         )));
     }
     if vote == Vote::Reject {
-        p.state = st::REJECTED.into();
-        p.reason = Some(format!("rejected by {actor}"));
-        p.updated_ms = now.0;
-        tx.tx().update_proposal(&p).await?;
+        settle(
+            tx,
+            &mut p,
+            st::REJECTED,
+            Some(format!("rejected by {actor}")),
+            now,
+        )
+        .await?;
         let text = format!(
             "{label} rejected by {}: nothing will run",
             named(actor, &identity)
@@ -609,10 +607,14 @@ pub(super) async fn on_reaction(
         .await;
     }
     if manual {
-        p.state = st::DONE.into();
-        p.reason = Some(format!("ticked by {actor}"));
-        p.updated_ms = now.0;
-        tx.tx().update_proposal(&p).await?;
+        settle(
+            tx,
+            &mut p,
+            st::DONE,
+            Some(format!("ticked by {actor}")),
+            now,
+        )
+        .await?;
         let text = format!(
             "checklist item {label} done: ticked by {}",
             named(actor, &identity)
@@ -640,10 +642,14 @@ pub(super) async fn on_reaction(
         say(tx, rules, now, inc, text.clone(), effects).await?;
         return Ok(Some(text));
     }
-    p.state = st::APPROVED.into();
-    p.reason = Some(format!("approved by {}", names.join(", ")));
-    p.updated_ms = now.0;
-    tx.tx().update_proposal(&p).await?;
+    settle(
+        tx,
+        &mut p,
+        st::APPROVED,
+        Some(format!("approved by {}", names.join(", "))),
+        now,
+    )
+    .await?;
     tx.enqueue(
         Some(inc.id),
         KIND,
@@ -663,6 +669,21 @@ pub(super) async fn on_reaction(
     );
     let data = json!({"op": "approved", "proposal": p.id, "approvers": names, "hash": p.hash});
     announce(tx, rules, now, inc, actor, text, data, effects).await
+}
+
+/// Moves a proposal to `state`, for `reason`, and writes it.
+async fn settle(
+    tx: &mut Batch<'_>,
+    p: &mut ProposalRow,
+    state: &str,
+    reason: Option<String>,
+    now: Millis,
+) -> Result<(), LedgerError> {
+    p.state = state.into();
+    p.reason = reason;
+    p.updated_ms = now.0;
+    tx.tx().update_proposal(p).await?;
+    Ok(())
 }
 
 /// Approvals counted for the proposal's hash, and their names.
@@ -714,10 +735,7 @@ async fn expire_row(
     p: &mut ProposalRow,
     effects: &mut Effects,
 ) -> Result<(), LedgerError> {
-    p.state = st::EXPIRED.into();
-    p.reason = Some("not approved in time".into());
-    p.updated_ms = now.0;
-    tx.tx().update_proposal(p).await?;
+    settle(tx, p, st::EXPIRED, Some("not approved in time".into()), now).await?;
     let (n, _) = tally(tx, p).await?;
     let text = format!(
         "#{} {} expired at {} with {n} of {} approvals: nothing ran; propose it again if it is still wanted",
@@ -964,10 +982,7 @@ pub(super) async fn verified(
         if p.state != st::SUCCEEDED {
             continue;
         }
-        p.state = st::VERIFIED.into();
-        p.reason = Some(verdict.to_string());
-        p.updated_ms = now.0;
-        tx.tx().update_proposal(&p).await?;
+        settle(tx, &mut p, st::VERIFIED, Some(verdict.to_string()), now).await?;
         let text = format!(
             "recovery re-check after #{} {}: {verdict}",
             p.id, p.action_id
@@ -997,10 +1012,14 @@ pub(super) async fn cancel_open(
         if p.state != st::PROPOSED {
             continue;
         }
-        p.state = st::CANCELLED.into();
-        p.reason = Some(format!("{} was resolved", inc.human_id));
-        p.updated_ms = now.0;
-        tx.tx().update_proposal(&p).await?;
+        settle(
+            tx,
+            &mut p,
+            st::CANCELLED,
+            Some(format!("{} was resolved", inc.human_id)),
+            now,
+        )
+        .await?;
         record(
             tx,
             inc,
