@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::action::worker::ActionRunner;
 use crate::chat::console::{Console, Sink};
 use crate::chat::discord::Discord;
+use crate::chat::discord::gateway::Gateway;
 use crate::chat::discord::interactions::Interactions;
 use crate::chat::handler::{self, CommandContext};
 use crate::chat::messages::Messages;
@@ -71,6 +72,8 @@ pub struct App {
     commands: CommandContext,
     /// Slack's Socket Mode listener, when `chat.slack.mode` is `socket`.
     socket: Option<SocketMode>,
+    /// Discord's gateway (reactions), when `chat.discord` is configured.
+    gateway: Option<Gateway>,
     config: Config,
     clock: Arc<dyn Clock>,
     writer: tokio::task::AbortHandle,
@@ -362,6 +365,10 @@ impl App {
         // the same client incident posts go out with.
         let discord = discord_client.map(|d| Interactions::new(d, commands.clone()));
         let socket = inbound.clone().and_then(SocketMode::new);
+        let gateway = config
+            .discord
+            .as_ref()
+            .map(|cfg| Gateway::new(cfg, commands.clone()));
         let state = AppState::new(Shared {
             store: store.clone(),
             ledger,
@@ -395,6 +402,7 @@ impl App {
             actions,
             commands,
             socket,
+            gateway,
             config,
             clock,
             writer,
@@ -438,6 +446,7 @@ impl App {
             actions,
             commands,
             socket,
+            gateway,
             config,
             clock,
             writer,
@@ -476,6 +485,7 @@ impl App {
             stop_rx.clone(),
         ));
         let socket = socket.map(|s| tokio::spawn(s.run(stop_rx.clone())));
+        let gateway = gateway.map(|g| tokio::spawn(g.run(stop_rx.clone())));
         if config.settings.chat.console_stdin && std::io::stdin().is_terminal() {
             tokio::spawn(console_stdin(commands.clone(), stop_rx.clone()));
         }
@@ -496,6 +506,9 @@ impl App {
         let _ = stop_tx.send(true);
         if let Some(socket) = socket {
             let _ = socket.await;
+        }
+        if let Some(gateway) = gateway {
+            let _ = gateway.await;
         }
         let _ = dispatcher.await;
         let _ = storm_watch.await;

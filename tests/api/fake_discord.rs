@@ -16,10 +16,12 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{patch, post, put};
+use axum::routing::{get, patch, post, put};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use sha2::Digest;
+
+use crate::fake_discord_gateway::FakeGateway;
 
 /// The application the tests configure.
 pub const APPLICATION_ID: &str = "223456789012345678";
@@ -69,6 +71,8 @@ struct Recorded {
     command_puts: Vec<(String, String, Value)>,
     /// Answer command overwrites with this status and message.
     refuse_commands: Option<(u16, String)>,
+    /// Users `GET /users/{id}` knows.
+    users: Vec<Value>,
 }
 
 impl Recorded {
@@ -83,12 +87,21 @@ impl Recorded {
 pub struct FakeDiscord {
     url: String,
     recorded: Arc<Mutex<Recorded>>,
+    gateway: FakeGateway,
 }
 
 impl FakeDiscord {
     pub async fn start() -> FakeDiscord {
         let recorded = Arc::new(Mutex::new(Recorded::default()));
+        let gateway = FakeGateway::start().await;
+        let gateway_url = gateway.url();
         let router = Router::new()
+            // Where serenity's client finds the gateway.
+            .route(
+                "/api/v10/gateway",
+                get(move || async move { Json(json!({"url": gateway_url})) }),
+            )
+            .route("/api/v10/users/{user}", get(user))
             .route(
                 "/api/v10/webhooks/{app}/{token}/messages/@original",
                 patch(edit_original),
@@ -109,7 +122,26 @@ impl FakeDiscord {
             )
             .with_state(recorded.clone());
         let url = crate::helpers::serve(router).await;
-        FakeDiscord { url, recorded }
+        FakeDiscord {
+            url,
+            recorded,
+            gateway,
+        }
+    }
+
+    /// The gateway `GET /gateway` names.
+    pub fn gateway(&self) -> &FakeGateway {
+        &self.gateway
+    }
+
+    /// `GET /users/{id}` knows `id` as `username` (with `global_name`).
+    pub fn add_user(&self, id: &str, username: &str, global_name: Option<&str>) {
+        if let Ok(mut r) = self.recorded.lock() {
+            r.users.push(
+                json!({"id": id, "username": username, "global_name": global_name,
+                                "discriminator": "0", "avatar": null, "public_flags": 0}),
+            );
+        }
     }
 
     /// What `chat.discord.api_url` is set to.
@@ -339,6 +371,24 @@ async fn overwrite_commands(
         stored.push(c);
     }
     (StatusCode::OK, Json(Value::Array(stored))).into_response()
+}
+
+/// A user by id, or Discord's "Unknown User".
+async fn user(
+    State(recorded): State<Arc<Mutex<Recorded>>>,
+    Path(id): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    let found = recorded
+        .lock()
+        .ok()
+        .and_then(|r| r.users.iter().find(|u| u["id"] == id.as_str()).cloned());
+    match found {
+        Some(u) => (StatusCode::OK, Json(u)),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"message": "Unknown User", "code": 10013})),
+        ),
+    }
 }
 
 async fn open_dm(

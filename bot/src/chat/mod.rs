@@ -10,6 +10,7 @@ pub mod discord;
 pub mod handler;
 pub mod messages;
 pub mod platform;
+pub mod reactions;
 pub mod slack;
 pub mod storm;
 

@@ -7,8 +7,9 @@
 //! public key) and incident posts ([`post`]: a root message with an embed
 //! and buttons, a thread started from it, the embed edited in place).
 //! Slash commands are registered by `firstline discord register`
-//! ([`register`]). The gateway (reactions) is still to come.
+//! ([`register`]). Reactions arrive over the gateway ([`gateway`]).
 
+pub mod gateway;
 pub mod interactions;
 pub mod post;
 pub mod register;
@@ -50,13 +51,17 @@ pub fn public_key(hex_key: &str) -> Result<[u8; 32], String> {
 /// serenity's rate limiter off, since serenity ignores the proxy while its
 /// limiter is on; against Discord the limiter keeps to its buckets.
 pub fn client(config: &DiscordConfig) -> Arc<Http> {
+    Arc::new(builder(config).build())
+}
+
+/// [`client`]'s builder (the gateway's client takes one of its own).
+pub fn builder(config: &DiscordConfig) -> HttpBuilder {
     let builder = HttpBuilder::new(config.bot_token.expose_secret())
         .application_id(ApplicationId::new(config.application_id));
-    let builder = match proxy_of(&config.api_url) {
+    match proxy_of(&config.api_url) {
         Some(proxy) => builder.proxy(proxy).ratelimiter_disabled(true),
         None => builder,
-    };
-    Arc::new(builder.build())
+    }
 }
 
 /// What serenity's `proxy` takes for `api_url`: serenity replaces

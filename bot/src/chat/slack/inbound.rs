@@ -19,9 +19,8 @@ use tracing::{info, warn};
 
 use super::Slack;
 use crate::chat::handler::{self, CommandContext, Reply};
+use crate::chat::reactions;
 use crate::domain::time::Millis;
-use crate::incident::{Change, LedgerError};
-use crate::intake::journal::READ_WAIT;
 
 /// Where what Slack sends is acted on. Cheap to clone.
 #[derive(Clone)]
@@ -82,37 +81,23 @@ impl Inbound {
             return Ok(());
         };
         let message_ref = format!("{channel}/{}", message.origin.ts);
-        self.commands.progress.caught_up(READ_WAIT).await;
-        let post = self
-            .commands
-            .store
-            .post_by_ref("slack", &message_ref)
-            .await
-            .map_err(|e| e.to_string())?;
-        // A reaction on a message that is not the bot's, or on one of no
-        // incident, is someone else's business.
-        let Some(id) = post.and_then(|p| p.incident_id) else {
+        let Some(id) = reactions::incident_of_post(&self.commands, "slack", &message_ref).await?
+        else {
             return Ok(());
         };
-        let emoji = emoji.to_string();
-        if handler::check_reaction(&user, &emoji, &message_ref).is_err() {
-            return Ok(());
-        }
         let actor = self.slack.actor(&user, None).await;
-        let change = Change::Reaction {
+        // From a signed event (or Socket Mode's authenticated socket).
+        let by = crate::approval::Identity::new("slack", &user);
+        reactions::apply(
+            &self.commands,
             id,
-            emoji,
-            message_ref,
+            &actor,
+            by,
+            emoji.as_ref(),
+            &message_ref,
             removed,
-            // From a signed event (or Socket Mode's authenticated socket).
-            by: Some(crate::approval::Identity::new("slack", &user)),
-        };
-        match self.commands.ledger.change(&actor, change).await {
-            Ok(_) => Ok(()),
-            Err(LedgerError::Store(e)) => Err(e.to_string()),
-            // Refused (the incident is gone): nothing a retry would change.
-            Err(_) => Ok(()),
-        }
+        )
+        .await
     }
 
     /// A slash command: its reply if it is done within

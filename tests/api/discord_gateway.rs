@@ -1,0 +1,405 @@
+//! Reactions on Discord, end to end: serenity's real gateway client
+//! connects to the fake gateway (found through `GET /gateway` on the fake
+//! REST API), and reactions dispatched there on the bot's posts reach the
+//! ledger as Slack's and the console's do. The approval is the one a user
+//! notices: a `/action propose` by one Discord user, a ✅ by another, the
+//! loopback admin endpoint called once, and what the thread says.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::actions::{RUNBOOK, Service, service};
+use crate::fake_discord::{
+    APPLICATION_ID, BOT_TOKEN, CHANNEL_ID, DiscordKeys, FakeDiscord, GUILD_ID, Sent, command,
+    member, unix_now,
+};
+use crate::fake_discord_gateway::BOT_USER_ID;
+use crate::helpers::{Backend, TestApp, am_payload, spawn_app_with_file_on};
+use crate::slack::secret_file;
+
+const SAM: &str = "80351110224678912";
+const ANN: &str = "80351110224678913";
+const BOB: &str = "80351110224678914";
+const CAROL: &str = "80351110224678915";
+const WAIT: Duration = Duration::from_secs(10);
+/// Discord's gateway intent bit for GUILD_MESSAGE_REACTIONS (1 << 10).
+const GUILD_MESSAGE_REACTIONS: u64 = 1 << 10;
+
+struct Setup {
+    app: TestApp,
+    discord: FakeDiscord,
+    keys: DiscordKeys,
+    svc: Service,
+    _dir: tempfile::TempDir,
+    _secrets: tempfile::TempDir,
+}
+
+/// The app on `backend` as a Discord application with the runbook whose
+/// `restart` POSTs to a counting loopback admin endpoint; the fixers are
+/// Sam and Ann on Discord. Returns once the gateway client has identified.
+async fn setup(backend: Backend) -> Option<Setup> {
+    setup_with(backend, "").await
+}
+
+/// [`setup`] with more `[approvals]` settings.
+async fn setup_with(backend: Backend, approvals: &str) -> Option<Setup> {
+    let svc = service(0).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("svc.toml"), RUNBOOK.replace("RETRY", ""))
+        .expect("write runbook");
+    let toml = format!(
+        r#"
+[runbooks]
+bundled = false
+dirs = ["{dir}"]
+run_on_alert = false
+
+[targets.admin]
+kind = "http"
+base_url = "{addr}"
+
+[roles.fixers]
+members = ["discord:{SAM}", "discord:{ANN}"]
+
+[approvals]
+default_approvers = ["fixers"]
+{approvals}
+
+[actions]
+verify_after_s = 0
+"#,
+        dir = dir.path().display(),
+        addr = svc.addr,
+    );
+    let discord = FakeDiscord::start().await;
+    let keys = DiscordKeys::generate();
+    let secrets = tempfile::tempdir().expect("temp dir");
+    let token_file = secret_file(&secrets, "discord-token", BOT_TOKEN);
+    let public_key = keys.public_key_hex();
+    let api_url = discord.api_url();
+    let env = [
+        ("FIRSTLINE_CHAT__PLATFORM", "discord"),
+        ("FIRSTLINE_CHAT__CHANNEL", CHANNEL_ID),
+        (
+            "FIRSTLINE_CHAT__DISCORD__BOT_TOKEN__FILE",
+            token_file.as_str(),
+        ),
+        ("FIRSTLINE_CHAT__DISCORD__APPLICATION_ID", APPLICATION_ID),
+        ("FIRSTLINE_CHAT__DISCORD__PUBLIC_KEY", public_key.as_str()),
+        ("FIRSTLINE_CHAT__DISCORD__GUILD_ID", GUILD_ID),
+        ("FIRSTLINE_CHAT__DISCORD__API_URL", api_url.as_str()),
+    ];
+    let app = spawn_app_with_file_on(backend, &toml, &env).await?;
+    assert!(
+        discord.gateway().wait_connected(WAIT).await,
+        "serenity's gateway client never identified"
+    );
+    Some(Setup {
+        app,
+        discord,
+        keys,
+        svc,
+        _dir: dir,
+        _secrets: secrets,
+    })
+}
+
+impl Setup {
+    /// An alert of `severity` opens INC-1; once its root is posted.
+    async fn open(&self, severity: &str) {
+        let body = am_payload(
+            "g-discord",
+            &[(
+                "SvcDown",
+                "svc",
+                severity,
+                "svc:80",
+                "firing",
+                "2026-12-05T00:00:00Z",
+            )],
+        );
+        let (code, _) = self.app.post_hook("alertmanager", body).await;
+        assert_eq!(code, 200);
+        self.app.wait_posts("INC-1", 1).await;
+    }
+
+    /// Sam runs `/action propose restart INC-1` (a signed interaction);
+    /// the proposal message as the fake Discord holds it.
+    async fn propose(&self) -> Sent {
+        let (i, _) = command(
+            "action",
+            json!([{"name": "propose", "type": 1, "options": [
+                {"name": "action", "type": 3, "value": "restart"},
+                {"name": "inc", "type": 3, "value": "INC-1"},
+            ]}]),
+            member(SAM, "sam", Some("Sam"), None),
+        );
+        let body = i.to_string();
+        let ts = unix_now().to_string();
+        let sig = self.keys.sign(&ts, body.as_bytes());
+        let r = self
+            .app
+            .client
+            .post(format!("{}/discord/interactions", self.app.addr))
+            .header("content-type", "application/json")
+            .header("X-Signature-Ed25519", sig)
+            .header("X-Signature-Timestamp", ts)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status().as_u16(), 200);
+        let answer: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(
+            answer.to_string().contains("proposed #1 restart for INC-1"),
+            "{answer}"
+        );
+        let proposal = self.wait_message("Proposal #1").await;
+        // A reaction counts once the post is recorded as the bot's (a
+        // moment after Discord took it; a person is never that quick).
+        let posted = format!("{}/{}", proposal.channel, proposal.id);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (_, posts) = self.app.get_json("/api/incidents/INC-1/posts").await;
+            if posts.to_string().contains(&posted) {
+                break proposal;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the proposal {posted} is not recorded: {posts:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The first message whose text contains `needle`, once there is one.
+    async fn wait_message(&self, needle: &str) -> Sent {
+        let found = |d: &FakeDiscord| d.messages().into_iter().find(|m| text(m).contains(needle));
+        assert!(
+            self.discord.wait_for(|d| found(d).is_some(), WAIT).await,
+            "no message contains {needle:?}: {:#?}",
+            self.discord.messages().iter().map(text).collect::<Vec<_>>()
+        );
+        found(&self.discord).expect("found above")
+    }
+
+    /// Waits until `n` messages contain `needle`.
+    async fn wait_count(&self, needle: &str, n: usize) {
+        let counted = |d: &FakeDiscord| {
+            d.messages()
+                .iter()
+                .filter(|m| text(m).contains(needle))
+                .count()
+        };
+        assert!(
+            self.discord.wait_for(|d| counted(d) >= n, WAIT).await,
+            "fewer than {n} messages contain {needle:?}: {:#?}",
+            self.discord.messages().iter().map(text).collect::<Vec<_>>()
+        );
+    }
+
+    /// How many messages contain `needle`.
+    fn count(&self, needle: &str) -> usize {
+        self.discord
+            .messages()
+            .iter()
+            .filter(|m| text(m).contains(needle))
+            .count()
+    }
+
+    /// `user` adds (or takes off) ✅ on `message` through the gateway:
+    /// the dispatch's sequence number.
+    fn react(&self, removed: bool, message: &Sent, user: &str, name: &str) -> u64 {
+        self.discord
+            .gateway()
+            .react(removed, &message.channel, &message.id, user, name, "✅")
+            .expect("a gateway connection is open")
+    }
+}
+
+fn text(m: &Sent) -> String {
+    m.body["content"].as_str().unwrap_or_default().to_string()
+}
+
+/// A pause in which nothing must happen (a call that would come, comes
+/// well within it).
+async fn quiet() {
+    tokio::time::sleep(Duration::from_millis(600)).await;
+}
+
+#[tokio::test]
+async fn the_gateway_identifies_with_the_bot_token_and_only_the_reactions_intent() {
+    let Some(s) = setup(Backend::Sqlite).await else {
+        return;
+    };
+    let identify = &s.discord.gateway().identifies()[0];
+    // As serenity sends it.
+    assert_eq!(identify["token"], format!("Bot {BOT_TOKEN}"), "{identify}");
+    assert_eq!(identify["intents"], GUILD_MESSAGE_REACTIONS, "{identify}");
+    assert_eq!(identify["shard"], json!([0, 1]), "{identify}");
+}
+
+async fn a_fixers_reaction_runs_the_proposal_once(backend: Backend) {
+    let Some(s) = setup(backend).await else {
+        return;
+    };
+    s.open("warning").await;
+    let proposal = s.propose().await;
+    assert!(
+        text(&proposal).contains(&format!("fixers (discord:{SAM}, discord:{ANN})")),
+        "{proposal:?}"
+    );
+    quiet().await;
+    assert_eq!(
+        s.svc.restarts.load(Ordering::SeqCst),
+        0,
+        "nothing runs unapproved"
+    );
+
+    // Ann reacts ✅ on the proposal message.
+    let seq = s.react(false, &proposal, ANN, "ann");
+    s.wait_message(&format!(
+        "#1 restart approved by ann (discord:{ANN}) (proposed by Sam (discord:{SAM})): running it now"
+    ))
+    .await;
+    let done = s.wait_message("#1 restart try 1/1: done").await;
+    assert!(text(&done).contains("HTTP 202"), "{done:?}");
+    assert_eq!(s.svc.restarts.load(Ordering::SeqCst), 1);
+
+    // Discord delivers the same dispatch again: applied once, so the
+    // thread stays as it was and nothing runs again.
+    let before = s.discord.messages().len();
+    assert!(s.discord.gateway().deliver_again(seq));
+    quiet().await;
+    assert_eq!(s.svc.restarts.load(Ordering::SeqCst), 1);
+    assert_eq!(s.count("try 1/1: done"), 1);
+    assert_eq!(
+        s.discord.messages().len(),
+        before,
+        "{:#?}",
+        s.discord.messages()
+    );
+
+    // The audit and the timeline name the Discord users.
+    let (_, body) = s.app.get_json("/api/incidents/INC-1/actions").await;
+    let p = &body["actions"][0];
+    assert_eq!(p["proposer_identity"], format!("discord:{SAM}"), "{p}");
+    assert_eq!(p["votes"][0]["identity"], format!("discord:{ANN}"), "{p}");
+    assert_eq!(p["votes"].as_array().map(Vec::len), Some(1), "{p}");
+    let (_, tl) = s.app.get_json("/api/incidents/INC-1/timeline").await;
+    let reacted = format!(
+        "ann (discord:{ANN}) reacted :white_check_mark: to message {}/{}",
+        proposal.channel, proposal.id
+    );
+    let events = tl["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["text"].as_str() == Some(reacted.as_str()))
+            .count(),
+        1,
+        "{tl:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_discord_fixers_reaction_on_the_proposal_runs_it_once() {
+    a_fixers_reaction_runs_the_proposal_once(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_discord_fixers_reaction_on_the_proposal_runs_it_once_on_postgres() {
+    a_fixers_reaction_runs_the_proposal_once(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_reaction_without_the_role_or_by_the_bot_does_not_count() {
+    let Some(s) = setup(Backend::Sqlite).await else {
+        return;
+    };
+    s.open("warning").await;
+    let proposal = s.propose().await;
+    s.react(false, &proposal, BOB, "bob");
+    let why = s.wait_message("does not count").await;
+    assert!(
+        text(&why).contains(&format!(
+            "bob (discord:{BOB})'s :white_check_mark: on #1 restart does not count: discord:{BOB} holds none of the roles"
+        )),
+        "{why:?}"
+    );
+    // The bot's own reaction is not a vote, nor anything else.
+    s.react(false, &proposal, BOT_USER_ID, "firstline");
+    quiet().await;
+    assert_eq!(s.count("does not count"), 1);
+    assert_eq!(s.svc.restarts.load(Ordering::SeqCst), 0);
+    let (_, body) = s.app.get_json("/api/incidents/INC-1/actions").await;
+    assert_eq!(body["actions"][0]["state"], "proposed", "{body}");
+
+    // A removal carries no member: the name comes from Discord's API.
+    s.discord.add_user(CAROL, "carol", Some("Carol"));
+    s.react(true, &proposal, CAROL, "carol");
+    let removed = format!("Carol (discord:{CAROL}) removed their :white_check_mark:");
+    let mut seen = false;
+    for _ in 0..200 {
+        let (_, tl) = s.app.get_json("/api/incidents/INC-1/timeline").await;
+        if tl.to_string().contains(&removed) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(seen, "the timeline never said {removed:?}");
+}
+
+#[tokio::test]
+async fn taking_a_reaction_off_withdraws_it_and_adding_it_again_counts_again() {
+    let Some(s) = setup_with(Backend::Sqlite, "quorum = 2").await else {
+        return;
+    };
+    s.open("warning").await;
+    let proposal = s.propose().await;
+    // Sam approves, then takes his ✅ off before anyone else approves.
+    s.react(false, &proposal, SAM, "sam");
+    s.wait_message("1 of 2 approvals; waiting for 1 more").await;
+    s.react(true, &proposal, SAM, "sam");
+    s.wait_message("withdrew their approval of #1 restart (0 of 2 approvals)")
+        .await;
+    // Ann approves: one of two again, not two.
+    s.react(false, &proposal, ANN, "ann");
+    s.wait_count("approved #1 restart: 1 of 2", 2).await;
+    quiet().await;
+    assert_eq!(s.svc.restarts.load(Ordering::SeqCst), 0);
+    // Sam adds it again: that is the second approval, and it runs.
+    s.react(false, &proposal, SAM, "sam");
+    s.wait_message("#1 restart try 1/1: done").await;
+    assert_eq!(s.svc.restarts.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn after_discord_asks_for_a_reconnect_the_session_resumes_and_reactions_count() {
+    let Some(s) = setup(Backend::Sqlite).await else {
+        return;
+    };
+    s.open("warning").await;
+    let proposal = s.propose().await;
+    let gateway = s.discord.gateway();
+    assert!(gateway.ask_reconnect());
+    assert!(
+        gateway.wait_for(|g| !g.resumes().is_empty(), WAIT).await,
+        "serenity did not resume after RECONNECT"
+    );
+    let resume = &gateway.resumes()[0];
+    assert_eq!(resume["session_id"], "fake-session-1", "{resume}");
+    assert_eq!(resume["token"], format!("Bot {BOT_TOKEN}"), "{resume}");
+    assert_eq!(
+        gateway.identifies().len(),
+        1,
+        "resumed, not identified again"
+    );
+
+    s.react(false, &proposal, ANN, "ann");
+    s.wait_message("#1 restart try 1/1: done").await;
+    assert_eq!(s.svc.restarts.load(Ordering::SeqCst), 1);
+}
