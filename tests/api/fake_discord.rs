@@ -69,6 +69,8 @@ struct Recorded {
     command_puts: Vec<(String, String, Value)>,
     /// Answer command overwrites with this status and message.
     refuse_commands: Option<(u16, String)>,
+    /// DM channels opened: (recipient, channel).
+    dms: Vec<(String, String)>,
 }
 
 impl Recorded {
@@ -175,6 +177,12 @@ impl FakeDiscord {
         if let Ok(mut r) = self.recorded.lock() {
             r.refuse_commands = Some((status, message.to_string()));
         }
+    }
+
+    /// DM channels opened (`POST /users/@me/channels`), in order:
+    /// (recipient, channel).
+    pub fn dms(&self) -> Vec<(String, String)> {
+        self.read(|r| r.dms.clone())
     }
 
     /// 429s answered so far.
@@ -350,6 +358,7 @@ async fn open_dm(
     };
     let id = r.fresh();
     let user = body["recipient_id"].as_str().unwrap_or("1").to_string();
+    r.dms.push((user.clone(), id.clone()));
     (
         StatusCode::OK,
         Json(json!({
