@@ -467,7 +467,7 @@ async fn the_interactions_endpoint_is_404_when_firstline_is_not_a_discord_app() 
 impl DiscordApp {
     /// An alert opens INC-1: the root message in the channel, once it is
     /// there.
-    async fn open_incident(&self) -> crate::fake_discord::Sent {
+    pub(crate) async fn open_incident(&self) -> crate::fake_discord::Sent {
         let body = crate::helpers::am_payload(
             "g-discord",
             &[(

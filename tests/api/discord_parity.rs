@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::discord::{DiscordApp, USER_ID, WAIT, discord_app, nelly};
+use crate::discord::{DiscordApp, USER_ID, WAIT, content, discord_app, nelly};
 use crate::fake_discord::command;
 use crate::fake_slack::command_form;
 use crate::helpers::{Backend, TestApp, spawn_app_on};
@@ -406,4 +406,50 @@ async fn same_incident_everywhere(backend: Backend) {
 #[tokio::test]
 async fn the_same_commands_give_the_same_incident_and_answers_on_console_slack_and_discord() {
     same_incident_everywhere(Backend::Sqlite).await;
+}
+
+/// On the console a command names its incident's thread (`incident`); in
+/// Slack, the incident's own channel; on Discord, the thread started from
+/// the incident's root message. Without an id, a command typed there means
+/// that incident, and one typed in the channel asks which.
+async fn thread_means_its_incident(backend: Backend) {
+    let Some(d) = discord_app(backend, &[]).await else {
+        return;
+    };
+    d.open_incident().await;
+    let thread = d.discord.threads()[0].thread.clone();
+    let ack = || command("incident", sub("ack", json!([])), nelly()).0;
+
+    let (status, in_channel) = d.send(&ack()).await;
+    assert_eq!(status, 200, "{in_channel}");
+    let (_, console) = d.app.command(CONSOLE_USER, "/incident ack").await;
+    assert_eq!(console["ok"], false, "{console}");
+    assert_eq!(
+        normalise(content(&in_channel), "-"),
+        normalise(console["reply"].as_str().unwrap_or_default(), "-"),
+    );
+    let (_, inc) = d.app.get_json("/api/incidents/INC-1").await;
+    assert_eq!(inc["incident"]["state"], "triggered", "{inc}");
+
+    let mut in_thread = ack();
+    in_thread["channel_id"] = json!(thread);
+    let (status, answer) = d.send(&in_thread).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        content(&answer),
+        format!("INC-1 acknowledged by Nelly (discord:{USER_ID})"),
+        "{answer}"
+    );
+    let (_, inc) = d.app.get_json("/api/incidents/INC-1").await;
+    assert_eq!(inc["incident"]["state"], "acknowledged", "{inc}");
+}
+
+#[tokio::test]
+async fn a_command_without_an_id_in_an_incidents_discord_thread_means_that_incident() {
+    thread_means_its_incident(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_discord_thread_means_its_incident_on_postgres_too() {
+    thread_means_its_incident(Backend::Postgres).await;
 }
