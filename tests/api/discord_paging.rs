@@ -9,7 +9,8 @@ use crate::discord::{DiscordApp, USER_ID, WAIT, content, discord_app_with_file, 
 use crate::fake_discord::{BOT_TOKEN, FakeDiscord, Sent, command};
 use crate::helpers::Backend;
 
-/// Ann is paged by DM, Bob by a mention; both at P1's only step.
+/// Ann is paged by DM, Bob by a mention, and the channel with @here; all
+/// at P1's only step.
 const ANN: &str = "80351110224678913";
 const BOB: &str = "80351110224678914";
 
@@ -31,7 +32,7 @@ discord = "{BOB}"
 page_via = ["chat_mention"]
 
 [escalation.P1]
-steps = [{{ page = ["ann", "bob"], ack_within = "60s" }}]
+steps = [{{ page = ["ann", "bob", "channel"], ack_within = "60s" }}]
 "#
     )
 }
@@ -153,21 +154,46 @@ async fn escalation_dms_one_contact_and_mentions_the_other(backend: Backend) {
     );
     wait_page_event(&d, "paged bob via chat_mention").await;
 
+    // The channel: @here, which only that page may ping.
+    let here = |f: &FakeDiscord| {
+        f.messages()
+            .into_iter()
+            .filter(|m| text(m).starts_with("@here "))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        d.discord.wait_for(|f| !here(f).is_empty(), WAIT).await,
+        "no @here: {:?}",
+        d.discord.messages()
+    );
+    let here = here(&d.discord);
+    assert_eq!(here.len(), 1, "{here:?}");
+    assert_eq!(
+        here[0].body["allowed_mentions"],
+        json!({"parse": ["everyone"], "users": [], "roles": []}),
+        "{}",
+        here[0].body
+    );
+    wait_page_event(&d, "paged the channel via chat_mention").await;
+
     // Each was paged the one way their contact says, once.
     assert!(dms_to(&d.discord, BOB).is_empty(), "{:?}", d.discord.dms());
     assert!(mentions_of(&d.discord, ANN).is_empty());
     assert_eq!(d.discord.dms().len(), 1, "{:?}", d.discord.dms());
     assert_eq!(mentions_of(&d.discord, BOB).len(), 1);
-    // Nothing the bot posted may ping anyone else.
+    // Nothing else the bot posted may ping anyone.
     for m in d.discord.messages() {
-        let users = m.body["allowed_mentions"]["users"].clone();
-        assert!(
-            users == json!([]) || users == json!([BOB]),
+        let t = text(&m);
+        if t.starts_with(&format!("<@{BOB}> ")) || t.starts_with("@here ") {
+            continue;
+        }
+        assert_eq!(
+            m.body["allowed_mentions"],
+            json!({"parse": [], "users": [], "roles": []}),
             "{}: {}",
             m.channel,
             m.body
         );
-        assert_eq!(m.body["allowed_mentions"]["parse"], json!([]), "{}", m.body);
     }
 }
 

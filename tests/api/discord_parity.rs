@@ -408,6 +408,11 @@ async fn the_same_commands_give_the_same_incident_and_answers_on_console_slack_a
     same_incident_everywhere(Backend::Sqlite).await;
 }
 
+#[tokio::test]
+async fn console_slack_and_discord_agree_on_postgres_too() {
+    same_incident_everywhere(Backend::Postgres).await;
+}
+
 /// On the console a command names its incident's thread (`incident`); in
 /// Slack, the incident's own channel; on Discord, the thread started from
 /// the incident's root message. Without an id, a command typed there means
