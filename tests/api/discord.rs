@@ -11,23 +11,32 @@ use crate::fake_discord::{
     APPLICATION_ID, BOT_TOKEN, CHANNEL_ID, DiscordKeys, FakeDiscord, GUILD_ID, button, command,
     member, ping, unix_now,
 };
-use crate::helpers::{Backend, TestApp, spawn_app_on};
+use crate::helpers::{Backend, TestApp, spawn_app_on, spawn_app_with_file_on};
 use crate::slack::secret_file;
 
-const USER_ID: &str = "80351110224678912";
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const USER_ID: &str = "80351110224678912";
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
-struct DiscordApp {
-    app: TestApp,
-    discord: FakeDiscord,
-    keys: DiscordKeys,
+pub(crate) struct DiscordApp {
+    pub(crate) app: TestApp,
+    pub(crate) discord: FakeDiscord,
+    pub(crate) keys: DiscordKeys,
     _secrets: tempfile::TempDir,
 }
 
 /// The app on `backend` as a Discord application, with `/console/*`
 /// mounted beside it (to compare answers), talking to a fresh fake
 /// Discord.
-async fn discord_app(backend: Backend, extra: &[(&str, &str)]) -> Option<DiscordApp> {
+pub(crate) async fn discord_app(backend: Backend, extra: &[(&str, &str)]) -> Option<DiscordApp> {
+    discord_app_with_file(backend, None, extra).await
+}
+
+/// The same with `toml` as its configuration file (contacts, policies).
+pub(crate) async fn discord_app_with_file(
+    backend: Backend,
+    toml: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Option<DiscordApp> {
     let discord = FakeDiscord::start().await;
     let keys = DiscordKeys::generate();
     let secrets = tempfile::tempdir().expect("temp dir");
@@ -48,7 +57,10 @@ async fn discord_app(backend: Backend, extra: &[(&str, &str)]) -> Option<Discord
         ("FIRSTLINE_CHAT__DISCORD__API_URL", api_url.as_str()),
     ];
     env.extend_from_slice(extra);
-    let app = spawn_app_on(backend, &env).await?;
+    let app = match toml {
+        Some(toml) => spawn_app_with_file_on(backend, toml, &env).await?,
+        None => spawn_app_on(backend, &env).await?,
+    };
     Some(DiscordApp {
         app,
         discord,
@@ -58,7 +70,7 @@ async fn discord_app(backend: Backend, extra: &[(&str, &str)]) -> Option<Discord
 }
 
 /// Nelly, a member of the server, as interactions carry her.
-fn nelly() -> Value {
+pub(crate) fn nelly() -> Value {
     member(USER_ID, "nelly", Some("Nelly"), None)
 }
 
@@ -92,7 +104,7 @@ impl DiscordApp {
     }
 
     /// Sends `interaction` signed now, as Discord does.
-    async fn send(&self, interaction: &Value) -> (u16, Value) {
+    pub(crate) async fn send(&self, interaction: &Value) -> (u16, Value) {
         let body = interaction.to_string();
         let ts = unix_now().to_string();
         let sig = self.keys.sign(&ts, body.as_bytes());
@@ -100,7 +112,7 @@ impl DiscordApp {
     }
 
     /// `/incident SUB` with the given options, by Nelly: its answer.
-    async fn incident(&self, sub: &str, options: Value) -> (u16, Value) {
+    pub(crate) async fn incident(&self, sub: &str, options: Value) -> (u16, Value) {
         let (i, _) = command(
             "incident",
             json!([{"name": sub, "type": 1, "options": options}]),
@@ -109,7 +121,7 @@ impl DiscordApp {
         self.send(&i).await
     }
 
-    async fn timeline(&self, id: &str) -> Vec<Value> {
+    pub(crate) async fn timeline(&self, id: &str) -> Vec<Value> {
         let (_, tl) = self
             .app
             .get_json(&format!("/api/incidents/{id}/timeline"))
@@ -118,7 +130,7 @@ impl DiscordApp {
     }
 }
 
-fn content(answer: &Value) -> &str {
+pub(crate) fn content(answer: &Value) -> &str {
     answer["data"]["content"].as_str().unwrap_or_default()
 }
 
@@ -279,9 +291,8 @@ async fn declaring_through_discord_works_on_postgres_too() {
     declare_names_the_discord_user(Backend::Postgres).await;
 }
 
-#[tokio::test]
-async fn an_ack_through_discord_answers_with_the_consoles_words() {
-    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
+async fn ack_answers_with_the_consoles_words(backend: Backend) {
+    let Some(d) = discord_app(backend, &[]).await else {
         return;
     };
     let actor = format!("Nelly (discord:{USER_ID})");
@@ -326,8 +337,17 @@ async fn an_ack_through_discord_answers_with_the_consoles_words() {
 }
 
 #[tokio::test]
-async fn the_bots_resolve_button_resolves_the_incident_as_the_command_does() {
-    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
+async fn an_ack_through_discord_answers_with_the_consoles_words() {
+    ack_answers_with_the_consoles_words(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_ack_through_discord_answers_with_the_consoles_words_on_postgres_too() {
+    ack_answers_with_the_consoles_words(Backend::Postgres).await;
+}
+
+async fn resolve_button_resolves(backend: Backend) {
+    let Some(d) = discord_app(backend, &[]).await else {
         return;
     };
     let (status, _) = d
@@ -355,9 +375,18 @@ async fn the_bots_resolve_button_resolves_the_incident_as_the_command_does() {
 }
 
 #[tokio::test]
-async fn a_command_not_done_in_time_is_deferred_and_its_answer_edited_in_through_the_rest_api() {
+async fn the_bots_resolve_button_resolves_the_incident_as_the_command_does() {
+    resolve_button_resolves(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_resolve_button_works_on_postgres_too() {
+    resolve_button_resolves(Backend::Postgres).await;
+}
+
+async fn late_answer_is_edited_in(backend: Backend) {
     let Some(d) = discord_app(
-        Backend::Sqlite,
+        backend,
         &[("FIRSTLINE_CHAT__DISCORD__ANSWER_WITHIN_MS", "0")],
     )
     .await
@@ -390,6 +419,16 @@ async fn a_command_not_done_in_time_is_deferred_and_its_answer_edited_in_through
     let parsed: Result<serenity::model::channel::Message, _> =
         serde_json::from_value(crate::fake_discord::message_json(text));
     assert!(parsed.is_ok(), "{parsed:?}");
+}
+
+#[tokio::test]
+async fn a_command_not_done_in_time_is_deferred_and_its_answer_edited_in_through_the_rest_api() {
+    late_answer_is_edited_in(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_deferred_answer_is_edited_in_on_postgres_too() {
+    late_answer_is_edited_in(Backend::Postgres).await;
 }
 
 #[tokio::test]
@@ -428,7 +467,7 @@ async fn the_interactions_endpoint_is_404_when_firstline_is_not_a_discord_app() 
 impl DiscordApp {
     /// An alert opens INC-1: the root message in the channel, once it is
     /// there.
-    async fn open_incident(&self) -> crate::fake_discord::Sent {
+    pub(crate) async fn open_incident(&self) -> crate::fake_discord::Sent {
         let body = crate::helpers::am_payload(
             "g-discord",
             &[(
@@ -466,9 +505,8 @@ fn custom_ids(body: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn an_alert_posts_a_root_embed_with_buttons_and_its_text_in_a_thread_started_from_it() {
-    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
+async fn root_embed_and_thread(backend: Backend) {
+    let Some(d) = discord_app(backend, &[]).await else {
         return;
     };
     let root = d.open_incident().await;
@@ -537,8 +575,17 @@ async fn an_alert_posts_a_root_embed_with_buttons_and_its_text_in_a_thread_start
 }
 
 #[tokio::test]
-async fn an_ack_through_discord_edits_the_root_embed_in_place() {
-    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
+async fn an_alert_posts_a_root_embed_with_buttons_and_its_text_in_a_thread_started_from_it() {
+    root_embed_and_thread(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_root_embed_and_thread_work_on_postgres_too() {
+    root_embed_and_thread(Backend::Postgres).await;
+}
+
+async fn ack_edits_the_root_embed(backend: Backend) {
+    let Some(d) = discord_app(backend, &[]).await else {
         return;
     };
     let root = d.open_incident().await;
@@ -582,8 +629,17 @@ async fn an_ack_through_discord_edits_the_root_embed_in_place() {
 }
 
 #[tokio::test]
-async fn a_429_from_discord_is_retried_and_nothing_is_lost() {
-    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
+async fn an_ack_through_discord_edits_the_root_embed_in_place() {
+    ack_edits_the_root_embed(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_ack_through_discord_edits_the_root_embed_on_postgres_too() {
+    ack_edits_the_root_embed(Backend::Postgres).await;
+}
+
+async fn retried_after_a_429(backend: Backend) {
+    let Some(d) = discord_app(backend, &[]).await else {
         return;
     };
     d.discord.fail_next_messages(1);
@@ -602,6 +658,16 @@ async fn a_429_from_discord_is_retried_and_nothing_is_lost() {
             .await
     );
     assert_eq!(d.discord.threads().len(), 1, "one thread");
+}
+
+#[tokio::test]
+async fn a_429_from_discord_is_retried_and_nothing_is_lost() {
+    retried_after_a_429(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_429_from_discord_is_retried_on_postgres_too() {
+    retried_after_a_429(Backend::Postgres).await;
 }
 
 /// `firstline discord register --config FILE` against `discord`: exit

@@ -73,6 +73,8 @@ struct Recorded {
     refuse_commands: Option<(u16, String)>,
     /// Users `GET /users/{id}` knows.
     users: Vec<Value>,
+    /// DM channels opened: (recipient, channel).
+    dms: Vec<(String, String)>,
 }
 
 impl Recorded {
@@ -207,6 +209,12 @@ impl FakeDiscord {
         if let Ok(mut r) = self.recorded.lock() {
             r.refuse_commands = Some((status, message.to_string()));
         }
+    }
+
+    /// DM channels opened (`POST /users/@me/channels`), in order:
+    /// (recipient, channel).
+    pub fn dms(&self) -> Vec<(String, String)> {
+        self.read(|r| r.dms.clone())
     }
 
     /// 429s answered so far.
@@ -400,6 +408,7 @@ async fn open_dm(
     };
     let id = r.fresh();
     let user = body["recipient_id"].as_str().unwrap_or("1").to_string();
+    r.dms.push((user.clone(), id.clone()));
     (
         StatusCode::OK,
         Json(json!({

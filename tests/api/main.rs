@@ -7,6 +7,8 @@ mod chat_commands;
 mod config_cli;
 mod discord;
 mod discord_gateway;
+mod discord_paging;
+mod discord_parity;
 mod e2e;
 mod escalation;
 mod fake_discord;

@@ -10,7 +10,9 @@
 //!   the line a person would type (`/incident ack INC-7`); [`button_line`]
 //!   likewise for a press of one of the bot's buttons (`chat::buttons`).
 //! - [`Interactions::answer`]: PING gets PONG; a command or a button runs
-//!   as the Discord user who used it (identity `discord:<user id>`). A
+//!   as the Discord user who used it (identity `discord:<user id>`), and
+//!   one typed in an incident's thread without an id means that incident
+//!   (as in Slack's incident channel, or with the console's `incident`). A
 //!   reply ready within `chat.discord.answer_within_ms` is the response
 //!   itself; otherwise the response defers ("thinking…") and the reply is
 //!   edited in through serenity's REST client when done.
@@ -27,6 +29,7 @@ use serenity::model::application::{
     CommandDataOption, CommandDataOptionValue, CommandInteraction, CommandType,
     ComponentInteraction, ComponentInteractionDataKind,
 };
+use serenity::model::id::ChannelId;
 use serenity::model::user::User;
 use tracing::warn;
 
@@ -282,7 +285,7 @@ impl Interactions {
             ));
         };
         let (user, nick) = caller(i.member.as_deref(), &i.user);
-        self.run(user, nick, line, i.token).await
+        self.run(user, nick, line, i.channel_id, i.token).await
     }
 
     async fn component(&self, i: ComponentInteraction) -> Value {
@@ -293,12 +296,20 @@ impl Interactions {
             return message(&refused("this button is not one of firstline's"));
         };
         let (user, nick) = caller(i.member.as_ref(), &i.user);
-        self.run(user, nick, line, i.token).await
+        self.run(user, nick, line, i.channel_id, i.token).await
     }
 
-    /// Runs `line` as `user`: the reply if done within the deadline, else
-    /// a deferred answer now and the reply edited in when done.
-    async fn run(&self, user: User, nick: Option<String>, line: String, token: String) -> Value {
+    /// Runs `line` as `user`, typed in `channel`: the reply if done
+    /// within the deadline, else a deferred answer now and the reply
+    /// edited in when done.
+    async fn run(
+        &self,
+        user: User,
+        nick: Option<String>,
+        line: String,
+        channel: ChannelId,
+        token: String,
+    ) -> Value {
         let ctx = self.commands.clone();
         let mut work = tokio::spawn({
             let line = line.clone();
@@ -306,7 +317,8 @@ impl Interactions {
                 let name = actor(nick.as_deref(), &user);
                 // From a request signed with the application's key.
                 let me = Identity::new("discord", &user.id.to_string());
-                handler::handle_by(&ctx, &name, Some(&me), line.trim(), None).await
+                let here = incident_of_thread(&ctx.store, channel).await;
+                handler::handle_by(&ctx, &name, Some(&me), line.trim(), here).await
             }
         });
         let within = self.discord.answer_within;
@@ -333,6 +345,19 @@ impl Interactions {
         // DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE: "thinking…", for the caller.
         json!({"type": 5, "data": {"flags": EPHEMERAL}})
     }
+}
+
+/// The incident whose thread `channel` is: its thread reference
+/// (`CHANNEL/ROOT/THREAD`, see `post`) ends with `/THREAD`. `None` in the
+/// channel itself, elsewhere, or when the store cannot say (logged: the
+/// command then asks for an id).
+async fn incident_of_thread(store: &crate::store::Store, channel: ChannelId) -> Option<i64> {
+    store
+        .incident_by_thread_suffix(&format!("/{channel}"))
+        .await
+        .map_err(|e| warn!(error = %e, "discord: could not look up the thread's incident"))
+        .ok()
+        .flatten()
 }
 
 /// Who used it: the member's user in a server (with their nickname), the
