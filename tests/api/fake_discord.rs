@@ -516,6 +516,16 @@ pub fn command(name: &str, options: Value, member: Value) -> (Value, String) {
     (i, token)
 }
 
+/// An APPLICATION_COMMAND_AUTOCOMPLETE (type 4) interaction: a slash
+/// command `name` being typed, `options` as far as given, the one being
+/// typed marked `"focused": true` with its partial value.
+pub fn autocomplete(name: &str, options: Value, member: Value) -> Value {
+    let (id, token) = fresh_id();
+    let mut i = envelope(4, &id, &token, member);
+    i["data"] = json!({"id": "623456789012345678", "name": name, "type": 1, "options": options});
+    i
+}
+
 /// A MESSAGE_COMPONENT (type 3) interaction: a press of the button
 /// `custom_id` on one of the bot's messages.
 pub fn button(custom_id: &str, member: Value) -> (Value, String) {

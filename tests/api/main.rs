@@ -6,6 +6,7 @@ mod auth;
 mod chat_commands;
 mod config_cli;
 mod discord;
+mod discord_autocomplete;
 mod e2e;
 mod escalation;
 mod fake_discord;
