@@ -13,16 +13,16 @@ use crate::fake_discord::{
 use crate::helpers::{Backend, TestApp, spawn_app_on};
 use crate::slack::secret_file;
 
-struct DiscordApp {
-    app: TestApp,
-    _discord: FakeDiscord,
+pub(crate) struct DiscordApp {
+    pub(crate) app: TestApp,
+    pub(crate) discord: FakeDiscord,
     keys: DiscordKeys,
     _secrets: tempfile::TempDir,
 }
 
 /// The app as a Discord application with the console beside it (to
 /// declare incidents), talking to a fresh fake Discord.
-async fn discord_app(backend: Backend) -> Option<DiscordApp> {
+pub(crate) async fn discord_app(backend: Backend) -> Option<DiscordApp> {
     let discord = FakeDiscord::start().await;
     let keys = DiscordKeys::generate();
     let secrets = tempfile::tempdir().expect("temp dir");
@@ -45,7 +45,7 @@ async fn discord_app(backend: Backend) -> Option<DiscordApp> {
     let app = spawn_app_on(backend, &env).await?;
     Some(DiscordApp {
         app,
-        _discord: discord,
+        discord,
         keys,
         _secrets: secrets,
     })
@@ -114,7 +114,8 @@ impl DiscordApp {
             .collect()
     }
 
-    async fn console(&self, line: &str) {
+    /// Types `line` on the console as Nelly; it must be taken.
+    pub(crate) async fn console(&self, line: &str) {
         let (status, answer) = self.app.command("Nelly", line).await;
         assert_eq!(status, 200, "{line}: {answer}");
         assert_eq!(answer["ok"], true, "{line}: {answer}");

@@ -69,6 +69,20 @@ struct Recorded {
     command_puts: Vec<(String, String, Value)>,
     /// Answer command overwrites with this status and message.
     refuse_commands: Option<(u16, String)>,
+    /// The `retry_after` (seconds) of the 429s `fail_next` answers.
+    retry_after: Option<f64>,
+    /// Every message creation as it arrived: channel, when, status.
+    attempts: Vec<Attempt>,
+}
+
+/// A message creation as it arrived, answered or refused.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub channel: String,
+    pub at: std::time::Instant,
+    pub status: u16,
+    /// What it said (`content`).
+    pub content: String,
 }
 
 impl Recorded {
@@ -163,6 +177,20 @@ impl FakeDiscord {
         }
     }
 
+    /// The next `n` message creations answer 429 with `retry_after`
+    /// seconds, in the body and the `Retry-After` header as Discord does.
+    pub fn rate_limit_next_messages(&self, n: u32, retry_after: f64) {
+        if let Ok(mut r) = self.recorded.lock() {
+            r.fail_next = n;
+            r.retry_after = Some(retry_after);
+        }
+    }
+
+    /// Every message creation that arrived, in order, refused ones too.
+    pub fn attempts(&self) -> Vec<Attempt> {
+        self.read(|r| r.attempts.clone())
+    }
+
     /// Bodies of the guild command overwrites, in order:
     /// (application, guild, body).
     pub fn command_puts(&self) -> Vec<(String, String, Value)> {
@@ -246,19 +274,31 @@ async fn create_message(
     let Ok(mut r) = recorded.lock() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
+    let attempt = Attempt {
+        channel: channel.clone(),
+        at: std::time::Instant::now(),
+        status: 200,
+        content: body["content"].as_str().unwrap_or_default().to_string(),
+    };
     if r.fail_next > 0 {
         r.fail_next -= 1;
         r.rate_limited += 1;
+        r.attempts.push(Attempt {
+            status: 429,
+            ..attempt
+        });
+        let retry_after = r.retry_after.unwrap_or(0.05);
         return (
             StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", "0.05")],
+            [("retry-after", retry_after.to_string())],
             Json(
-                json!({"message": "You are being rate limited.", "retry_after": 0.05,
+                json!({"message": "You are being rate limited.", "retry_after": retry_after,
                         "global": false, "code": 0}),
             ),
         )
             .into_response();
     }
+    r.attempts.push(attempt);
     let id = r.fresh();
     r.messages.push(Sent {
         channel: channel.clone(),

@@ -7,6 +7,7 @@ mod chat_commands;
 mod config_cli;
 mod discord;
 mod discord_autocomplete;
+mod discord_limits;
 mod e2e;
 mod escalation;
 mod fake_discord;
