@@ -114,3 +114,80 @@ async fn a_429_is_retried_no_sooner_than_its_retry_after_and_nothing_is_lost_or_
     // The root stayed where it was: one.
     assert_eq!(d.discord.messages_in(CHANNEL_ID).len(), 1);
 }
+
+#[tokio::test]
+async fn changes_piling_up_for_one_thread_go_out_merged_at_the_channels_pace_in_order_none_lost() {
+    let Some(d) = discord_app(Backend::Sqlite).await else {
+        return;
+    };
+    let thread = d.declare_incident().await;
+    let root = d.discord.messages_in(CHANNEL_ID)[0].id.clone();
+    // A storm of changes for one incident, faster than Discord takes
+    // messages in one channel.
+    let changes = ["P2", "P3", "P2", "P3", "P2", "P3", "P2", "P3"];
+    for sev in changes {
+        d.console(&format!("/incident sev INC-1 {sev}")).await;
+    }
+
+    assert!(
+        d.discord
+            .wait_for(
+                |_| severity_changes(&d.thread_text(&thread)).len() >= changes.len(),
+                WAIT
+            )
+            .await,
+        "{}",
+        d.thread_text(&thread)
+    );
+    // Every change, in order, once.
+    assert_eq!(
+        severity_changes(&d.thread_text(&thread)),
+        changes,
+        "{}",
+        d.thread_text(&thread)
+    );
+    // In fewer messages than changes.
+    let posts = d
+        .discord
+        .messages_in(&thread)
+        .iter()
+        .filter(|m| {
+            m.body["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("severity"))
+        })
+        .count();
+    assert!(
+        posts < changes.len(),
+        "merged: {posts} messages for {} changes",
+        changes.len()
+    );
+    // Paced, so Discord never had to say no: each message in the thread
+    // arrived at least a second after the one before.
+    assert_eq!(d.discord.rate_limited(), 0);
+    let arrivals: Vec<_> = attempts_in(&d, &thread).iter().map(|a| a.at).collect();
+    for pair in arrivals.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        assert!(gap >= Duration::from_secs(1), "{gap:?} between messages");
+    }
+    // The root ends showing the last severity, edited in place.
+    assert!(
+        d.discord
+            .wait_for(
+                |f| f
+                    .message_edits()
+                    .iter()
+                    .rfind(|e| e.id == root)
+                    .is_some_and(|e| {
+                        e.body["embeds"][0]["title"]
+                            .as_str()
+                            .is_some_and(|t| t.starts_with("INC-1 [P3]"))
+                    }),
+                WAIT
+            )
+            .await,
+        "{:?}",
+        d.discord.message_edits()
+    );
+    assert_eq!(d.discord.messages_in(CHANNEL_ID).len(), 1);
+}

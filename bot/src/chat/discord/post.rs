@@ -15,6 +15,10 @@
 //! (within its few minutes of memory); a root already posted for an item
 //! whose thread could not be started is reused, not posted again.
 //!
+//! Pacing: messages to one channel (a thread is one) go out one every
+//! 1.1 s, within Discord's 5 per 5 s; posts that pile up for a thread
+//! meanwhile are merged by the outbox (`merges_backlog`), as on Slack.
+//!
 //! Rate limits: against Discord itself serenity's limiter keeps to its
 //! per-route buckets and waits out a 429 itself. Through `api_url` (a
 //! proxy, the tests' fake) that limiter is off, and serenity's error for a
@@ -24,8 +28,11 @@
 //! [`ChatError::retry_after`], which waits that long before retrying.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use serenity::all::{
     ButtonStyle, ChannelId, CreateActionRow, CreateAllowedMentions, CreateButton, CreateEmbed,
@@ -66,13 +73,42 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) type Roots = Posting;
 
 /// Roots posted for an outbox item whose thread is not started yet (by
-/// item: a retry starts the thread from the same root), and the client
-/// that sends requests through `api_url` (see [`Discord::fire`]). Cheap to
-/// clone.
-#[derive(Clone, Default)]
+/// item: a retry starts the thread from the same root), the pace of
+/// messages per channel, and the client that sends requests through
+/// `api_url` (see [`Discord::fire`]). Cheap to clone.
+#[derive(Clone)]
 pub(super) struct Posting {
     roots: Arc<Mutex<HashMap<i64, (ChannelId, MessageId)>>>,
+    pace: Arc<DefaultKeyedRateLimiter<ChannelId>>,
     rest: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+}
+
+impl Default for Posting {
+    fn default() -> Posting {
+        Posting {
+            roots: Arc::default(),
+            pace: Arc::new(RateLimiter::keyed(message_pace())),
+            rest: Arc::default(),
+        }
+    }
+}
+
+/// Discord lets a bot send about 5 messages every 5 s to one channel (a
+/// thread is a channel): one every 1.1 s keeps within that without a
+/// burst, and what piles up meanwhile for one thread goes out merged (see
+/// `merges_backlog`).
+fn message_pace() -> Quota {
+    Quota::with_period(Duration::from_millis(1_100)).unwrap_or(Quota::per_second(NonZeroU32::MIN))
+}
+
+impl Posting {
+    /// Waits for `channel`'s turn to take a message.
+    async fn pace(&self, channel: ChannelId) {
+        self.pace.until_key_ready(&channel).await;
+        if self.pace.len() > 10_000 {
+            self.pace.retain_recent();
+        }
+    }
 }
 
 /// Where an incident's posts go.
@@ -467,6 +503,13 @@ impl ChatPlatform for Discord {
         }
     }
 
+    /// Messages are paced per channel, so a storm's posts for one thread
+    /// pile up; the outbox sends them as one post (split at line ends
+    /// where it passes Discord's 2,000 characters).
+    fn merges_backlog(&self) -> bool {
+        true
+    }
+
     async fn refresh_root(&self, thread: &str, root: &RootView) -> Result<(), ChatError> {
         let Some((root_id, _)) = Thread::parse(thread)?.root else {
             return Ok(());
@@ -486,12 +529,13 @@ fn body(value: &impl serde::Serialize) -> Result<Vec<u8>, ChatError> {
 }
 
 impl Discord {
-    /// `POST /channels/{channel}/messages`.
+    /// `POST /channels/{channel}/messages`, at the channel's pace.
     async fn send_message(
         &self,
         channel: ChannelId,
         msg: &CreateMessage,
     ) -> Result<Message, ChatError> {
+        self.roots.pace(channel).await;
         self.fire(
             Request::new(
                 Route::ChannelMessages {
