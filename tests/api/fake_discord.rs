@@ -75,6 +75,20 @@ struct Recorded {
     users: Vec<Value>,
     /// DM channels opened: (recipient, channel).
     dms: Vec<(String, String)>,
+    /// The `retry_after` (seconds) of the 429s `fail_next` answers.
+    retry_after: Option<f64>,
+    /// Every message creation as it arrived: channel, when, status.
+    attempts: Vec<Attempt>,
+}
+
+/// A message creation as it arrived, answered or refused.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub channel: String,
+    pub at: std::time::Instant,
+    pub status: u16,
+    /// What it said (`content`).
+    pub content: String,
 }
 
 impl Recorded {
@@ -197,6 +211,20 @@ impl FakeDiscord {
         }
     }
 
+    /// The next `n` message creations answer 429 with `retry_after`
+    /// seconds, in the body and the `Retry-After` header as Discord does.
+    pub fn rate_limit_next_messages(&self, n: u32, retry_after: f64) {
+        if let Ok(mut r) = self.recorded.lock() {
+            r.fail_next = n;
+            r.retry_after = Some(retry_after);
+        }
+    }
+
+    /// Every message creation that arrived, in order, refused ones too.
+    pub fn attempts(&self) -> Vec<Attempt> {
+        self.read(|r| r.attempts.clone())
+    }
+
     /// Bodies of the guild command overwrites, in order:
     /// (application, guild, body).
     pub fn command_puts(&self) -> Vec<(String, String, Value)> {
@@ -286,19 +314,31 @@ async fn create_message(
     let Ok(mut r) = recorded.lock() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
+    let attempt = Attempt {
+        channel: channel.clone(),
+        at: std::time::Instant::now(),
+        status: 200,
+        content: body["content"].as_str().unwrap_or_default().to_string(),
+    };
     if r.fail_next > 0 {
         r.fail_next -= 1;
         r.rate_limited += 1;
+        r.attempts.push(Attempt {
+            status: 429,
+            ..attempt
+        });
+        let retry_after = r.retry_after.unwrap_or(0.05);
         return (
             StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", "0.05")],
+            [("retry-after", retry_after.to_string())],
             Json(
-                json!({"message": "You are being rate limited.", "retry_after": 0.05,
+                json!({"message": "You are being rate limited.", "retry_after": retry_after,
                         "global": false, "code": 0}),
             ),
         )
             .into_response();
     }
+    r.attempts.push(attempt);
     let id = r.fresh();
     r.messages.push(Sent {
         channel: channel.clone(),
@@ -573,6 +613,16 @@ pub fn command(name: &str, options: Value, member: Value) -> (Value, String) {
     let mut i = envelope(2, &id, &token, member);
     i["data"] = json!({"id": "623456789012345678", "name": name, "type": 1, "options": options});
     (i, token)
+}
+
+/// An APPLICATION_COMMAND_AUTOCOMPLETE (type 4) interaction: a slash
+/// command `name` being typed, `options` as far as given, the one being
+/// typed marked `"focused": true` with its partial value.
+pub fn autocomplete(name: &str, options: Value, member: Value) -> Value {
+    let (id, token) = fresh_id();
+    let mut i = envelope(4, &id, &token, member);
+    i["data"] = json!({"id": "623456789012345678", "name": name, "type": 1, "options": options});
+    i
 }
 
 /// A MESSAGE_COMPONENT (type 3) interaction: a press of the button

@@ -16,6 +16,9 @@
 //!   reply ready within `chat.discord.answer_within_ms` is the response
 //!   itself; otherwise the response defers ("thinking…") and the reply is
 //!   edited in through serenity's REST client when done.
+//! - Autocomplete (type 4): suggestions while an incident id or a runbook
+//!   id is typed (the options `register` marks), answered at once from
+//!   the store and the catalog; Discord does not let it be deferred.
 //!
 //! Answers are ephemeral (only the caller sees them), as on Slack: what
 //! changes an incident goes on its timeline and thread as well.
@@ -34,8 +37,13 @@ use serenity::model::user::User;
 use tracing::warn;
 
 use super::Discord;
+use super::register::Completes;
 use crate::approval::Identity;
 use crate::chat::handler::{self, CommandContext, Reply};
+use crate::domain::State;
+use crate::domain::incident::Incident;
+use crate::store::IncidentFilter;
+use crate::text::clip;
 
 /// `X-Signature-Ed25519`: the signature, 128 hex digits.
 pub const SIGNATURE_HEADER: &str = "x-signature-ed25519";
@@ -50,6 +58,16 @@ const CONTENT_CHARS: usize = 2000;
 
 /// Message flag: only the user who used the command sees the answer.
 const EPHEMERAL: u64 = 1 << 6;
+
+/// Discord's most suggestions in an autocomplete answer, and the longest
+/// name and value of one.
+const CHOICES: usize = 25;
+const CHOICE_CHARS: usize = 100;
+/// How long suggestions may take: Discord gives up on an answer after 3 s
+/// and an autocomplete cannot be deferred.
+const AUTOCOMPLETE_WITHIN: Duration = Duration::from_millis(2_000);
+/// Incidents looked through for suggestions, open ones and all.
+const AUTOCOMPLETE_SCAN: i64 = 200;
 
 /// Why a request is not taken as Discord's: each is a 401.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -266,8 +284,14 @@ impl Interactions {
                     .map_err(|e| Unusable(format!("not a message component: {e}")))?;
                 Ok(self.component(i).await)
             }
+            Some(4) => {
+                let i: CommandInteraction = serde_json::from_value(value).map_err(|e| {
+                    Unusable(format!("not an application command autocomplete: {e}"))
+                })?;
+                Ok(self.autocomplete(&i).await)
+            }
             Some(other) => Err(Unusable(format!(
-                "interaction type {other} is not handled here (1 PING, 2 APPLICATION_COMMAND, 3 MESSAGE_COMPONENT are)"
+                "interaction type {other} is not handled here (1 PING, 2 APPLICATION_COMMAND, 3 MESSAGE_COMPONENT, 4 APPLICATION_COMMAND_AUTOCOMPLETE are)"
             ))),
             None => Err(Unusable("an interaction has a numeric type".into())),
         }
@@ -286,6 +310,32 @@ impl Interactions {
         };
         let (user, nick) = caller(i.member.as_deref(), &i.user);
         self.run(user, nick, line, i.channel_id, i.token).await
+    }
+
+    /// APPLICATION_COMMAND_AUTOCOMPLETE_RESULT: suggestions for the option
+    /// being typed, read from the store or the catalog. Never deferred
+    /// (Discord does not allow it): what is not found within
+    /// [`AUTOCOMPLETE_WITHIN`] is answered with no suggestions.
+    async fn autocomplete(&self, i: &CommandInteraction) -> Value {
+        let choices = match focused(&i.data.name, &i.data.options) {
+            Some((path, name, typed)) => {
+                let work = async {
+                    match super::register::completion(&path, &name) {
+                        Some(Completes::Incident) => incident_choices(&self.commands, &typed).await,
+                        Some(Completes::Runbook) => runbook_choices(&self.commands, &typed),
+                        None => Vec::new(),
+                    }
+                };
+                tokio::time::timeout(AUTOCOMPLETE_WITHIN, work)
+                    .await
+                    .unwrap_or_else(|_| {
+                        warn!(option = %name, "discord: autocomplete took too long; answered with no suggestions");
+                        Vec::new()
+                    })
+            }
+            None => Vec::new(),
+        };
+        json!({"type": 8, "data": {"choices": choices}})
     }
 
     async fn component(&self, i: ComponentInteraction) -> Value {
@@ -358,6 +408,108 @@ async fn incident_of_thread(store: &crate::store::Store, channel: ChannelId) -> 
         .map_err(|e| warn!(error = %e, "discord: could not look up the thread's incident"))
         .ok()
         .flatten()
+}
+
+/// The option being typed in an autocomplete interaction: the command's
+/// path (`incident ack`), the option's name and what is typed so far.
+fn focused(name: &str, options: &[CommandDataOption]) -> Option<(String, String, String)> {
+    let mut path = name.to_string();
+    let mut options = options;
+    loop {
+        let mut deeper = None;
+        for o in options {
+            match &o.value {
+                CommandDataOptionValue::SubCommand(inner)
+                | CommandDataOptionValue::SubCommandGroup(inner) => {
+                    deeper = Some((o.name.as_str(), inner.as_slice()));
+                }
+                CommandDataOptionValue::Autocomplete { value, .. } => {
+                    return Some((path, o.name.clone(), value.clone()));
+                }
+                _ => {}
+            }
+        }
+        let (sub, inner) = deeper?;
+        path = format!("{path} {sub}");
+        options = inner;
+    }
+}
+
+/// Incidents whose id or title contain `typed` (any case): open ones
+/// first, newest first, then resolved ones; an id typed in full is found
+/// however old. Named `INC-12 · P1 · title (state)`, valued `INC-12`.
+async fn incident_choices(ctx: &CommandContext, typed: &str) -> Vec<Value> {
+    let typed = typed.trim().to_lowercase();
+    let mut found: Vec<Incident> = Vec::new();
+    // The id typed in full (`INC-7`, `inc-7`, `7`).
+    let number = typed.strip_prefix("inc-").unwrap_or(&typed);
+    if let Ok(id) = number.parse::<i64>()
+        && let Ok(Some(i)) = ctx.store.incident(id).await
+    {
+        found.push(i);
+    }
+    for filter in [IncidentFilter::Open, IncidentFilter::All] {
+        match ctx.store.incidents(filter, AUTOCOMPLETE_SCAN).await {
+            Ok(list) => found.extend(list),
+            Err(e) => warn!(error = %e, "discord: autocomplete could not read incidents"),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<&Incident> = found
+        .iter()
+        .filter(|i| seen.insert(i.id))
+        .filter(|i| {
+            typed.is_empty()
+                || i.human_id.to_lowercase().contains(&typed)
+                || i.title.to_lowercase().contains(&typed)
+        })
+        .collect();
+    // The one typed in full first, then open before resolved, newest first.
+    out.sort_by_key(|i| {
+        (
+            i.human_id.to_lowercase() != typed && i.id.to_string() != typed,
+            i.state == State::Resolved,
+            std::cmp::Reverse(i.id),
+        )
+    });
+    out.into_iter()
+        .take(CHOICES)
+        .map(|i| {
+            let name = format!(
+                "{} · {} · {} ({})",
+                i.human_id, i.severity, i.title, i.state
+            );
+            json!({"name": clip(&name, CHOICE_CHARS), "value": clip(&i.human_id, CHOICE_CHARS)})
+        })
+        .collect()
+}
+
+/// Runbooks whose id or titles contain `typed` (any case), in the
+/// catalog's order, named `id · English title`, valued by id.
+fn runbook_choices(ctx: &CommandContext, typed: &str) -> Vec<Value> {
+    let typed = typed.trim().to_lowercase();
+    ctx.catalog
+        .entries
+        .iter()
+        .map(|e| &e.runbook)
+        .filter(|r| r.id.chars().count() <= CHOICE_CHARS)
+        .filter(|r| {
+            typed.is_empty()
+                || r.id.to_lowercase().contains(&typed)
+                || r.title_en.to_lowercase().contains(&typed)
+                || r.title.to_lowercase().contains(&typed)
+        })
+        .take(CHOICES)
+        .map(|r| {
+            let title = if r.title_en.trim().is_empty() {
+                &r.title
+            } else {
+                &r.title_en
+            };
+            let name = format!("{} · {}", r.id, title.trim());
+            json!({"name": clip(&name, CHOICE_CHARS), "value": r.id})
+        })
+        .collect()
 }
 
 /// Who used it: the member's user in a server (with their nickname), the

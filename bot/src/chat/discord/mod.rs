@@ -91,8 +91,9 @@ pub struct Discord {
     max_age: Duration,
     /// See [`DiscordConfig::answer_within`].
     answer_within: Duration,
-    /// Roots posted whose thread is not started yet (see [`post`]).
-    roots: post::Roots,
+    /// What posting keeps between calls: roots whose thread is not
+    /// started yet, the per-channel pace (see [`post`]).
+    posting: post::Posting,
 }
 
 impl Discord {
@@ -106,7 +107,7 @@ impl Discord {
             verifier,
             max_age: config.max_age,
             answer_within: config.answer_within,
-            roots: post::Roots::default(),
+            posting: post::Posting::default(),
         })
     }
 

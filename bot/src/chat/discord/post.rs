@@ -14,16 +14,32 @@
 //! `enforce_nonce`, so Discord does not show a redelivered item twice
 //! (within its few minutes of memory); a root already posted for an item
 //! whose thread could not be started is reused, not posted again.
+//!
+//! Pacing: messages to one channel (a thread is one) go out one every
+//! 1.1 s, within Discord's 5 per 5 s; posts that pile up for a thread
+//! meanwhile are merged by the outbox (`merges_backlog`), as on Slack.
+//!
+//! Rate limits: against Discord itself serenity's limiter keeps to its
+//! per-route buckets and waits out a 429 itself. Through `api_url` (a
+//! proxy, the tests' fake) that limiter is off, and serenity's error for a
+//! 429 drops its `retry_after`; so there the request serenity's route
+//! names is sent by [`Discord::fire`] and a 429's `retry_after` (its JSON
+//! body, else the `Retry-After` header) goes back to the outbox in
+//! [`ChatError::retry_after`], which waits that long before retrying.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use serenity::all::{
     ButtonStyle, ChannelId, CreateActionRow, CreateAllowedMentions, CreateButton, CreateEmbed,
     CreateMessage, CreateThread, EditMessage, MessageId, UserId,
 };
-use serenity::http::{Http, HttpError};
+use serenity::all::{GuildChannel, Message, PrivateChannel};
+use serenity::http::{HttpError, LightMethod, Request, Route};
 use serenity::model::channel::Nonce;
 
 use super::Discord;
@@ -44,13 +60,53 @@ const LABEL_CHARS: usize = 80;
 const MESSAGES_A_POST: usize = 4;
 /// Propose buttons shown at most (five fit an action row).
 const PROPOSE_BUTTONS: usize = 3;
-/// When Discord's 429 came back without a time (serenity's error does not
-/// carry `retry_after`): the bucket resets within about a second.
+/// When Discord's 429 came back without a time: the bucket resets within
+/// about a second.
 const RATE_LIMITED_WAIT: Duration = Duration::from_secs(1);
+/// The longest `retry_after` taken as given (a proxy's garbage aside, a
+/// global limit lasts seconds).
+const RETRY_AFTER_AT_MOST: Duration = Duration::from_secs(600);
+/// How long a request through `api_url` may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Roots posted for an outbox item whose thread is not started yet, by
-/// item: a retry starts the thread from the same root.
-pub(super) type Roots = Arc<Mutex<HashMap<i64, (ChannelId, MessageId)>>>;
+/// Roots posted for an outbox item whose thread is not started yet (by
+/// item: a retry starts the thread from the same root), the pace of
+/// messages per channel, and the client that sends requests through
+/// `api_url` (see [`Discord::fire`]). Cheap to clone.
+#[derive(Clone)]
+pub(super) struct Posting {
+    roots: Arc<Mutex<HashMap<i64, (ChannelId, MessageId)>>>,
+    pace: Arc<DefaultKeyedRateLimiter<ChannelId>>,
+    rest: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+}
+
+impl Default for Posting {
+    fn default() -> Posting {
+        Posting {
+            roots: Arc::default(),
+            pace: Arc::new(RateLimiter::keyed(message_pace())),
+            rest: Arc::default(),
+        }
+    }
+}
+
+/// Discord lets a bot send about 5 messages every 5 s to one channel (a
+/// thread is a channel): one every 1.1 s keeps within that without a
+/// burst, and what piles up meanwhile for one thread goes out merged (see
+/// `merges_backlog`).
+fn message_pace() -> Quota {
+    Quota::with_period(Duration::from_millis(1_100)).unwrap_or(Quota::per_second(NonZeroU32::MIN))
+}
+
+impl Posting {
+    /// Waits for `channel`'s turn to take a message.
+    async fn pace(&self, channel: ChannelId) {
+        self.pace.until_key_ready(&channel).await;
+        if self.pace.len() > 10_000 {
+            self.pace.retain_recent();
+        }
+    }
+}
 
 /// Where an incident's posts go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,11 +342,7 @@ impl Discord {
                 .allowed_mentions(mentions.clone())
                 .nonce(nonce(outbox_id, i))
                 .enforce_nonce(true);
-            let sent = self
-                .http
-                .send_message(channel, Vec::new(), &msg)
-                .await
-                .map_err(chat_error)?;
+            let sent = self.send_message(channel, &msg).await?;
             first.get_or_insert(sent.id);
         }
         first.ok_or_else(|| permanent("nothing to send".into()))
@@ -300,6 +352,7 @@ impl Discord {
     /// for this item), its thread, and the text in it.
     async fn open(&self, req: &PostRequest, root: &RootView) -> Result<Posted, ChatError> {
         let known = self
+            .posting
             .roots
             .lock()
             .ok()
@@ -314,24 +367,27 @@ impl Discord {
                     .allowed_mentions(no_mentions())
                     .nonce(nonce(req.outbox_id, 99))
                     .enforce_nonce(true);
-                let sent = self
-                    .http
-                    .send_message(channel, Vec::new(), &msg)
-                    .await
-                    .map_err(chat_error)?;
-                if let Ok(mut r) = self.roots.lock() {
+                let sent = self.send_message(channel, &msg).await?;
+                if let Ok(mut r) = self.posting.roots.lock() {
                     r.insert(req.outbox_id, (channel, sent.id));
                 }
                 (channel, sent.id)
             }
         };
         let name = clip(&format!("{} {}", root.id, root.title), THREAD_NAME_CHARS).into_owned();
-        let thread = self
-            .http
-            .create_thread_from_message(channel, root_id, &CreateThread::new(name), None)
-            .await
-            .map_err(chat_error)?;
-        if let Ok(mut r) = self.roots.lock() {
+        let thread: GuildChannel = self
+            .fire(
+                Request::new(
+                    Route::ChannelMessageThreads {
+                        channel_id: channel,
+                        message_id: root_id,
+                    },
+                    LightMethod::Post,
+                )
+                .body(Some(body(&CreateThread::new(name))?)),
+            )
+            .await?;
+        if let Ok(mut r) = self.posting.roots.lock() {
             r.remove(&req.outbox_id);
         }
         let thread_ref = format!("{channel}/{root_id}/{}", thread.id);
@@ -418,35 +474,37 @@ impl ChatPlatform for Discord {
         let edit = EditMessage::new()
             .content(clip(text.trim_end(), CONTENT_CHARS))
             .allowed_mentions(no_mentions());
-        self.http
-            .edit_message(channel, message, &edit, Vec::new())
-            .await
-            .map(|_| ())
-            .map_err(chat_error)
+        self.edit_message(channel, message, &edit).await
     }
 
     async fn direct_message(&self, user: &str, text: &str) -> Result<(), ChatError> {
         let user = snowflake("user", user)?;
-        let dm = self
-            .http
-            .create_private_channel(&serde_json::json!({ "recipient_id": user.to_string() }))
-            .await
-            .map_err(chat_error)?;
+        let dm: PrivateChannel = self
+            .fire(
+                Request::new(Route::UserMeDmChannels, LightMethod::Post).body(Some(body(
+                    &serde_json::json!({ "recipient_id": user.to_string() }),
+                )?)),
+            )
+            .await?;
         let mut sent = false;
         for part in split_content(text) {
             let msg = CreateMessage::new()
                 .content(part)
                 .allowed_mentions(no_mentions());
-            self.http
-                .send_message(dm.id, Vec::new(), &msg)
-                .await
-                .map_err(chat_error)?;
+            self.send_message(dm.id, &msg).await?;
             sent = true;
         }
         match sent {
             true => Ok(()),
             false => Err(permanent("nothing to send".into())),
         }
+    }
+
+    /// Messages are paced per channel, so a storm's posts for one thread
+    /// pile up; the outbox sends them as one post (split at line ends
+    /// where it passes Discord's 2,000 characters).
+    fn merges_backlog(&self) -> bool {
+        true
     }
 
     async fn refresh_root(&self, thread: &str, root: &RootView) -> Result<(), ChatError> {
@@ -458,20 +516,176 @@ impl ChatPlatform for Discord {
         let edit = EditMessage::new()
             .embed(root_embed(root, opening))
             .components(root_buttons(root));
-        edit_root(&self.http, channel, root_id, &edit).await
+        self.edit_message(channel, root_id, &edit).await
     }
 }
 
-async fn edit_root(
-    http: &Http,
-    channel: ChannelId,
-    message: MessageId,
-    edit: &EditMessage,
-) -> Result<(), ChatError> {
-    http.edit_message(channel, message, edit, Vec::new())
+/// A request's JSON body.
+fn body(value: &impl serde::Serialize) -> Result<Vec<u8>, ChatError> {
+    serde_json::to_vec(value).map_err(|e| permanent(format!("a request could not be written: {e}")))
+}
+
+impl Discord {
+    /// `POST /channels/{channel}/messages`, at the channel's pace.
+    async fn send_message(
+        &self,
+        channel: ChannelId,
+        msg: &CreateMessage,
+    ) -> Result<Message, ChatError> {
+        self.posting.pace(channel).await;
+        self.fire(
+            Request::new(
+                Route::ChannelMessages {
+                    channel_id: channel,
+                },
+                LightMethod::Post,
+            )
+            .body(Some(body(msg)?)),
+        )
         .await
-        .map(|_| ())
-        .map_err(chat_error)
+    }
+
+    /// `PATCH /channels/{channel}/messages/{message}`.
+    async fn edit_message(
+        &self,
+        channel: ChannelId,
+        message: MessageId,
+        edit: &EditMessage,
+    ) -> Result<(), ChatError> {
+        let _: Message = self
+            .fire(
+                Request::new(
+                    Route::ChannelMessage {
+                        channel_id: channel,
+                        message_id: message,
+                    },
+                    LightMethod::Patch,
+                )
+                .body(Some(body(edit)?)),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Sends `request` (a route of serenity's, with its JSON body) and
+    /// reads Discord's answer. With serenity's rate limiter on (Discord
+    /// itself) serenity sends it, keeping to the buckets and waiting out a
+    /// 429. With it off (`api_url` set: a proxy, the tests), serenity
+    /// would report a 429 without its `retry_after`, so the same request
+    /// (serenity's URL at the proxy, the bot token, the body) is sent here
+    /// and a 429 comes back as an error carrying the time Discord asked
+    /// for.
+    async fn fire<T: serde::de::DeserializeOwned>(
+        &self,
+        request: Request<'_>,
+    ) -> Result<T, ChatError> {
+        let (Some(proxy), None) = (&self.http.proxy, &self.http.ratelimiter) else {
+            return self.http.fire(request).await.map_err(chat_error);
+        };
+        let client = self
+            .posting
+            .rest
+            .get_or_init(rest_client)
+            .as_ref()
+            .map_err(|e| retryable(e.clone(), None))?;
+        let method = match request.method_ref() {
+            LightMethod::Delete => reqwest::Method::DELETE,
+            LightMethod::Get => reqwest::Method::GET,
+            LightMethod::Patch => reqwest::Method::PATCH,
+            LightMethod::Post => reqwest::Method::POST,
+            LightMethod::Put => reqwest::Method::PUT,
+        };
+        // As serenity's `Request::build` does with a proxy.
+        let path = request.route_ref().path().into_owned();
+        let url = path.replace("https://discord.com", proxy.trim_end_matches('/'));
+        let shown = format!("{method} {}", path.replace("https://discord.com", ""));
+        let mut send = client
+            .request(method, &url)
+            .header("authorization", self.http.token())
+            .header("user-agent", serenity::constants::USER_AGENT);
+        if let Some(params) = request.params_ref() {
+            send = send.query(params);
+        }
+        if let Some(bytes) = request.body_ref() {
+            send = send
+                .header("content-type", "application/json")
+                .body(bytes.to_vec());
+        }
+        let answer = send.send().await.map_err(|e| {
+            retryable(
+                format!("{shown} could not be sent: {}", e.without_url()),
+                None,
+            )
+        })?;
+        let status = answer.status().as_u16();
+        let header_wait = answer
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(seconds);
+        let bytes = answer.bytes().await.map_err(|e| {
+            retryable(
+                format!("{shown}: the answer could not be read: {}", e.without_url()),
+                None,
+            )
+        })?;
+        if (200..300).contains(&status) {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                retryable(
+                    format!("{shown}: Discord's answer was not understood: {e}"),
+                    None,
+                )
+            });
+        }
+        let said: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let words = said["message"].as_str().unwrap_or("(no message)");
+        let message = format!("discord answered {status} to {shown}: {}", clip(words, 200));
+        Err(match status {
+            429 => {
+                let wait = said["retry_after"]
+                    .as_f64()
+                    .and_then(wait_of)
+                    .or(header_wait)
+                    .unwrap_or(RATE_LIMITED_WAIT);
+                retryable(message, Some(wait))
+            }
+            400..=499 => permanent(message),
+            _ => retryable(message, None),
+        })
+    }
+}
+
+/// `Retry-After` in seconds (`1.5`) as a time to wait.
+fn seconds(s: &str) -> Option<Duration> {
+    wait_of(s.trim().parse().ok()?)
+}
+
+/// A `retry_after` in seconds as a time to wait, within reason.
+fn wait_of(s: f64) -> Option<Duration> {
+    (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s).min(RETRY_AFTER_AT_MOST))
+}
+
+/// The HTTP client for requests through `api_url`: rustls with the
+/// process's crypto provider, no redirects (the token must not follow
+/// one).
+fn rest_client() -> Result<reqwest::Client, String> {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .map_err(|e| format!("discord: the HTTP client for api_url: {}", e.without_url()))
+}
+
+fn retryable(message: String, retry_after: Option<Duration>) -> ChatError {
+    ChatError {
+        platform: "discord",
+        message,
+        retry_after,
+        retryable: true,
+    }
 }
 
 fn permanent(message: String) -> ChatError {
@@ -485,7 +699,8 @@ fn permanent(message: String) -> ChatError {
 
 /// serenity's error as the outbox needs it: a 429 is retried after a
 /// moment (serenity's own limiter, on against Discord, waits out
-/// `retry_after` itself before this is reached); another 4xx is a request
+/// `retry_after` itself before this is reached; without it
+/// [`Discord::fire`] reads the time); another 4xx is a request
 /// Discord will never take; 5xx, network and decoding errors are retried.
 /// The message names the status and Discord's words, never the token.
 pub fn chat_error(e: serenity::Error) -> ChatError {
@@ -595,6 +810,17 @@ mod tests {
         assert_eq!(parts.len(), MESSAGES_A_POST);
         assert!(parts.iter().all(|p| p.chars().count() <= CONTENT_CHARS));
         assert!(parts[MESSAGES_A_POST - 1].contains("left out"));
+    }
+
+    #[test]
+    fn a_retry_after_is_read_in_seconds_and_kept_within_reason() {
+        assert_eq!(wait_of(1.5), Some(Duration::from_millis(1_500)));
+        assert_eq!(seconds(" 0.05 "), Some(Duration::from_millis(50)));
+        assert_eq!(seconds("2"), Some(Duration::from_secs(2)));
+        assert_eq!(wait_of(-1.0), None);
+        assert_eq!(wait_of(f64::NAN), None);
+        assert_eq!(seconds("soon"), None);
+        assert_eq!(wait_of(1e12), Some(RETRY_AFTER_AT_MOST));
     }
 
     #[test]

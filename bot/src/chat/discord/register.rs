@@ -32,6 +32,39 @@ pub struct UsageOption {
     pub choices: Vec<String>,
 }
 
+/// What Discord suggests while an option is typed (autocomplete).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completes {
+    /// Incident ids (`[ID]`, `[INCIDENT-ID]`): `INC-7`.
+    Incident,
+    /// Runbook ids (`<RUNBOOK-ID>`).
+    Runbook,
+}
+
+impl UsageOption {
+    /// Whether Discord asks the bot for suggestions as this option is
+    /// typed: incident and runbook ids. Not for an option with choices
+    /// (Discord refuses both on one option).
+    pub fn completes(&self) -> Option<Completes> {
+        if !self.choices.is_empty() || self.flag {
+            return None;
+        }
+        match self.name.as_str() {
+            "id" | "incident-id" => Some(Completes::Incident),
+            "runbook-id" => Some(Completes::Runbook),
+            _ => None,
+        }
+    }
+}
+
+/// What the option `name` of the help table's command `path` completes.
+pub fn completion(path: &str, name: &str) -> Option<Completes> {
+    usage_options(path)
+        .into_iter()
+        .find(|o| o.name == name)
+        .and_then(|o| o.completes())
+}
+
 /// The options of the help table's command `path` (`"incident declare"`),
 /// in the order its usage line has them; empty for anything else.
 pub fn usage_options(path: &str) -> Vec<UsageOption> {
@@ -150,10 +183,12 @@ fn description(text: &str) -> String {
 }
 
 fn option_description(o: &UsageOption) -> String {
-    if o.name == "id" {
-        return "incident, e.g. INC-42; leave out in its thread or channel".into();
+    match (o.name.as_str(), o.completes()) {
+        ("id", _) => "incident, e.g. INC-42; leave out in its thread or channel".into(),
+        (_, Some(Completes::Incident)) => "incident, e.g. INC-42".into(),
+        (_, Some(Completes::Runbook)) => "runbook id; type to search the runbooks".into(),
+        _ => description(&o.word),
     }
-    description(&o.word)
 }
 
 /// The options of `path` as Discord's, required ones first (Discord
@@ -166,7 +201,8 @@ fn options(path: &str) -> Vec<CreateCommandOption> {
         .map(|o| {
             let mut option =
                 CreateCommandOption::new(CommandOptionType::String, &o.name, option_description(o))
-                    .required(o.required);
+                    .required(o.required)
+                    .set_autocomplete(o.completes().is_some());
             for c in &o.choices {
                 option = option.add_string_choice(c, c);
             }
@@ -346,6 +382,46 @@ mod tests {
                 .map(|r| r.subcommands),
             Some(11)
         );
+    }
+
+    #[test]
+    fn incident_and_runbook_ids_complete_and_nothing_with_choices_does() {
+        assert_eq!(completion("incident ack", "id"), Some(Completes::Incident));
+        assert_eq!(
+            completion("runbook run", "runbook-id"),
+            Some(Completes::Runbook)
+        );
+        assert_eq!(
+            completion("runbook run", "incident-id"),
+            Some(Completes::Incident)
+        );
+        assert_eq!(completion("incident sev", "severity"), None);
+        assert_eq!(completion("incident declare", "title"), None);
+        assert_eq!(completion("incident ack", "nothing"), None);
+        // As registered: autocomplete, never beside choices.
+        let (list, _) = commands();
+        let json = serde_json::to_value(&list).expect("json");
+        let mut marked = 0;
+        let mut stack: Vec<&Value> = json.as_array().into_iter().flatten().collect();
+        while let Some(v) = stack.pop() {
+            for o in v["options"].as_array().into_iter().flatten() {
+                stack.push(o);
+                if o["autocomplete"] == true {
+                    marked += 1;
+                    assert!(
+                        o.get("choices")
+                            .is_none_or(|c| c.as_array().is_none_or(|c| c.is_empty())),
+                        "{o}"
+                    );
+                }
+            }
+        }
+        // Every `[ID]` of the help table, plus the runbook ids.
+        let ids = commands::COMMANDS
+            .iter()
+            .map(|(_, usage, _)| usage.matches("ID]").count() + usage.matches("ID>").count())
+            .sum::<usize>();
+        assert_eq!(marked, ids - 1, "all ids but ACTION-ID");
     }
 
     #[test]
