@@ -6,76 +6,14 @@
 
 use serde_json::{Value, json};
 
+use crate::discord::{DiscordApp, discord_app, nelly};
 use crate::fake_discord::{
     APPLICATION_ID, BOT_TOKEN, CHANNEL_ID, DiscordKeys, FakeDiscord, GUILD_ID, autocomplete,
-    member, unix_now,
 };
-use crate::helpers::{Backend, TestApp, spawn_app_on};
+use crate::helpers::Backend;
 use crate::slack::secret_file;
 
-pub(crate) struct DiscordApp {
-    pub(crate) app: TestApp,
-    pub(crate) discord: FakeDiscord,
-    keys: DiscordKeys,
-    _secrets: tempfile::TempDir,
-}
-
-/// The app as a Discord application with the console beside it (to
-/// declare incidents), talking to a fresh fake Discord.
-pub(crate) async fn discord_app(backend: Backend) -> Option<DiscordApp> {
-    let discord = FakeDiscord::start().await;
-    let keys = DiscordKeys::generate();
-    let secrets = tempfile::tempdir().expect("temp dir");
-    let token_file = secret_file(&secrets, "discord-token", BOT_TOKEN);
-    let public_key = keys.public_key_hex();
-    let api_url = discord.api_url();
-    let env = [
-        ("FIRSTLINE_CHAT__PLATFORM", "discord"),
-        ("FIRSTLINE_CHAT__CHANNEL", CHANNEL_ID),
-        ("FIRSTLINE_CHAT__CONSOLE__ENABLED", "true"),
-        (
-            "FIRSTLINE_CHAT__DISCORD__BOT_TOKEN__FILE",
-            token_file.as_str(),
-        ),
-        ("FIRSTLINE_CHAT__DISCORD__APPLICATION_ID", APPLICATION_ID),
-        ("FIRSTLINE_CHAT__DISCORD__PUBLIC_KEY", public_key.as_str()),
-        ("FIRSTLINE_CHAT__DISCORD__GUILD_ID", GUILD_ID),
-        ("FIRSTLINE_CHAT__DISCORD__API_URL", api_url.as_str()),
-    ];
-    let app = spawn_app_on(backend, &env).await?;
-    Some(DiscordApp {
-        app,
-        discord,
-        keys,
-        _secrets: secrets,
-    })
-}
-
-fn nelly() -> Value {
-    member("80351110224678912", "nelly", Some("Nelly"), None)
-}
-
 impl DiscordApp {
-    /// Sends `interaction` signed now, as Discord does: status and answer.
-    async fn send(&self, interaction: &Value) -> (u16, Value) {
-        let body = interaction.to_string();
-        let ts = unix_now().to_string();
-        let sig = self.keys.sign(&ts, body.as_bytes());
-        let r = self
-            .app
-            .client
-            .post(format!("{}/discord/interactions", self.app.addr))
-            .header("content-type", "application/json")
-            .header("X-Signature-Ed25519", sig)
-            .header("X-Signature-Timestamp", ts)
-            .body(body)
-            .send()
-            .await
-            .expect("request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
     /// The suggestions for `/GROUP SUB` while `option` reads `typed`
     /// (after the `before` options already filled in).
     async fn suggest(
@@ -127,7 +65,7 @@ fn values(choices: &[(String, String)]) -> Vec<&str> {
 }
 
 async fn incidents_are_suggested_open_first_newest_first(backend: Backend) {
-    let Some(d) = discord_app(backend).await else {
+    let Some(d) = discord_app(backend, &[]).await else {
         return;
     };
     d.console("/incident declare checkout is down --sev P1")
@@ -190,7 +128,7 @@ async fn incident_ids_are_suggested_from_postgres_too() {
 
 #[tokio::test]
 async fn runbook_ids_are_suggested_from_the_catalog_with_their_titles() {
-    let Some(d) = discord_app(Backend::Sqlite).await else {
+    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
         return;
     };
     let all = d
@@ -246,7 +184,7 @@ async fn runbook_ids_are_suggested_from_the_catalog_with_their_titles() {
 
 #[tokio::test]
 async fn an_option_without_suggestions_gets_an_empty_list_not_an_error() {
-    let Some(d) = discord_app(Backend::Sqlite).await else {
+    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
         return;
     };
     let none = d

@@ -8,32 +8,26 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::actions::{RUNBOOK, Service, service};
-use crate::fake_discord::{
-    APPLICATION_ID, BOT_TOKEN, CHANNEL_ID, DiscordKeys, FakeDiscord, GUILD_ID, Sent, command,
-    member, unix_now,
-};
+use crate::actions::Service;
+use crate::discord::{DiscordApp, WAIT, discord_app_with_file};
+use crate::fake_discord::{BOT_TOKEN, FakeDiscord, Sent, command, member};
 use crate::fake_discord_gateway::BOT_USER_ID;
-use crate::helpers::{Backend, TestApp, am_payload, spawn_app_with_file_on};
-use crate::slack::secret_file;
+use crate::helpers::{Backend, am_payload};
+use crate::slack_actions::fixers_runbook;
 
 const SAM: &str = "80351110224678912";
 const ANN: &str = "80351110224678913";
 const BOB: &str = "80351110224678914";
 const CAROL: &str = "80351110224678915";
-const WAIT: Duration = Duration::from_secs(10);
 /// Discord's gateway intent bit for GUILD_MESSAGE_REACTIONS (1 << 10).
 const GUILD_MESSAGE_REACTIONS: u64 = 1 << 10;
 
 struct Setup {
-    app: TestApp,
-    discord: FakeDiscord,
-    keys: DiscordKeys,
+    d: DiscordApp,
     svc: Service,
     _dir: tempfile::TempDir,
-    _secrets: tempfile::TempDir,
 }
 
 /// The app on `backend` as a Discord application with the runbook whose
@@ -45,65 +39,15 @@ async fn setup(backend: Backend) -> Option<Setup> {
 
 /// [`setup`] with more `[approvals]` settings.
 async fn setup_with(backend: Backend, approvals: &str) -> Option<Setup> {
-    let svc = service(0).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("svc.toml"), RUNBOOK.replace("RETRY", ""))
-        .expect("write runbook");
-    let toml = format!(
-        r#"
-[runbooks]
-bundled = false
-dirs = ["{dir}"]
-run_on_alert = false
-
-[targets.admin]
-kind = "http"
-base_url = "{addr}"
-
-[roles.fixers]
-members = ["discord:{SAM}", "discord:{ANN}"]
-
-[approvals]
-default_approvers = ["fixers"]
-{approvals}
-
-[actions]
-verify_after_s = 0
-"#,
-        dir = dir.path().display(),
-        addr = svc.addr,
-    );
-    let discord = FakeDiscord::start().await;
-    let keys = DiscordKeys::generate();
-    let secrets = tempfile::tempdir().expect("temp dir");
-    let token_file = secret_file(&secrets, "discord-token", BOT_TOKEN);
-    let public_key = keys.public_key_hex();
-    let api_url = discord.api_url();
-    let env = [
-        ("FIRSTLINE_CHAT__PLATFORM", "discord"),
-        ("FIRSTLINE_CHAT__CHANNEL", CHANNEL_ID),
-        (
-            "FIRSTLINE_CHAT__DISCORD__BOT_TOKEN__FILE",
-            token_file.as_str(),
-        ),
-        ("FIRSTLINE_CHAT__DISCORD__APPLICATION_ID", APPLICATION_ID),
-        ("FIRSTLINE_CHAT__DISCORD__PUBLIC_KEY", public_key.as_str()),
-        ("FIRSTLINE_CHAT__DISCORD__GUILD_ID", GUILD_ID),
-        ("FIRSTLINE_CHAT__DISCORD__API_URL", api_url.as_str()),
-    ];
-    let app = spawn_app_with_file_on(backend, &toml, &env).await?;
+    let fixers = [format!("discord:{SAM}"), format!("discord:{ANN}")];
+    let fixers: Vec<&str> = fixers.iter().map(String::as_str).collect();
+    let (svc, dir, toml) = fixers_runbook(&fixers, approvals).await;
+    let d = discord_app_with_file(backend, Some(&toml), &[]).await?;
     assert!(
-        discord.gateway().wait_connected(WAIT).await,
+        d.discord.gateway().wait_connected(WAIT).await,
         "serenity's gateway client never identified"
     );
-    Some(Setup {
-        app,
-        discord,
-        keys,
-        svc,
-        _dir: dir,
-        _secrets: secrets,
-    })
+    Some(Setup { d, svc, _dir: dir })
 }
 
 impl Setup {
@@ -120,9 +64,9 @@ impl Setup {
                 "2026-12-05T00:00:00Z",
             )],
         );
-        let (code, _) = self.app.post_hook("alertmanager", body).await;
+        let (code, _) = self.d.app.post_hook("alertmanager", body).await;
         assert_eq!(code, 200);
-        self.app.wait_posts("INC-1", 1).await;
+        self.d.app.wait_posts("INC-1", 1).await;
     }
 
     /// Sam runs `/action propose restart INC-1` (a signed interaction);
@@ -136,22 +80,8 @@ impl Setup {
             ]}]),
             member(SAM, "sam", Some("Sam"), None),
         );
-        let body = i.to_string();
-        let ts = unix_now().to_string();
-        let sig = self.keys.sign(&ts, body.as_bytes());
-        let r = self
-            .app
-            .client
-            .post(format!("{}/discord/interactions", self.app.addr))
-            .header("content-type", "application/json")
-            .header("X-Signature-Ed25519", sig)
-            .header("X-Signature-Timestamp", ts)
-            .body(body)
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(r.status().as_u16(), 200);
-        let answer: Value = r.json().await.unwrap_or(Value::Null);
+        let (status, answer) = self.d.send(&i).await;
+        assert_eq!(status, 200, "{answer}");
         assert!(
             answer.to_string().contains("proposed #1 restart for INC-1"),
             "{answer}"
@@ -162,7 +92,7 @@ impl Setup {
         let posted = format!("{}/{}", proposal.channel, proposal.id);
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let (_, posts) = self.app.get_json("/api/incidents/INC-1/posts").await;
+            let (_, posts) = self.d.app.get_json("/api/incidents/INC-1/posts").await;
             if posts.to_string().contains(&posted) {
                 break proposal;
             }
@@ -178,11 +108,16 @@ impl Setup {
     async fn wait_message(&self, needle: &str) -> Sent {
         let found = |d: &FakeDiscord| d.messages().into_iter().find(|m| text(m).contains(needle));
         assert!(
-            self.discord.wait_for(|d| found(d).is_some(), WAIT).await,
+            self.d.discord.wait_for(|d| found(d).is_some(), WAIT).await,
             "no message contains {needle:?}: {:#?}",
-            self.discord.messages().iter().map(text).collect::<Vec<_>>()
+            self.d
+                .discord
+                .messages()
+                .iter()
+                .map(text)
+                .collect::<Vec<_>>()
         );
-        found(&self.discord).expect("found above")
+        found(&self.d.discord).expect("found above")
     }
 
     /// Waits until `n` messages contain `needle`.
@@ -194,15 +129,21 @@ impl Setup {
                 .count()
         };
         assert!(
-            self.discord.wait_for(|d| counted(d) >= n, WAIT).await,
+            self.d.discord.wait_for(|d| counted(d) >= n, WAIT).await,
             "fewer than {n} messages contain {needle:?}: {:#?}",
-            self.discord.messages().iter().map(text).collect::<Vec<_>>()
+            self.d
+                .discord
+                .messages()
+                .iter()
+                .map(text)
+                .collect::<Vec<_>>()
         );
     }
 
     /// How many messages contain `needle`.
     fn count(&self, needle: &str) -> usize {
-        self.discord
+        self.d
+            .discord
             .messages()
             .iter()
             .filter(|m| text(m).contains(needle))
@@ -212,7 +153,8 @@ impl Setup {
     /// `user` adds (or takes off) ✅ on `message` through the gateway:
     /// the dispatch's sequence number.
     fn react(&self, removed: bool, message: &Sent, user: &str, name: &str) -> u64 {
-        self.discord
+        self.d
+            .discord
             .gateway()
             .react(removed, &message.channel, &message.id, user, name, "✅")
             .expect("a gateway connection is open")
@@ -234,7 +176,7 @@ async fn the_gateway_identifies_with_the_bot_token_and_only_the_reactions_intent
     let Some(s) = setup(Backend::Sqlite).await else {
         return;
     };
-    let identify = &s.discord.gateway().identifies()[0];
+    let identify = &s.d.discord.gateway().identifies()[0];
     // As serenity sends it.
     assert_eq!(identify["token"], format!("Bot {BOT_TOKEN}"), "{identify}");
     assert_eq!(identify["intents"], GUILD_MESSAGE_REACTIONS, "{identify}");
@@ -270,25 +212,25 @@ async fn a_fixers_reaction_runs_the_proposal_once(backend: Backend) {
 
     // Discord delivers the same dispatch again: applied once, so the
     // thread stays as it was and nothing runs again.
-    let before = s.discord.messages().len();
-    assert!(s.discord.gateway().deliver_again(seq));
+    let before = s.d.discord.messages().len();
+    assert!(s.d.discord.gateway().deliver_again(seq));
     quiet().await;
     assert_eq!(s.svc.restarts.load(Ordering::SeqCst), 1);
     assert_eq!(s.count("try 1/1: done"), 1);
     assert_eq!(
-        s.discord.messages().len(),
+        s.d.discord.messages().len(),
         before,
         "{:#?}",
-        s.discord.messages()
+        s.d.discord.messages()
     );
 
     // The audit and the timeline name the Discord users.
-    let (_, body) = s.app.get_json("/api/incidents/INC-1/actions").await;
+    let (_, body) = s.d.app.get_json("/api/incidents/INC-1/actions").await;
     let p = &body["actions"][0];
     assert_eq!(p["proposer_identity"], format!("discord:{SAM}"), "{p}");
     assert_eq!(p["votes"][0]["identity"], format!("discord:{ANN}"), "{p}");
     assert_eq!(p["votes"].as_array().map(Vec::len), Some(1), "{p}");
-    let (_, tl) = s.app.get_json("/api/incidents/INC-1/timeline").await;
+    let (_, tl) = s.d.app.get_json("/api/incidents/INC-1/timeline").await;
     let reacted = format!(
         "ann (discord:{ANN}) reacted :white_check_mark: to message {}/{}",
         proposal.channel, proposal.id
@@ -334,16 +276,16 @@ async fn a_reaction_without_the_role_or_by_the_bot_does_not_count() {
     quiet().await;
     assert_eq!(s.count("does not count"), 1);
     assert_eq!(s.svc.restarts.load(Ordering::SeqCst), 0);
-    let (_, body) = s.app.get_json("/api/incidents/INC-1/actions").await;
+    let (_, body) = s.d.app.get_json("/api/incidents/INC-1/actions").await;
     assert_eq!(body["actions"][0]["state"], "proposed", "{body}");
 
     // A removal carries no member: the name comes from Discord's API.
-    s.discord.add_user(CAROL, "carol", Some("Carol"));
+    s.d.discord.add_user(CAROL, "carol", Some("Carol"));
     s.react(true, &proposal, CAROL, "carol");
     let removed = format!("Carol (discord:{CAROL}) removed their :white_check_mark:");
     let mut seen = false;
     for _ in 0..200 {
-        let (_, tl) = s.app.get_json("/api/incidents/INC-1/timeline").await;
+        let (_, tl) = s.d.app.get_json("/api/incidents/INC-1/timeline").await;
         if tl.to_string().contains(&removed) {
             seen = true;
             break;
@@ -384,7 +326,7 @@ async fn after_discord_asks_for_a_reconnect_the_session_resumes_and_reactions_co
     };
     s.open("warning").await;
     let proposal = s.propose().await;
-    let gateway = s.discord.gateway();
+    let gateway = s.d.discord.gateway();
     assert!(gateway.ask_reconnect());
     assert!(
         gateway.wait_for(|g| !g.resumes().is_empty(), WAIT).await,

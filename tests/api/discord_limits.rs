@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::discord_autocomplete::{DiscordApp, discord_app};
+use crate::discord::{DiscordApp, discord_app};
 use crate::fake_discord::{Attempt, CHANNEL_ID};
 use crate::helpers::Backend;
 
@@ -64,7 +64,7 @@ fn attempts_in(d: &DiscordApp, channel: &str) -> Vec<Attempt> {
 
 #[tokio::test]
 async fn a_429_is_retried_no_sooner_than_its_retry_after_and_nothing_is_lost_or_reordered() {
-    let Some(d) = discord_app(Backend::Sqlite).await else {
+    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
         return;
     };
     let thread = d.declare_incident().await;
@@ -117,7 +117,7 @@ async fn a_429_is_retried_no_sooner_than_its_retry_after_and_nothing_is_lost_or_
 
 #[tokio::test]
 async fn changes_piling_up_for_one_thread_go_out_merged_at_the_channels_pace_in_order_none_lost() {
-    let Some(d) = discord_app(Backend::Sqlite).await else {
+    let Some(d) = discord_app(Backend::Sqlite, &[]).await else {
         return;
     };
     let thread = d.declare_incident().await;

@@ -24,10 +24,31 @@ struct Setup {
 /// A Slack app with the runbook whose `restart` POSTs to a counting
 /// loopback admin endpoint; `fixers` are Sam and Ann on Slack.
 async fn setup(backend: Backend) -> Option<Setup> {
+    let (svc, dir, toml) = fixers_runbook(&["slack:U0SAM", "slack:U0ANN"], "").await;
+    let s = slack_app_with_file(backend, &toml, &[]).await?;
+    s.slack.add_user("U0ANN", "ann", "Ann Lee");
+    s.slack.add_user("U0BOB", "bob", "Bob Jones");
+    Some(Setup { s, svc, _dir: dir })
+}
+
+/// The runbook `svc-down` whose `restart` POSTs to a fresh counting
+/// loopback admin endpoint, in a folder of its own, and the configuration
+/// that serves it with `members` (`platform:user`) as the fixers who may
+/// approve, plus `approvals` (more `[approvals]` keys). Shared with the
+/// Discord approval tests.
+pub(crate) async fn fixers_runbook(
+    members: &[&str],
+    approvals: &str,
+) -> (Service, tempfile::TempDir, String) {
     let svc = service(0).await;
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("svc.toml"), RUNBOOK.replace("RETRY", ""))
         .expect("write runbook");
+    let members = members
+        .iter()
+        .map(|m| format!("{m:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let toml = format!(
         r#"
 [runbooks]
@@ -40,10 +61,11 @@ kind = "http"
 base_url = "{addr}"
 
 [roles.fixers]
-members = ["slack:U0SAM", "slack:U0ANN"]
+members = [{members}]
 
 [approvals]
 default_approvers = ["fixers"]
+{approvals}
 
 [actions]
 verify_after_s = 0
@@ -51,10 +73,7 @@ verify_after_s = 0
         dir = dir.path().display(),
         addr = svc.addr,
     );
-    let s = slack_app_with_file(backend, &toml, &[]).await?;
-    s.slack.add_user("U0ANN", "ann", "Ann Lee");
-    s.slack.add_user("U0BOB", "bob", "Bob Jones");
-    Some(Setup { s, svc, _dir: dir })
+    (svc, dir, toml)
 }
 
 /// An alert of `severity` opens INC-1; its root message in the channel.
