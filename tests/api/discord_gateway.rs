@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::actions::Service;
 use crate::discord::{DiscordApp, WAIT, discord_app_with_file};
-use crate::fake_discord::{BOT_TOKEN, FakeDiscord, Sent, command, member};
+use crate::fake_discord::{BOT_TOKEN, CHANNEL_ID, FakeDiscord, Sent, command, member};
 use crate::fake_discord_gateway::BOT_USER_ID;
 use crate::helpers::{Backend, am_payload};
 use crate::slack_actions::fixers_runbook;
@@ -39,9 +39,19 @@ async fn setup(backend: Backend) -> Option<Setup> {
 
 /// [`setup`] with more `[approvals]` settings.
 async fn setup_with(backend: Backend, approvals: &str) -> Option<Setup> {
+    setup_configured(backend, approvals, false).await
+}
+
+/// [`setup_with`], running the runbook's checks on each new incident when
+/// `run_on_alert`.
+async fn setup_configured(backend: Backend, approvals: &str, run_on_alert: bool) -> Option<Setup> {
     let fixers = [format!("discord:{SAM}"), format!("discord:{ANN}")];
     let fixers: Vec<&str> = fixers.iter().map(String::as_str).collect();
     let (svc, dir, toml) = fixers_runbook(&fixers, approvals).await;
+    let toml = toml.replace(
+        "run_on_alert = false",
+        &format!("run_on_alert = {run_on_alert}"),
+    );
     let d = discord_app_with_file(backend, Some(&toml), &[]).await?;
     assert!(
         d.discord.gateway().wait_connected(WAIT).await,
@@ -138,6 +148,35 @@ impl Setup {
                 .map(text)
                 .collect::<Vec<_>>()
         );
+    }
+
+    /// `user` adds `emoji` (the character) on `message`.
+    fn react_with(&self, message: &Sent, user: &str, name: &str, emoji: &str) {
+        self.d
+            .discord
+            .gateway()
+            .react(false, &message.channel, &message.id, user, name, emoji)
+            .expect("a gateway connection is open");
+    }
+
+    /// Waits until INC-1's timeline has an event whose text contains
+    /// `needle`.
+    async fn wait_timeline(&self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (_, tl) = self.d.app.get_json("/api/incidents/INC-1/timeline").await;
+            if tl["events"].as_array().is_some_and(|e| {
+                e.iter()
+                    .any(|e| e["text"].as_str().is_some_and(|t| t.contains(needle)))
+            }) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no timeline event contains {needle:?}: {tl:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// How many messages contain `needle`.
@@ -344,4 +383,97 @@ async fn after_discord_asks_for_a_reconnect_the_session_resumes_and_reactions_co
     s.react(false, &proposal, ANN, "ann");
     s.wait_message("#1 restart try 1/1: done").await;
     assert_eq!(s.svc.restarts.load(Ordering::SeqCst), 1);
+}
+
+/// The flow a team runs on Discord, start to end: an alert opens an
+/// incident, its embed and the runbook's findings arrive, `/incident ack`
+/// edits the embed, a reaction on the root reaches the timeline, the
+/// incident is resolved, and the postmortem names the Discord users.
+async fn the_whole_flow(backend: Backend) {
+    let Some(s) = setup_configured(backend, "", true).await else {
+        return;
+    };
+    s.open("warning").await;
+    let root =
+        s.d.discord
+            .messages_in(CHANNEL_ID)
+            .into_iter()
+            .next()
+            .expect("the root");
+    assert!(
+        root.body["embeds"][0]["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("INC-1 [P2]")),
+        "{root:?}"
+    );
+    // The runbook's findings, in the thread started from the root.
+    let findings = s.wait_message("GET /health").await;
+    let thread = s.d.discord.threads()[0].thread.clone();
+    assert_eq!(findings.channel, thread, "{findings:?}");
+
+    // Sam acknowledges through a slash command: the embed is edited.
+    let (i, _) = command(
+        "incident",
+        json!([{"name": "ack", "type": 1, "options": [
+            {"name": "id", "type": 3, "value": "INC-1"}]}]),
+        member(SAM, "sam", Some("Sam"), None),
+    );
+    let (status, answer) = s.d.send(&i).await;
+    assert_eq!(status, 200, "{answer}");
+    let acked = |f: &FakeDiscord| {
+        f.message_edits().iter().any(|e| {
+            e.id == root.id
+                && e.body["embeds"][0]["fields"]
+                    .to_string()
+                    .contains(&format!("Sam (discord:{SAM})"))
+        })
+    };
+    assert!(
+        s.d.discord.wait_for(acked, WAIT).await,
+        "{:#?}",
+        s.d.discord.message_edits()
+    );
+
+    // Ann reacts 👀 on the root: the timeline has it, by her.
+    s.react_with(&root, ANN, "ann", "👀");
+    let reacted = format!(
+        "ann (discord:{ANN}) reacted :eyes: to message {}/{}",
+        root.channel, root.id
+    );
+    s.wait_timeline(&reacted).await;
+
+    // Resolved; the postmortem names both Discord users.
+    let (i, _) = command(
+        "incident",
+        json!([{"name": "resolve", "type": 1, "options": [
+            {"name": "id", "type": 3, "value": "INC-1"}]}]),
+        member(SAM, "sam", Some("Sam"), None),
+    );
+    let (status, answer) = s.d.send(&i).await;
+    assert_eq!(status, 200, "{answer}");
+    s.wait_timeline("resolved").await;
+    let r =
+        s.d.app
+            .client
+            .get(format!(
+                "{}/api/incidents/INC-1/postmortem?format=md",
+                s.d.app.addr
+            ))
+            .send()
+            .await
+            .expect("export");
+    assert_eq!(r.status().as_u16(), 200);
+    let md = r.text().await.unwrap_or_default();
+    assert!(md.contains(&format!("Sam (discord:{SAM})")), "{md}");
+    assert!(md.contains(&format!("ann (discord:{ANN})")), "{md}");
+}
+
+#[tokio::test]
+async fn the_whole_flow_runs_in_a_discord_channel() {
+    the_whole_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_whole_flow_runs_in_a_discord_channel_on_postgres() {
+    the_whole_flow(Backend::Postgres).await;
 }
