@@ -365,10 +365,12 @@ impl App {
         // the same client incident posts go out with.
         let discord = discord_client.map(|d| Interactions::new(d, commands.clone()));
         let socket = inbound.clone().and_then(SocketMode::new);
-        let gateway = config
-            .discord
-            .as_ref()
-            .map(|cfg| Gateway::new(cfg, commands.clone()));
+        let gateway = match (&config.discord, &discord) {
+            (Some(cfg), Some(interactions)) => {
+                Some(Gateway::new(cfg, commands.clone(), interactions.clone()))
+            }
+            _ => None,
+        };
         let state = AppState::new(Shared {
             store: store.clone(),
             ledger,

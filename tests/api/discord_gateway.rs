@@ -477,3 +477,57 @@ async fn the_whole_flow_runs_in_a_discord_channel() {
 async fn the_whole_flow_runs_in_a_discord_channel_on_postgres() {
     the_whole_flow(Backend::Postgres).await;
 }
+
+/// With no Interactions Endpoint URL set, Discord sends commands over the
+/// gateway; they are answered as over HTTP, through the interaction
+/// response callback.
+#[tokio::test]
+async fn commands_over_the_gateway_are_answered_as_over_http() {
+    let Some(s) = setup(Backend::Sqlite).await else {
+        return;
+    };
+    let sam = member(SAM, "sam", Some("Sam"), None);
+    let (i, token) = command(
+        "incident",
+        json!([{"name": "declare", "type": 1, "options": [
+            {"name": "title", "type": 3, "value": "checkout is down"},
+            {"name": "sev", "type": 3, "value": "P2"}]}]),
+        sam.clone(),
+    );
+    assert!(s.d.discord.gateway().interaction(&i));
+    assert!(
+        s.d.discord
+            .wait_for(|d| !d.callbacks(&token).is_empty(), WAIT)
+            .await,
+        "no interaction response"
+    );
+    let answer = &s.d.discord.callbacks(&token)[0];
+    // CHANNEL_MESSAGE_WITH_SOURCE, for the caller only, mentioning nobody.
+    assert_eq!(answer["type"], 4, "{answer}");
+    assert_eq!(answer["data"]["flags"], 64, "{answer}");
+    let said = answer["data"]["content"].as_str().unwrap_or_default();
+    assert!(said.contains("INC-1"), "{answer}");
+    let (_, inc) = s.d.app.get_json("/api/incidents/INC-1").await;
+    assert_eq!(inc["incident"]["title"], "checkout is down", "{inc}");
+    s.wait_timeline(&format!("Sam (discord:{SAM})")).await;
+
+    // The same words as the console's for the same command.
+    let (i, token) = command(
+        "incident",
+        json!([{"name": "ack", "type": 1, "options": [
+            {"name": "id", "type": 3, "value": "INC-7"}]}]),
+        sam,
+    );
+    assert!(s.d.discord.gateway().interaction(&i));
+    assert!(
+        s.d.discord
+            .wait_for(|d| !d.callbacks(&token).is_empty(), WAIT)
+            .await
+    );
+    let answer = &s.d.discord.callbacks(&token)[0];
+    let (_, console) = s.d.app.command("Sam", "/incident ack INC-7").await;
+    let console = console["reply"].as_str().unwrap_or_default().to_string();
+    let said = answer["data"]["content"].as_str().unwrap_or_default();
+    assert!(!console.is_empty());
+    assert!(said.contains(&console), "{said:?} vs {console:?}");
+}

@@ -73,6 +73,9 @@ struct Recorded {
     refuse_commands: Option<(u16, String)>,
     /// Users `GET /users/{id}` knows.
     users: Vec<Value>,
+    /// Interaction responses (`POST /interactions/{id}/{token}/callback`):
+    /// (token, body).
+    callbacks: Vec<(String, Value)>,
     /// DM channels opened: (recipient, channel).
     dms: Vec<(String, String)>,
     /// The `retry_after` (seconds) of the 429s `fail_next` answers.
@@ -119,6 +122,10 @@ impl FakeDiscord {
             )
             .route("/api/v10/users/{user}", get(user))
             .route(
+                "/api/v10/interactions/{id}/{token}/callback",
+                post(interaction_callback),
+            )
+            .route(
                 "/api/v10/webhooks/{app}/{token}/messages/@original",
                 patch(edit_original),
             )
@@ -158,6 +165,17 @@ impl FakeDiscord {
                                 "discriminator": "0", "avatar": null, "public_flags": 0}),
             );
         }
+    }
+
+    /// The interaction responses for `token` sent so far.
+    pub fn callbacks(&self, token: &str) -> Vec<Value> {
+        self.read(|r| {
+            r.callbacks
+                .iter()
+                .filter(|(t, _)| t == token)
+                .map(|(_, b)| b.clone())
+                .collect()
+        })
     }
 
     /// What `chat.discord.api_url` is set to.
@@ -419,6 +437,19 @@ async fn overwrite_commands(
         stored.push(c);
     }
     (StatusCode::OK, Json(Value::Array(stored))).into_response()
+}
+
+/// An interaction's response, as the bot sends one for an interaction it
+/// received over the gateway: 204, as Discord answers.
+async fn interaction_callback(
+    State(recorded): State<Arc<Mutex<Recorded>>>,
+    Path((_id, token)): Path<(String, String)>,
+    body: Json<Value>,
+) -> StatusCode {
+    if let Ok(mut r) = recorded.lock() {
+        r.callbacks.push((token, body.0));
+    }
+    StatusCode::NO_CONTENT
 }
 
 /// A user by id, or Discord's "Unknown User".

@@ -8,7 +8,7 @@
 //!   READY: the bot user, the session id, the shard); RESUME (op 6) with
 //!   the RESUMED dispatch. Heartbeats (op 1) get HEARTBEAT_ACK (op 11).
 //! - The test dispatches `MESSAGE_REACTION_ADD` / `MESSAGE_REACTION_REMOVE`
-//!   with the documented fields, each with the next sequence number `s`;
+//!   with the documented fields, and `INTERACTION_CREATE`, each with the next sequence number `s`;
 //!   it can deliver one again with its original `s` (as a replay after a
 //!   resume may), and ask the client to reconnect (RECONNECT, op 7).
 //! - Every frame the client sends is recorded.
@@ -242,6 +242,14 @@ impl FakeGateway {
         let frame = self.dispatch_frame(event, data);
         let seq = frame["s"].as_u64();
         self.send(text(&frame)).then_some(seq).flatten()
+    }
+
+    /// Dispatches INTERACTION_CREATE with `interaction` (as built for the
+    /// HTTP endpoint: Discord sends the same object either way); whether a
+    /// client was connected.
+    pub fn interaction(&self, interaction: &Value) -> bool {
+        let frame = self.dispatch_frame("INTERACTION_CREATE", interaction.clone());
+        self.send(text(&frame))
     }
 
     /// Sends the dispatch numbered `seq` again, unchanged (Discord may

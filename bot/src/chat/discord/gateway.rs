@@ -1,7 +1,14 @@
 //! Discord's gateway, through serenity's client: reactions on the bot's
 //! posts, so approvals (and any reaction the ledger counts) work on Discord
-//! as they do on Slack and the console.
+//! as they do on Slack and the console; and interactions (slash commands,
+//! buttons, autocomplete) when the application has no Interactions
+//! Endpoint URL, so firstline works without a public address.
 //!
+//! - An interaction that arrives here is answered exactly as one POSTed to
+//!   `/discord/interactions` is ([`Interactions::answer_read`]), the answer sent
+//!   back as its interaction response (`POST /interactions/{id}/{token}/
+//!   callback`). The gateway's connection is authenticated with the bot
+//!   token, so no signature is needed.
 //! - One shard, with only the `GUILD_MESSAGE_REACTIONS` intent (no message
 //!   content, no members: nothing privileged to enable). The gateway's URL
 //!   comes from `GET {api_url}/v10/gateway`, so a proxy or the tests' fake
@@ -25,13 +32,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serenity::all::{
-    Context, EventHandler, GatewayIntents, Reaction, ReactionType, Ready, ResumedEvent,
+    Context, EventHandler, GatewayIntents, Interaction, Reaction, ReactionType, Ready, ResumedEvent,
 };
 use serenity::async_trait;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::interactions;
+use super::interactions::{self, Interactions};
 use crate::approval::Identity;
 use crate::chat::handler::CommandContext;
 use crate::chat::reactions;
@@ -48,11 +55,16 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: &DiscordConfig, commands: CommandContext) -> Gateway {
+    pub fn new(
+        config: &DiscordConfig,
+        commands: CommandContext,
+        interactions: Interactions,
+    ) -> Gateway {
         Gateway {
             config: config.clone(),
             reactions: Arc::new(Reactions {
                 commands,
+                interactions,
                 me: AtomicU64::new(0),
                 names: Mutex::new(HashMap::new()),
                 http: super::client(config),
@@ -97,6 +109,8 @@ impl Gateway {
 /// What the gateway's events are acted on with.
 struct Reactions {
     commands: CommandContext,
+    /// Where interactions are answered (as over HTTP).
+    interactions: Interactions,
     /// The bot's own user id, from READY (0 until then).
     me: AtomicU64,
     /// Names seen for user ids (a removal does not carry the member).
@@ -114,6 +128,21 @@ impl EventHandler for Reactions {
 
     async fn resume(&self, _ctx: Context, _: ResumedEvent) {
         info!("discord: gateway session resumed");
+    }
+
+    async fn interaction_create(&self, _ctx: Context, interaction: Interaction) {
+        let (id, token) = (interaction.id(), interaction.token().to_string());
+        let answer = match self.interactions.answer_read(interaction).await {
+            Ok(answer) => answer,
+            Err(why) => interactions::unusable_answer(&why),
+        };
+        if let Err(e) = self
+            .http
+            .create_interaction_response(id, &token, &answer, Vec::new())
+            .await
+        {
+            warn!(error = %e, "discord: an interaction from the gateway could not be answered");
+        }
     }
 
     async fn reaction_add(&self, _ctx: Context, reaction: Reaction) {

@@ -30,7 +30,7 @@ use serenity::builder::{CreateAllowedMentions, EditInteractionResponse};
 use serenity::interactions_endpoint::Verifier;
 use serenity::model::application::{
     CommandDataOption, CommandDataOptionValue, CommandInteraction, CommandType,
-    ComponentInteraction, ComponentInteractionDataKind,
+    ComponentInteraction, ComponentInteractionDataKind, Interaction,
 };
 use serenity::model::id::ChannelId;
 use serenity::model::user::User;
@@ -290,10 +290,23 @@ impl Interactions {
                 })?;
                 Ok(self.autocomplete(&i).await)
             }
-            Some(other) => Err(Unusable(format!(
-                "interaction type {other} is not handled here (1 PING, 2 APPLICATION_COMMAND, 3 MESSAGE_COMPONENT, 4 APPLICATION_COMMAND_AUTOCOMPLETE are)"
-            ))),
+            Some(other) => Err(not_handled(other)),
             None => Err(Unusable("an interaction has a numeric type".into())),
+        }
+    }
+
+    /// The answer to an interaction that came over the gateway (already
+    /// read by serenity), the same as [`Self::answer`]'s over HTTP.
+    pub async fn answer_read(&self, interaction: Interaction) -> Result<Value, Unusable> {
+        match interaction {
+            Interaction::Ping(_) => Ok(json!({"type": 1})),
+            Interaction::Command(i) => Ok(self.command(i).await),
+            Interaction::Component(i) => Ok(self.component(i).await),
+            Interaction::Autocomplete(i) => Ok(self.autocomplete(&i).await),
+            Interaction::Modal(_) => Err(not_handled(5)),
+            _ => Err(Unusable(
+                "this kind of interaction is not handled here".into(),
+            )),
         }
     }
 
@@ -519,6 +532,18 @@ fn caller(member: Option<&serenity::model::guild::Member>, user: &User) -> (User
         Some(m) => (m.user.clone(), m.nick.clone()),
         None => (user.clone(), None),
     }
+}
+
+fn not_handled(kind: u64) -> Unusable {
+    Unusable(format!(
+        "interaction type {kind} is not handled here (1 PING, 2 APPLICATION_COMMAND, 3 MESSAGE_COMPONENT, 4 APPLICATION_COMMAND_AUTOCOMPLETE are)"
+    ))
+}
+
+/// What a signed-but-unusable interaction that came over the gateway is
+/// answered with (over HTTP it is a 400): the reason, for the caller only.
+pub fn unusable_answer(why: &Unusable) -> Value {
+    message(&refused(&format!("firstline could not read this: {why}")))
 }
 
 fn refused(text: &str) -> Reply {
