@@ -531,3 +531,37 @@ async fn commands_over_the_gateway_are_answered_as_over_http() {
     assert!(!console.is_empty());
     assert!(said.contains(&console), "{said:?} vs {console:?}");
 }
+
+/// A token Discord stops accepting (reset in the Developer Portal): the
+/// gateway refuses it with close code 4004. firstline stops asking (no
+/// reconnect storm against Discord) and goes on serving what it can.
+#[tokio::test]
+async fn a_refused_token_stops_the_gateway_and_commands_over_http_still_work() {
+    let Some(s) = setup(Backend::Sqlite).await else {
+        return;
+    };
+    let gateway = s.d.discord.gateway();
+    gateway.refuse_identify(4004);
+    assert!(gateway.invalidate_session());
+    assert!(
+        gateway.wait_for(|g| g.identifies().len() == 2, WAIT).await,
+        "serenity did not identify again after INVALID_SESSION"
+    );
+    // serenity starts a shard at most once per 5 s (its queue's pace): a
+    // retry would have come within 6.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        gateway.identifies().len(),
+        2,
+        "it kept trying a refused token"
+    );
+    let (i, _) = command(
+        "incident",
+        json!([{"name": "declare", "type": 1, "options": [
+            {"name": "title", "type": 3, "value": "checkout is down"}]}]),
+        member(SAM, "sam", Some("Sam"), None),
+    );
+    let (status, answer) = s.d.send(&i).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.to_string().contains("INC-1"), "{answer}");
+}

@@ -11,6 +11,8 @@
 //!   with the documented fields, and `INTERACTION_CREATE`, each with the next sequence number `s`;
 //!   it can deliver one again with its original `s` (as a replay after a
 //!   resume may), and ask the client to reconnect (RECONNECT, op 7).
+//! - It can refuse an IDENTIFY by closing with a code (4004 for a wrong
+//!   token).
 //! - Every frame the client sends is recorded.
 
 use std::net::SocketAddr;
@@ -21,6 +23,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::fake_discord::{APPLICATION_ID, GUILD_ID, member};
 
@@ -33,6 +37,7 @@ const HEARTBEAT: u64 = 1;
 const IDENTIFY: u64 = 2;
 const RESUME: u64 = 6;
 const RECONNECT: u64 = 7;
+const INVALID_SESSION: u64 = 9;
 const HELLO: u64 = 10;
 const HEARTBEAT_ACK: u64 = 11;
 
@@ -47,6 +52,8 @@ struct State {
     seq: u64,
     /// Every dispatch sent, by sequence number.
     dispatched: Vec<(u64, Value)>,
+    /// Close an IDENTIFY's connection with this code instead of READY.
+    refuse_identify: Option<u16>,
 }
 
 /// The fake gateway. Cheap to clone.
@@ -119,6 +126,13 @@ impl FakeGateway {
             self.with(|s| s.received.push(value.clone()));
             match value["op"].as_u64() {
                 Some(IDENTIFY) => {
+                    if let Some(code) = self.with(|s| s.refuse_identify) {
+                        let _ = tx.send(Frame::Close(Some(CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: "Authentication failed.".into(),
+                        })));
+                        continue;
+                    }
                     let ready = self.ready();
                     let _ = tx.send(text(&self.dispatch_frame("READY", ready)));
                 }
@@ -168,6 +182,12 @@ impl FakeGateway {
                 .next()
                 .is_some_and(|tx| tx.send(frame).is_ok())
         })
+    }
+
+    /// From now on an IDENTIFY is answered by closing the connection with
+    /// `code` (4004: Authentication failed, as for a wrong token).
+    pub fn refuse_identify(&self, code: u16) {
+        self.with(|s| s.refuse_identify = Some(code));
     }
 
     /// The IDENTIFY payloads received, in order.
@@ -262,6 +282,14 @@ impl FakeGateway {
                 .map(|(_, f)| f.clone())
         });
         frame.is_some_and(|f| self.send(text(&f)))
+    }
+
+    /// Tells the client its session is gone and cannot be resumed
+    /// (INVALID_SESSION, op 9, `d` false): it identifies again.
+    pub fn invalidate_session(&self) -> bool {
+        self.send(text(
+            &json!({"op": INVALID_SESSION, "d": false, "s": null, "t": null}),
+        ))
     }
 
     /// Asks the client to reconnect (RECONNECT, op 7), as Discord does
