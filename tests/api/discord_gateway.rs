@@ -306,7 +306,7 @@ async fn a_reaction_without_the_role_or_by_the_bot_does_not_count() {
     let why = s.wait_message("does not count").await;
     assert!(
         text(&why).contains(&format!(
-            "bob (discord:{BOB})'s :white_check_mark: on #1 restart does not count: discord:{BOB} holds none of the roles"
+            "bob (discord:{BOB})'s ✅ on #1 restart does not count: discord:{BOB} holds none of the roles"
         )),
         "{why:?}"
     );

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serenity::all::{
-    Context, EventHandler, GatewayIntents, Interaction, Reaction, ReactionType, Ready, ResumedEvent,
+    Context, EventHandler, GatewayIntents, Interaction, Reaction, Ready, ResumedEvent,
 };
 use serenity::async_trait;
 use tokio::sync::watch;
@@ -170,7 +170,7 @@ impl Reactions {
             }
         }
         let message_ref = format!("{}/{}", reaction.channel_id, reaction.message_id);
-        let emoji = emoji_name(&reaction.emoji);
+        let emoji = super::emoji::name_of(&reaction.emoji);
         if let Err(e) = self.apply(user.get(), &message_ref, &emoji, removed).await {
             warn!(error = %e, message = %message_ref, "discord: a reaction could not be recorded; it will count if made again");
         }
@@ -237,53 +237,5 @@ impl Reactions {
             }
             Err(_) => format!("discord:{user}"),
         }
-    }
-}
-
-/// A reaction's emoji by the name the approval rules use: a standard
-/// emoji by its shortcode, as Slack and the console name it (✅ is
-/// `white_check_mark`, whatever its skin tone), a server's own emoji by
-/// its name.
-pub fn emoji_name(emoji: &ReactionType) -> String {
-    match emoji {
-        ReactionType::Unicode(text) => shortcode(text),
-        ReactionType::Custom { name, id, .. } => {
-            name.clone().unwrap_or_else(|| format!("emoji-{id}"))
-        }
-        other => other.to_string(),
-    }
-}
-
-fn shortcode(text: &str) -> String {
-    let Some(found) = emojis::get(text) else {
-        return text.to_string();
-    };
-    let plain = found
-        .with_skin_tone(emojis::SkinTone::Default)
-        .unwrap_or(found);
-    plain
-        .shortcode()
-        .or(found.shortcode())
-        .map(str::to_string)
-        .unwrap_or_else(|| text.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn standard_emoji_are_named_as_slack_names_them() {
-        let named = |s: &str| emoji_name(&ReactionType::Unicode(s.into()));
-        assert_eq!(named("✅"), "white_check_mark");
-        assert_eq!(named("❌"), "x");
-        assert_eq!(named("👍🏽"), "+1");
-        assert_eq!(named("not an emoji"), "not an emoji");
-        let custom = ReactionType::Custom {
-            animated: false,
-            id: 42.into(),
-            name: Some("approve".into()),
-        };
-        assert_eq!(emoji_name(&custom), "approve");
     }
 }

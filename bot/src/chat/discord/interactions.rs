@@ -568,7 +568,7 @@ fn content(reply: &Reply) -> String {
     } else {
         format!("⚠️ {}", reply.text)
     };
-    crate::text::clip(&text, CONTENT_CHARS).into_owned()
+    crate::text::clip(&super::emoji::shown(&text), CONTENT_CHARS).into_owned()
 }
 
 /// CHANNEL_MESSAGE_WITH_SOURCE: the reply, for the caller only, mentioning

@@ -9,6 +9,7 @@
 //! Slash commands are registered by `firstline discord register`
 //! ([`register`]). Reactions arrive over the gateway ([`gateway`]).
 
+pub mod emoji;
 pub mod gateway;
 pub mod interactions;
 pub mod post;

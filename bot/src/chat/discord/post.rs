@@ -272,7 +272,8 @@ pub fn root_buttons(root: &RootView) -> Vec<CreateActionRow> {
 /// possible; past [`MESSAGES_A_POST`] messages the rest is left out with a
 /// note.
 pub fn split_content(text: &str) -> Vec<String> {
-    let text = text.trim_end();
+    let text = super::emoji::shown(text.trim_end());
+    let text = text.as_ref();
     let mut out: Vec<String> = Vec::new();
     let mut current = String::new();
     let mut len = 0usize;
@@ -472,7 +473,7 @@ impl ChatPlatform for Discord {
     async fn update(&self, message_ref: &str, text: &str) -> Result<(), ChatError> {
         let (channel, message) = split_ref(message_ref)?;
         let edit = EditMessage::new()
-            .content(clip(text.trim_end(), CONTENT_CHARS))
+            .content(clip(&super::emoji::shown(text.trim_end()), CONTENT_CHARS))
             .allowed_mentions(no_mentions());
         self.edit_message(channel, message, &edit).await
     }
