@@ -672,7 +672,10 @@ async fn a_429_from_discord_is_retried_on_postgres_too() {
 
 /// `firstline discord register --config FILE` against `discord`: exit
 /// code, stdout, stderr.
-async fn register(discord: &FakeDiscord, dir: &tempfile::TempDir) -> (i32, String, String) {
+pub(crate) async fn register(
+    discord: &FakeDiscord,
+    dir: &tempfile::TempDir,
+) -> (i32, String, String) {
     let token_file = secret_file(dir, "discord-token", BOT_TOKEN);
     let config = dir.path().join("firstline.toml");
     std::fs::write(

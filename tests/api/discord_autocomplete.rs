@@ -6,12 +6,9 @@
 
 use serde_json::{Value, json};
 
-use crate::discord::{DiscordApp, discord_app, nelly};
-use crate::fake_discord::{
-    APPLICATION_ID, BOT_TOKEN, CHANNEL_ID, DiscordKeys, FakeDiscord, GUILD_ID, autocomplete,
-};
+use crate::discord::{DiscordApp, discord_app, nelly, register};
+use crate::fake_discord::{FakeDiscord, autocomplete};
 use crate::helpers::Backend;
-use crate::slack::secret_file;
 
 impl DiscordApp {
     /// The suggestions for `/GROUP SUB` while `option` reads `typed`
@@ -197,30 +194,8 @@ async fn an_option_without_suggestions_gets_an_empty_list_not_an_error() {
 async fn registered_commands() -> Vec<Value> {
     let discord = FakeDiscord::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let token_file = secret_file(&dir, "discord-token", BOT_TOKEN);
-    let config = dir.path().join("firstline.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[chat]\nplatform = \"discord\"\nchannel = \"{CHANNEL_ID}\"\n\n[chat.discord]\nbot_token = {{ file = \"{token_file}\" }}\napplication_id = \"{APPLICATION_ID}\"\npublic_key = \"{}\"\nguild_id = \"{GUILD_ID}\"\napi_url = \"{}\"\n",
-            DiscordKeys::generate().public_key_hex(),
-            discord.api_url()
-        ),
-    )
-    .expect("config");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_firstline"))
-        .args(["discord", "register", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
-        .env_remove("FIRSTLINE_CONFIG")
-        .output()
-        .await
-        .expect("run firstline");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, _, stderr) = register(&discord, &dir).await;
+    assert_eq!(code, 0, "{stderr}");
     let puts = discord.command_puts();
     assert_eq!(puts.len(), 1);
     puts[0].2.as_array().cloned().unwrap_or_default()
