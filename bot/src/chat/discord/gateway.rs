@@ -43,7 +43,6 @@ use crate::approval::Identity;
 use crate::chat::handler::CommandContext;
 use crate::chat::reactions;
 use crate::config::DiscordConfig;
-use crate::domain::time::Millis;
 
 /// The only intent asked for.
 pub const INTENTS: GatewayIntents = GatewayIntents::GUILD_MESSAGE_REACTIONS;
@@ -51,7 +50,7 @@ pub const INTENTS: GatewayIntents = GatewayIntents::GUILD_MESSAGE_REACTIONS;
 /// The gateway connection, built and not yet connected.
 pub struct Gateway {
     config: DiscordConfig,
-    reactions: Arc<Reactions>,
+    events: Arc<Events>,
 }
 
 impl Gateway {
@@ -60,14 +59,15 @@ impl Gateway {
         commands: CommandContext,
         interactions: Interactions,
     ) -> Gateway {
+        let http = interactions.discord().http().clone();
         Gateway {
             config: config.clone(),
-            reactions: Arc::new(Reactions {
+            events: Arc::new(Events {
                 commands,
                 interactions,
                 me: AtomicU64::new(0),
                 names: Mutex::new(HashMap::new()),
-                http: super::client(config),
+                http,
             }),
         }
     }
@@ -77,7 +77,7 @@ impl Gateway {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let http = super::builder(&self.config).build();
         let built = serenity::client::ClientBuilder::new_with_http(http, INTENTS)
-            .event_handler_arc(self.reactions.clone())
+            .event_handler_arc(self.events.clone())
             .await;
         let mut client = match built {
             Ok(client) => client,
@@ -107,7 +107,7 @@ impl Gateway {
 }
 
 /// What the gateway's events are acted on with.
-struct Reactions {
+struct Events {
     commands: CommandContext,
     /// Where interactions are answered (as over HTTP).
     interactions: Interactions,
@@ -115,12 +115,13 @@ struct Reactions {
     me: AtomicU64,
     /// Names seen for user ids (a removal does not carry the member).
     names: Mutex<HashMap<u64, String>>,
-    /// For a name not seen yet.
+    /// The application's REST client (as posts use): names not seen yet,
+    /// answers to interactions.
     http: Arc<serenity::http::Http>,
 }
 
 #[async_trait]
-impl EventHandler for Reactions {
+impl EventHandler for Events {
     async fn ready(&self, _ctx: Context, ready: Ready) {
         self.me.store(ready.user.id.get(), Ordering::Relaxed);
         info!(bot = %ready.user.name, "discord: gateway connected; reactions on incident posts now count");
@@ -154,7 +155,7 @@ impl EventHandler for Reactions {
     }
 }
 
-impl Reactions {
+impl Events {
     async fn on_reaction(&self, reaction: Reaction, removed: bool) {
         let Some(user) = reaction.user_id else { return };
         if user.get() == self.me.load(Ordering::Relaxed) {
@@ -194,7 +195,7 @@ impl Reactions {
                 if removed { "remove" } else { "add" }
             )
         };
-        let now = Millis::from_datetime(chrono::Utc::now());
+        let now = ctx.clock.now();
         let store = &ctx.store;
         if !store
             .first_sight("discord", &key(removed), now)

@@ -249,6 +249,11 @@ impl Interactions {
         Interactions { discord, commands }
     }
 
+    /// The application these interactions are for.
+    pub fn discord(&self) -> &Discord {
+        &self.discord
+    }
+
     /// [`verify`] with this application's key, its window and the app's
     /// clock.
     pub fn verify(
